@@ -1,0 +1,189 @@
+"""arXiv API: build the window query, page through it politely, parse Atom into ``Paper``s.
+
+Parsing is pure (bytes -> objects). feedparser reads the feed; it flattens ``arxiv:affiliation``
+across authors, so affiliations are read per ``<author>`` with ElementTree from the same bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import feedparser
+import httpx
+from dateutil import parser as dateparser
+
+from .errors import ArxivError
+from .models import Author, FetchResult, Paper
+from .polite import PoliteHttp, Retryable
+
+log = logging.getLogger(__name__)
+
+ATOM = "{http://www.w3.org/2005/Atom}"
+ARXIV = "{http://arxiv.org/schemas/atom}"
+ID_PATTERN = re.compile(r"abs/(?P<id>.+?)v(?P<version>\d+)$")
+QUERY_MARGIN = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class Page:
+    papers: tuple[Paper, ...]
+    total_results: int
+    start_index: int
+
+
+def submitted_range_query(categories: Iterable[str], start: datetime, end: datetime) -> str:
+    """``(cat:A OR cat:B) AND submittedDate:[s TO e]`` covering ``[start, end)`` with a margin.
+
+    arXiv's bounds are GMT minutes and both inclusive, so the range is widened and the exact
+    half-open window is applied to ``<published>`` afterwards.
+    """
+    low = (start.astimezone(UTC) - QUERY_MARGIN).replace(second=0, microsecond=0)
+    high = (end.astimezone(UTC) + QUERY_MARGIN).replace(second=0, microsecond=0)
+    cats = " OR ".join(f"cat:{c}" for c in categories)
+    return f"({cats}) AND submittedDate:[{low:%Y%m%d%H%M} TO {high:%Y%m%d%H%M}]"
+
+
+def _clean(text: str | None) -> str:
+    return " ".join((text or "").split())
+
+
+def _when(value: str) -> datetime:
+    moment = dateparser.isoparse(value)
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def _affiliations(data: bytes) -> dict[str, dict[str, str]]:
+    """entry id -> {author name -> affiliation}; empty when the XML cannot be read strictly."""
+    try:
+        root = ET.fromstring(data)
+    except ET.ParseError:
+        return {}
+    found: dict[str, dict[str, str]] = {}
+    for entry in root.iter(f"{ATOM}entry"):
+        names = {}
+        for author in entry.iter(f"{ATOM}author"):
+            affiliation = author.find(f"{ARXIV}affiliation")
+            if affiliation is not None and affiliation.text:
+                names[_clean(author.findtext(f"{ATOM}name"))] = _clean(affiliation.text)
+        if names:
+            found[_clean(entry.findtext(f"{ATOM}id"))] = names
+    return found
+
+
+def _paper(entry: Any, affiliations: dict[str, str]) -> Paper | None:
+    entry_id = _clean(entry.get("id"))
+    match = ID_PATTERN.search(entry_id)
+    if not match or not entry.get("published"):
+        log.warning("skipping an entry without a versioned id or a date: %r", entry_id)
+        return None
+    links = entry.get("links", [])
+    alternate = next((link["href"] for link in links if link.get("rel") == "alternate"), entry_id)
+    pdf = next((link["href"] for link in links if link.get("title") == "pdf"), alternate.replace("/abs/", "/pdf/"))
+    doi_url = next((link["href"] for link in links if link.get("title") == "doi"), None)
+    categories = tuple(tag["term"] for tag in entry.get("tags", []) if tag.get("term"))
+    primary = (entry.get("arxiv_primary_category") or {}).get("term") or (categories[0] if categories else "")
+    if primary and primary not in categories:
+        categories = (primary, *categories)
+    authors = tuple(
+        Author(name=_clean(a.get("name")), affiliation=affiliations.get(_clean(a.get("name"))))
+        for a in entry.get("authors", [])
+        if _clean(a.get("name"))
+    )
+    published = _when(entry["published"])
+    return Paper(
+        arxiv_id=match["id"],
+        version=int(match["version"]),
+        entry_id=entry_id,
+        title=_clean(entry.get("title")),
+        summary=_clean(entry.get("summary")),
+        authors=authors,
+        published=published,
+        updated=_when(entry["updated"]) if entry.get("updated") else published,
+        primary_category=primary,
+        categories=categories,
+        abs_url=alternate,
+        pdf_url=pdf,
+        comment=_clean(entry.get("arxiv_comment")) or None,
+        journal_ref=_clean(entry.get("arxiv_journal_ref")) or None,
+        doi=_clean(entry.get("arxiv_doi")) or None,
+        doi_url=doi_url,
+    )
+
+
+def parse_feed(data: bytes) -> Page:
+    """Parse one API response body. Raises ``Retryable`` for empty/garbled bodies and
+    ``ArxivError`` for arXiv's own error feed (which carries the reason as the entry summary)."""
+    if not data.strip():
+        raise Retryable("empty response body")
+    feed = feedparser.parse(data)
+    total = feed.feed.get("opensearch_totalresults")
+    if feed.bozo and not isinstance(feed.bozo_exception, feedparser.CharacterEncodingOverride) or total is None:
+        raise Retryable("response is not a readable Atom feed")
+    entries = feed.entries
+    if len(entries) == 1 and _clean(entries[0].get("title")) == "Error" and "api/errors" in entries[0].get("id", ""):
+        raise ArxivError(f"arXiv rejected the query: {_clean(entries[0].get('summary'))}")
+    affiliations = _affiliations(data)
+    papers = tuple(
+        p for e in entries if (p := _paper(e, affiliations.get(_clean(e.get("id")), {}))) is not None
+    )
+    return Page(papers=papers, total_results=int(total), start_index=int(feed.feed.get("opensearch_startindex", 0)))
+
+
+def _parse_response(response: httpx.Response) -> Page:
+    if response.status_code == 400:
+        try:
+            parse_feed(response.content)  # raises with arXiv's own message when it is an error feed
+        except Retryable:
+            pass
+        raise ArxivError(f"arXiv rejected the query (HTTP 400): {_clean(response.text)[:200]}")
+    if response.status_code != 200:
+        raise ArxivError(f"unexpected HTTP {response.status_code} from {response.request.url}")
+    return parse_feed(response.content)
+
+
+class ArxivClient:
+    """Pages through one search query; the HTTP session and timing come from ``PoliteHttp``."""
+
+    def __init__(self, http: PoliteHttp, api_url: str, page_size: int) -> None:
+        self.http = http
+        self.api_url = api_url
+        self.page_size = page_size
+
+    def search(self, query: str) -> FetchResult:
+        """All results of ``query`` sorted by submission, paging until ``totalResults``.
+
+        An empty page before the end is retried (arXiv sometimes sends one); entries repeated
+        across pages are kept once.
+        """
+        seen: dict[str, Paper] = {}
+        start, total, requests_before = 0, None, self.http.requests
+        while total is None or start < total:
+            params = {
+                "search_query": query,
+                "sortBy": "submittedDate",
+                "sortOrder": "ascending",
+                "start": str(start),
+                "max_results": str(self.page_size),
+            }
+
+            def parse_page(response: httpx.Response) -> Page:
+                page = _parse_response(response)
+                if not page.papers and start < page.total_results:
+                    raise Retryable(f"empty page at start={start} of {page.total_results}")
+                return page
+
+            page = self.http.get(self.api_url, parse_page, params)
+            total = page.total_results
+            for paper in page.papers:
+                kept = seen.get(paper.arxiv_id)
+                if kept is None or paper.version > kept.version:
+                    seen[paper.arxiv_id] = paper
+            start += len(page.papers)
+            log.debug("page at %d: %d entries of %d", page.start_index, len(page.papers), total)
+        return FetchResult(papers=tuple(seen.values()), requests=self.http.requests - requests_before, total_results=total)

@@ -1,0 +1,181 @@
+"""Command line: parse arguments, load config, call one pipeline function, map errors to exit codes.
+
+Exit codes: 0 success, 1 runtime failure (arXiv, store, templates), 2 usage or config error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .config import Config, load_config
+from .errors import DigestError, UsageError
+from .pipeline import Digest, RunOutcome
+from .window import parse_day, utc_now
+
+log = logging.getLogger("arxiv_digest")
+
+NOW_ENV = "ARXIV_DIGEST_NOW"  # replay/testing: pretend the current time is this ISO instant
+
+
+def _now() -> datetime:
+    value = os.environ.get(NOW_ENV)
+    if not value:
+        return utc_now()
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"{NOW_ENV}={value!r} is not an ISO date-time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s" if verbose < 2 else "%(name)s %(levelname)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("httpx").setLevel(logging.WARNING if verbose < 2 else logging.DEBUG)
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def closing_line(outcome: RunOutcome) -> str:
+    """One line per run: what was fetched and shown, what was written, how long it took."""
+    written = [d for d in outcome.days if d.path is not None]
+    if len(outcome.days) == 1:
+        day = outcome.days[0]
+        what = f"wrote {_display(day.path)}" if day.path else (day.note or "wrote nothing")
+        if day.note == "unchanged":
+            what = f"{_display(day.path)} unchanged" if day.path else what
+        head = f"{day.day}: fetched {day.fetched}, shown {day.shown}, {what}"
+    else:
+        first, last = outcome.days[0].day, outcome.days[-1].day
+        head = (
+            f"{first}..{last}: {len(outcome.days)} windows, fetched {outcome.fetched}, "
+            f"shown {outcome.shown}, wrote {len(written)} post{'s' if len(written) != 1 else ''}"
+        )
+    extra = f", {outcome.requests} arXiv request{'s' if outcome.requests != 1 else ''}" if outcome.requests else ""
+    return f"{head}{extra} in {outcome.seconds:.1f}s"
+
+
+pass_config = click.make_pass_decorator(dict, ensure=True)
+
+
+def command(func: Callable[..., RunOutcome | None]) -> Callable[..., None]:
+    """Load config, run, print the closing line; every DigestError becomes one message + exit code."""
+
+    @click.pass_context
+    @wraps(func)
+    def wrapper(ctx: click.Context, *args: Any, **kwargs: Any) -> None:
+        opts = ctx.find_root().params
+        try:
+            config = load_config(opts["config"])
+            digest = Digest(config, now=_now)
+            try:
+                outcome = func(digest, *args, **kwargs)
+            finally:
+                digest.close()
+        except DigestError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted; nothing half-written was kept", err=True)
+            ctx.exit(130)
+        if outcome is not None and not opts["quiet"]:
+            click.echo(closing_line(outcome))
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "-c", "--config", type=click.Path(path_type=Path), default=None,
+    help="Config file (default: ./config.yaml if present). Relative paths in it are resolved against its folder.",
+)
+@click.option("-v", "--verbose", count=True, help="More detail on stderr (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors; no closing line.")
+@click.version_option(package_name="arxiv-digest")
+def main(config: Path | None, verbose: int, quiet: bool) -> None:
+    """Daily arXiv digest: fetch new papers, translate and explain them, write Jekyll posts.
+
+    \b
+    Examples:
+      arxiv-digest run                                  # the latest window
+      arxiv-digest generate --date 2026-01-15
+      arxiv-digest generate --from 2026-01-01 --to 2026-01-31
+      arxiv-digest -c ~/digest/config.yaml -v run
+    """
+    _setup_logging(verbose, quiet)
+
+
+@main.command()
+@click.option("--date", "day", metavar="YYYY-MM-DD", help="Post date: its window ends at the anchor time that day.")
+@click.option("--from", "first", metavar="YYYY-MM-DD", help="First post date of a range (with --to).")
+@click.option("--to", "last", metavar="YYYY-MM-DD", help="Last post date of a range (with --from).")
+@click.option("--refetch", is_flag=True, help="Query arXiv again even if the window is already in the store.")
+@click.option("--force", is_flag=True, help="Overwrite a post even if it has more papers or texts than the new one.")
+@command
+def generate(digest: Digest, day: str | None, first: str | None, last: str | None, refetch: bool, force: bool) -> RunOutcome:
+    """Write the post of one date, or of every date in a range.
+
+    A date's window is [date-1 anchor, date anchor) in window.timezone (default 08:50 Asia/Shanghai).
+    Windows already in the store are rendered without network; a range is fetched as one paged query.
+
+    \b
+    Examples:
+      arxiv-digest generate --date 2026-01-15
+      arxiv-digest generate --from 2026-01-01 --to 2026-01-31
+      arxiv-digest generate --date 2026-01-15 --refetch
+    """
+    return digest.generate(_days(day, first, last), refetch=refetch, force=force)
+
+
+def _days(day: str | None, first: str | None, last: str | None) -> list[date]:
+    if day and (first or last):
+        raise UsageError("give either --date or --from/--to, not both")
+    if day:
+        return [parse_day(day)]
+    if not (first and last):
+        raise UsageError("give --date YYYY-MM-DD, or both --from and --to")
+    start, end = parse_day(first), parse_day(last)
+    if end < start:
+        raise UsageError(f"--to {end} is before --from {start}")
+    return [start + timedelta(days=n) for n in range((end - start).days + 1)]
+
+
+@main.command()
+@command
+def run(digest: Digest) -> RunOutcome:
+    """Write the post of the latest window that has ended (the nightly job).
+
+    It also re-checks the previous window.refresh_days windows, so papers that arXiv announces
+    late are added to the post of the window they belong to.
+
+    \b
+    Examples:
+      arxiv-digest run
+      arxiv-digest -c /srv/digest/config.yaml -q run
+    """
+    return digest.run_latest()
+
+
+def entry() -> None:  # pragma: no cover - console script shim kept for `python -m`
+    main(prog_name="arxiv-digest")
+
+
+__all__ = ["Config", "main"]

@@ -1,0 +1,111 @@
+"""Frozen dataclasses passed between pipeline stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+
+@dataclass(frozen=True)
+class Window:
+    """A post's half-open submission-time window ``[start, end)``; both ends are aware datetimes."""
+
+    day: date
+    start: datetime
+    end: datetime
+
+    def contains(self, moment: datetime) -> bool:
+        return self.start <= moment < self.end
+
+
+@dataclass(frozen=True)
+class Author:
+    name: str
+    affiliation: str | None = None
+
+
+@dataclass(frozen=True)
+class Paper:
+    """One arXiv entry as the API returned it (one version of a paper)."""
+
+    arxiv_id: str  # version-less, e.g. "2601.09603"
+    version: int
+    entry_id: str  # as returned: "http://arxiv.org/abs/2601.09603v1"
+    title: str
+    summary: str
+    authors: tuple[Author, ...]
+    published: datetime  # v1 submission time, UTC
+    updated: datetime  # this version's submission time, UTC
+    primary_category: str
+    categories: tuple[str, ...]  # primary first
+    abs_url: str
+    pdf_url: str
+    comment: str | None = None
+    journal_ref: str | None = None
+    doi: str | None = None
+    doi_url: str | None = None
+
+    @property
+    def versioned_id(self) -> str:
+        return f"{self.arxiv_id}v{self.version}"
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """Papers arXiv returned for a time range, and what it cost."""
+
+    papers: tuple[Paper, ...]
+    requests: int
+    total_results: int
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Outcome of dedup + filtering for one window."""
+
+    shown: tuple[Paper, ...]  # in post order
+    fetched: int  # unique papers in the window, before filtering
+    left_out_by_cap: int = 0
+
+
+@dataclass(frozen=True)
+class Texts:
+    """What the LLM stage produced for a paper; ``None`` means still pending."""
+
+    translation: str | None = None
+    explainer: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.translation is not None and self.explainer is not None
+
+
+@dataclass(frozen=True)
+class PostEntry:
+    paper: Paper
+    texts: Texts = field(default_factory=Texts)
+
+
+@dataclass(frozen=True)
+class Post:
+    """Everything a post template needs; rendering it is a pure function."""
+
+    window: Window
+    timezone: str  # IANA zone the window is shown in
+    timezone_label: str  # "CST，北京时间"
+    timezone_short: str  # "CST"
+    anchor: str
+    tags: tuple[str, ...]
+    fetched: int
+    entries: tuple[PostEntry, ...]
+    left_out_by_cap: int = 0
+    late: tuple[LateNote, ...] = ()
+
+
+@dataclass(frozen=True)
+class LateNote:
+    """A paper added to an earlier post after that post was first written."""
+
+    day: date
+    title: str
+    abs_url: str

@@ -1,0 +1,121 @@
+"""Polite HTTP for arXiv's hosts: one request at a time, spaced, with timeouts and retries.
+
+arXiv's terms ask for at most one request every few seconds over one connection; the API also
+rate-limits with 429 + Retry-After and sometimes answers 5xx, stalls, or sends empty bodies.
+Everything that talks to arXiv (the API and full-text downloads) goes through one ``PoliteHttp``.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import httpx
+
+from .errors import ArxivError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+class Retryable(Exception):
+    """Raised by a response parser when the answer is transiently bad (empty, unparseable...)."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    retries: int
+    backoff: float
+    max_retry_after: float
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        """Exponential backoff, but never shorter than the server's Retry-After (capped)."""
+        wait = self.backoff * (2 ** (attempt - 1))
+        if retry_after is not None:
+            wait = max(wait, min(retry_after, self.max_retry_after))
+        return wait
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """Parse Retry-After: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+class PoliteHttp:
+    """Serialises and spaces requests; retries transient failures with backoff."""
+
+    def __init__(
+        self,
+        client: httpx.Client,
+        *,
+        interval: float,
+        policy: RetryPolicy,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client = client
+        self.interval = interval
+        self.policy = policy
+        self.sleep = sleep
+        self.clock = clock
+        self.requests = 0
+        self._lock = threading.Lock()
+        self._last_done: float | None = None
+
+    def _wait_turn(self) -> None:
+        if self._last_done is not None:
+            remaining = self.interval - (self.clock() - self._last_done)
+            if remaining > 0:
+                self.sleep(remaining)
+
+    def get(self, url: str, parse: Callable[[httpx.Response], T], params: dict[str, str] | None = None) -> T:
+        """GET ``url`` and hand the response to ``parse``; retry on 429/5xx/timeouts/``Retryable``."""
+        attempts = self.policy.retries + 1
+        last_problem = ""
+        with self._lock:  # one request at a time, across threads
+            for attempt in range(1, attempts + 1):
+                self._wait_turn()
+                retry_after: float | None = None
+                try:
+                    self.requests += 1
+                    response = self.client.get(url, params=params)
+                    if response.status_code in RETRYABLE_STATUS:
+                        retry_after = retry_after_seconds(response.headers.get("retry-after"))
+                        reason = response.reason_phrase or ""
+                        raise Retryable(f"HTTP {response.status_code} {reason}".strip())
+                    return parse(response)
+                except httpx.TimeoutException:
+                    last_problem = "timed out"
+                except httpx.TransportError as exc:
+                    last_problem = f"connection failed ({type(exc).__name__})"
+                except Retryable as exc:
+                    last_problem = str(exc)
+                finally:
+                    self._last_done = self.clock()
+                if attempt < attempts:
+                    wait = self.policy.delay(attempt, retry_after)
+                    log.info("%s: %s; retry %d/%d in %.1fs", url, last_problem, attempt, self.policy.retries, wait)
+                    self.sleep(wait)
+        raise ArxivError(f"{last_problem} for {url}", url=url, attempts=attempts)

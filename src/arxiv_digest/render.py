@@ -1,0 +1,141 @@
+"""Posts as text: a Jinja environment (user templates first, packaged defaults behind), escaping
+filters that keep arXiv/LLM text inert under Markdown and Jekyll's Liquid, and atomic writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import jinja2
+
+from .errors import RenderError
+from .models import Post
+
+PACKAGE_TEMPLATES = Path(__file__).parent / "templates"
+REPO_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+CODE_SPAN = re.compile(r"(`+)(?!`)(.+?)(?<!`)\1(?!`)", re.DOTALL)
+ENTITY_LIKE = re.compile(r"&(?=#\d+;|#[xX][0-9a-fA-F]+;|[A-Za-z][A-Za-z0-9]*;)")
+LIQUID_OPENER = re.compile(r"\{(?=[{%])")
+BLOCK_START = re.compile(r"^(\s*)(#|[-+*=](?=\s|$)|\d+[.)](?=\s|$))")
+
+
+PENDING_LINE = "（中文译文待生成，暂显示英文摘要。）"
+
+
+def local_time(moment: datetime, tz: str) -> str:
+    return moment.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M")
+
+
+def default_template_dirs() -> list[Path]:
+    """Packaged templates: inside the wheel, or the repository's ``templates/`` in a checkout."""
+    return [d for d in (PACKAGE_TEMPLATES, REPO_TEMPLATES) if d.is_dir()]
+
+
+def environment(user_dir: Path | None = None, subdir: str = "") -> jinja2.Environment:
+    """A user's ``templates/`` overrides the packaged copy file by file."""
+    dirs = [d / subdir for d in ([user_dir] if user_dir else []) + default_template_dirs()]
+    unique = list(dict.fromkeys(d.resolve() for d in dirs if d.is_dir()))
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader([str(d) for d in unique]),
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters.update(md=md_inline, md_block=md_block, url=md_url, yaml_str=yaml_str, yaml_list=yaml_list)
+    env.filters["local"] = local_time
+    env.globals["PENDING_LINE"] = PENDING_LINE
+    return env
+
+
+def protect_liquid(text: str) -> str:
+    """Jekyll runs Liquid over posts; wrap each ``{`` that opens ``{{`` or ``{%`` in a raw tag."""
+    return LIQUID_OPENER.sub("{% raw %}{{% endraw %}", text)
+
+
+def _escape_html(text: str) -> str:
+    return ENTITY_LIKE.sub("&amp;", text).replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _outside_code(text: str, transform: Any) -> str:
+    """Apply ``transform`` to the parts of ``text`` that are not Markdown code spans."""
+    parts, last = [], 0
+    for match in CODE_SPAN.finditer(text):
+        parts.append(transform(text[last : match.start()]))
+        parts.append(match.group(0))
+        last = match.end()
+    parts.append(transform(text[last:]))
+    return "".join(parts)
+
+
+def md_inline(text: str, heading: bool = False) -> str:
+    """One line of arXiv text as literal Markdown: no HTML, no tables, no block syntax."""
+    text = " ".join(str(text).split())
+    text = _outside_code(text, lambda part: _escape_html(part).replace("|", "\\|"))
+    text = BLOCK_START.sub(r"\1\\\2", text)
+    if heading and text.endswith("#"):
+        text = text[:-1] + "\\#"
+    return protect_liquid(text)
+
+
+def md_block(text: str) -> str:
+    """Multi-line LLM Markdown: its structure is kept, raw HTML and Liquid are neutralised."""
+    return protect_liquid(_outside_code(str(text).strip("\n"), _escape_html))
+
+
+def md_url(value: str) -> str:
+    """A link target: only http(s) survives; characters that would end the Markdown link are encoded."""
+    value = str(value).strip()
+    if not re.match(r"^https?://", value):
+        return "#"
+    return protect_liquid(value.replace(" ", "%20").replace("(", "%28").replace(")", "%29").replace("<", "%3C"))
+
+
+def yaml_str(value: str) -> str:
+    """A double-quoted YAML scalar (JSON strings are valid YAML)."""
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def yaml_list(values: Iterable[str]) -> str:
+    plain = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    return "[" + ", ".join(v if plain.match(v) else yaml_str(v) for v in values) + "]"
+
+
+def render_post(post: Post, env: jinja2.Environment, template: str = "post.md.j2") -> str:
+    try:
+        return env.get_template(template).render(post=post)
+    except jinja2.TemplateError as exc:
+        where = f" ({exc.filename}:{exc.lineno})" if isinstance(exc, jinja2.TemplateSyntaxError) else ""
+        raise RenderError(f"template {template}{where}: {exc.message or exc}") from None
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write to a temp file beside ``path``, fsync, then rename: readers never see half a post."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def post_quality(text: str) -> tuple[int, int, int]:
+    """(papers, translated, explained) of a rendered post; a rewrite must not lower any of them."""
+    papers = len(re.findall(r"^## (?!补录)", text, re.MULTILINE))
+    pending = text.count(PENDING_LINE)
+    return papers, papers - pending, text.count("<summary>详细解读</summary>")
+
+

@@ -1,0 +1,215 @@
+"""SQLite state: papers and their versions, fetches, which post shows which paper, LLM texts.
+
+One file, WAL mode, a versioned schema migrated forward in a transaction. Every pipeline step
+that changes state does it inside ``transaction()`` so a killed run leaves the store consistent.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from .errors import StoreError
+from .models import Author, Paper, Window
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE papers (
+        arxiv_id TEXT PRIMARY KEY,
+        version INTEGER NOT NULL,
+        published TEXT NOT NULL,
+        data TEXT NOT NULL,
+        first_seen TEXT NOT NULL,
+        last_seen TEXT NOT NULL
+    );
+    CREATE INDEX papers_published ON papers(published);
+    CREATE TABLE paper_versions (
+        arxiv_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        updated TEXT NOT NULL,
+        data TEXT NOT NULL,
+        first_seen TEXT NOT NULL,
+        PRIMARY KEY (arxiv_id, version)
+    );
+    CREATE TABLE fetches (
+        id INTEGER PRIMARY KEY,
+        range_start TEXT NOT NULL,
+        range_end TEXT NOT NULL,
+        fetched_at TEXT NOT NULL,
+        requests INTEGER NOT NULL,
+        results INTEGER NOT NULL
+    );
+    CREATE TABLE windows (
+        day TEXT PRIMARY KEY,
+        start TEXT NOT NULL,
+        end TEXT NOT NULL,
+        fetch_id INTEGER NOT NULL REFERENCES fetches(id),
+        fetched_at TEXT NOT NULL
+    );
+    CREATE TABLE post_papers (
+        arxiv_id TEXT PRIMARY KEY REFERENCES papers(arxiv_id),
+        day TEXT NOT NULL,
+        added_at TEXT NOT NULL,
+        pending INTEGER NOT NULL DEFAULT 1
+    );
+    CREATE INDEX post_papers_day ON post_papers(day);
+    CREATE TABLE posts (
+        day TEXT PRIMARY KEY,
+        path TEXT NOT NULL,
+        fetched INTEGER NOT NULL,
+        shown INTEGER NOT NULL,
+        left_out INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        written_at TEXT NOT NULL
+    );
+    """,
+)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _from_iso(value: str) -> datetime:
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+def paper_to_json(paper: Paper) -> str:
+    data = asdict(paper)
+    data["published"], data["updated"] = _iso(paper.published), _iso(paper.updated)
+    return json.dumps(data, ensure_ascii=False, sort_keys=True)
+
+
+def paper_from_json(text: str) -> Paper:
+    data = json.loads(text)
+    data["authors"] = tuple(Author(**a) for a in data["authors"])
+    data["categories"] = tuple(data["categories"])
+    data["published"], data["updated"] = _from_iso(data["published"]), _from_iso(data["updated"])
+    return Paper(**data)
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"store {path}: {exc}") from None
+        except OSError as exc:
+            raise StoreError(f"store {path}: cannot open ({exc.strerror})") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _migrate(self) -> None:
+        current = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if current > len(MIGRATIONS):
+            raise StoreError(
+                f"store {self.path} has schema version {current}, newer than this arxiv-digest "
+                f"understands ({len(MIGRATIONS)}); upgrade arxiv-digest"
+            )
+        for version in range(current, len(MIGRATIONS)):
+            with self.transaction():
+                for statement in MIGRATIONS[version].split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version = {version + 1}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE .. COMMIT; rolls back on any exception so no half-change survives."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # papers -------------------------------------------------------------------------------
+    def save_fetch(
+        self, papers: Iterable[Paper], windows: Iterable[Window], range_start: datetime, range_end: datetime,
+        requests: int, now: datetime,
+    ) -> None:
+        """Record one completed fetch: its papers (latest version wins) and the windows it covered."""
+        papers = list(papers)
+        stamp = _iso(now)
+        with self.transaction() as db:
+            for paper in papers:
+                data = paper_to_json(paper)
+                db.execute(
+                    "INSERT INTO paper_versions VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    (paper.arxiv_id, paper.version, _iso(paper.updated), data, stamp),
+                )
+                db.execute(
+                    """INSERT INTO papers VALUES (?, ?, ?, ?, ?, ?)
+                       ON CONFLICT(arxiv_id) DO UPDATE SET last_seen = excluded.last_seen,
+                         version = excluded.version, data = excluded.data, published = excluded.published
+                       WHERE excluded.version >= papers.version""",
+                    (paper.arxiv_id, paper.version, _iso(paper.published), data, stamp, stamp),
+                )
+            fetch_id = db.execute(
+                "INSERT INTO fetches (range_start, range_end, fetched_at, requests, results) VALUES (?, ?, ?, ?, ?)",
+                (_iso(range_start), _iso(range_end), stamp, requests, len(papers)),
+            ).lastrowid
+            for window in windows:
+                db.execute(
+                    "INSERT OR REPLACE INTO windows VALUES (?, ?, ?, ?, ?)",
+                    (window.day.isoformat(), _iso(window.start), _iso(window.end), fetch_id, stamp),
+                )
+
+    def papers_between(self, start: datetime, end: datetime) -> list[Paper]:
+        rows = self.db.execute(
+            "SELECT data FROM papers WHERE published >= ? AND published < ? ORDER BY published, arxiv_id",
+            (_iso(start), _iso(end)),
+        )
+        return [paper_from_json(data) for (data,) in rows]
+
+    def window_fetched_at(self, day: date) -> datetime | None:
+        row = self.db.execute("SELECT fetched_at FROM windows WHERE day = ?", (day.isoformat(),)).fetchone()
+        return _from_iso(row[0]) if row else None
+
+    # posts --------------------------------------------------------------------------------
+    def post_days(self, ids: Iterable[str]) -> dict[str, date]:
+        """Which post shows each of ``ids`` (those not shown anywhere are absent)."""
+        found: dict[str, date] = {}
+        ids = list(ids)
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(f"SELECT arxiv_id, day FROM post_papers WHERE arxiv_id IN ({marks})", chunk)
+            found.update((arxiv_id, date.fromisoformat(day)) for arxiv_id, day in rows)
+        return found
+
+    def assign(self, day: date, ids: Iterable[str], now: datetime) -> None:
+        """Record that the post of ``day`` shows ``ids`` (a paper is in exactly one post)."""
+        self.db.executemany(
+            "INSERT INTO post_papers (arxiv_id, day, added_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            [(arxiv_id, day.isoformat(), _iso(now)) for arxiv_id in ids],
+        )
+
+    def set_pending(self, arxiv_id: str, pending: bool) -> None:
+        self.db.execute("UPDATE post_papers SET pending = ? WHERE arxiv_id = ?", (int(pending), arxiv_id))
+
+    def pending_count(self) -> int:
+        return self.db.execute("SELECT count(*) FROM post_papers WHERE pending = 1").fetchone()[0]
+
+    def record_post(self, day: date, path: Path, fetched: int, shown: int, left_out: int, sha: str, now: datetime) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO posts VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (day.isoformat(), str(path), fetched, shown, left_out, sha, _iso(now)),
+        )
+
+    def post_sha(self, day: date) -> str | None:
+        row = self.db.execute("SELECT sha256 FROM posts WHERE day = ?", (day.isoformat(),)).fetchone()
+        return row[0] if row else None

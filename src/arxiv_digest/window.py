@@ -1,0 +1,57 @@
+"""Window math: a post date <-> its half-open window ``[day-1 anchor, day anchor)`` in a time zone.
+
+Pure functions; the clock is always passed in. Windows are built from the same date -> instant
+mapping at both ends, so consecutive windows tile time with no gap or overlap, across DST changes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from .errors import UsageError
+from .models import Window
+
+
+def anchor_instant(day: date, tz: str, anchor: str) -> datetime:
+    """The aware instant at which ``day``'s window ends (the anchor time on that local date)."""
+    hours, minutes = (int(part) for part in anchor.split(":"))
+    return datetime.combine(day, time(hours, minutes), tzinfo=ZoneInfo(tz))
+
+
+def window_for(day: date, tz: str, anchor: str) -> Window:
+    return Window(day=day, start=anchor_instant(day - timedelta(days=1), tz, anchor), end=anchor_instant(day, tz, anchor))
+
+
+def day_containing(moment: datetime, tz: str, anchor: str) -> date:
+    """The post date whose window contains ``moment``."""
+    local_day = moment.astimezone(ZoneInfo(tz)).date()
+    for day in (local_day, local_day + timedelta(days=1), local_day - timedelta(days=1)):
+        if window_for(day, tz, anchor).contains(moment):
+            return day
+    raise AssertionError(f"no window contains {moment}")  # unreachable: windows tile time
+
+
+def latest_closed_day(now: datetime, tz: str, anchor: str) -> date:
+    """The latest date whose window has ended at ``now``."""
+    return day_containing(now, tz, anchor) - timedelta(days=1)
+
+
+def parse_day(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f'"{value}" is not a valid date (expected YYYY-MM-DD, e.g. 2026-01-15)') from None
+
+
+def closed_window(day: date, tz: str, anchor: str, now: datetime) -> Window:
+    """The window of ``day``, refusing one that has not ended yet (its post would be incomplete)."""
+    window = window_for(day, tz, anchor)
+    if window.end > now:
+        local_end = window.end.strftime("%Y-%m-%d %H:%M %Z")
+        raise UsageError(f"the window of {day} ends at {local_end}, which is in the future; nothing to generate yet")
+    return window
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
