@@ -6,6 +6,7 @@ across authors, so affiliations are read per ``<author>`` with ElementTree from 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import xml.etree.ElementTree as ET
@@ -123,24 +124,20 @@ def parse_feed(data: bytes) -> Page:
         raise Retryable("empty response body")
     feed = feedparser.parse(data)
     total = feed.feed.get("opensearch_totalresults")
-    if feed.bozo and not isinstance(feed.bozo_exception, feedparser.CharacterEncodingOverride) or total is None:
+    if (feed.bozo and not isinstance(feed.bozo_exception, feedparser.CharacterEncodingOverride)) or total is None:
         raise Retryable("response is not a readable Atom feed")
     entries = feed.entries
     if len(entries) == 1 and _clean(entries[0].get("title")) == "Error" and "api/errors" in entries[0].get("id", ""):
         raise ArxivError(f"arXiv rejected the query: {_clean(entries[0].get('summary'))}")
     affiliations = _affiliations(data)
-    papers = tuple(
-        p for e in entries if (p := _paper(e, affiliations.get(_clean(e.get("id")), {}))) is not None
-    )
+    papers = tuple(p for e in entries if (p := _paper(e, affiliations.get(_clean(e.get("id")), {}))) is not None)
     return Page(papers=papers, total_results=int(total), start_index=int(feed.feed.get("opensearch_startindex", 0)))
 
 
 def _parse_response(response: httpx.Response) -> Page:
     if response.status_code == 400:
-        try:
+        with contextlib.suppress(Retryable):
             parse_feed(response.content)  # raises with arXiv's own message when it is an error feed
-        except Retryable:
-            pass
         raise ArxivError(f"arXiv rejected the query (HTTP 400): {_clean(response.text)[:200]}")
     if response.status_code != 200:
         raise ArxivError(f"unexpected HTTP {response.status_code} from {response.request.url}")
@@ -172,7 +169,7 @@ class ArxivClient:
                 "max_results": str(self.page_size),
             }
 
-            def parse_page(response: httpx.Response) -> Page:
+            def parse_page(response: httpx.Response, start: int = start) -> Page:
                 page = _parse_response(response)
                 if not page.papers and start < page.total_results:
                     raise Retryable(f"empty page at start={start} of {page.total_results}")
@@ -184,6 +181,8 @@ class ArxivClient:
                 kept = seen.get(paper.arxiv_id)
                 if kept is None or paper.version > kept.version:
                     seen[paper.arxiv_id] = paper
-            start += len(page.papers)
+            start += min(len(page.papers), self.page_size)  # a page padded with a repeat must not skip one
             log.debug("page at %d: %d entries of %d", page.start_index, len(page.papers), total)
-        return FetchResult(papers=tuple(seen.values()), requests=self.http.requests - requests_before, total_results=total)
+        return FetchResult(
+            papers=tuple(seen.values()), requests=self.http.requests - requests_before, total_results=total
+        )

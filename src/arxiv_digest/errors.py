@@ -22,8 +22,11 @@ class ConfigError(DigestError):
 
     def __init__(self, problems: list[str], source: str = "config") -> None:
         self.problems = problems
-        super().__init__(f"{source}: " + "; ".join(problems) if len(problems) == 1 else
-                         f"{source}: {len(problems)} problems:\n  " + "\n  ".join(problems))
+        super().__init__(
+            f"{source}: " + "; ".join(problems)
+            if len(problems) == 1
+            else f"{source}: {len(problems)} problems:\n  " + "\n  ".join(problems)
+        )
 
 
 class ArxivError(DigestError):

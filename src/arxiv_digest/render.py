@@ -137,5 +137,3 @@ def post_quality(text: str) -> tuple[int, int, int]:
     papers = len(re.findall(r"^## (?!补录)", text, re.MULTILINE))
     pending = text.count(PENDING_LINE)
     return papers, papers - pending, text.count("<summary>详细解读</summary>")
-
-

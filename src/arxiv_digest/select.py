@@ -66,9 +66,11 @@ def select(
     in_window = [p for p in dedup(papers) if window.contains(p.published)]
     elsewhere, pinned = set(shown_elsewhere), set(shown_here)
     kept = [p for p in in_window if p.arxiv_id in pinned]
-    candidates = [
-        p for p in in_window if p.arxiv_id not in pinned | elsewhere and keep(p, categories, rules)
-    ]
+    candidates = [p for p in in_window if p.arxiv_id not in pinned | elsewhere and keep(p, categories, rules)]
     room = max(rules.max_papers - len(kept), 0) if rules.max_papers else len(candidates)
     shown = post_order(kept + post_order(candidates)[:room])
-    return Selection(shown=tuple(shown), fetched=len(in_window), left_out_by_cap=len(candidates) - min(room, len(candidates)))
+    return Selection(
+        shown=tuple(shown),
+        fetched=len(in_window),
+        left_out_by_cap=len(candidates) - min(room, len(candidates)),
+    )

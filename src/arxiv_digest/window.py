@@ -14,13 +14,21 @@ from .models import Window
 
 
 def anchor_instant(day: date, tz: str, anchor: str) -> datetime:
-    """The aware instant at which ``day``'s window ends (the anchor time on that local date)."""
+    """The instant (in UTC) at which ``day``'s window ends: the anchor time on that local date.
+
+    Returned in UTC because Python compares and subtracts datetimes sharing one tzinfo by wall
+    clock, which is wrong across DST changes.
+    """
     hours, minutes = (int(part) for part in anchor.split(":"))
-    return datetime.combine(day, time(hours, minutes), tzinfo=ZoneInfo(tz))
+    return datetime.combine(day, time(hours, minutes), tzinfo=ZoneInfo(tz)).astimezone(UTC)
 
 
 def window_for(day: date, tz: str, anchor: str) -> Window:
-    return Window(day=day, start=anchor_instant(day - timedelta(days=1), tz, anchor), end=anchor_instant(day, tz, anchor))
+    return Window(
+        day=day,
+        start=anchor_instant(day - timedelta(days=1), tz, anchor),
+        end=anchor_instant(day, tz, anchor),
+    )
 
 
 def day_containing(moment: datetime, tz: str, anchor: str) -> date:
@@ -48,7 +56,7 @@ def closed_window(day: date, tz: str, anchor: str, now: datetime) -> Window:
     """The window of ``day``, refusing one that has not ended yet (its post would be incomplete)."""
     window = window_for(day, tz, anchor)
     if window.end > now:
-        local_end = window.end.strftime("%Y-%m-%d %H:%M %Z")
+        local_end = window.end.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M %Z")
         raise UsageError(f"the window of {day} ends at {local_end}, which is in the future; nothing to generate yet")
     return window
 
