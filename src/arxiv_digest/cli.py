@@ -1,6 +1,7 @@
 """Command line: parse arguments, load config, call one pipeline function, map errors to exit codes.
 
-Exit codes: 0 success, 1 runtime failure (arXiv, store, templates), 2 usage or config error.
+Exit codes: 0 success, 1 runtime failure (arXiv, store, templates, LLM key or quota), 2 usage or
+config error, 3 finished but some papers are still pending (the LLM failed or the budget ran out).
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ def _now() -> datetime:
 def _setup_logging(verbose: int, quiet: bool) -> None:
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s" if verbose < 2 else "%(name)s %(levelname)s: %(message)s"))
+    handler.setFormatter(
+        logging.Formatter("%(levelname)s: %(message)s" if verbose < 2 else "%(name)s %(levelname)s: %(message)s")
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -70,7 +73,32 @@ def closing_line(outcome: RunOutcome) -> str:
             f"shown {outcome.shown}, wrote {len(written)} post{'s' if len(written) != 1 else ''}"
         )
     extra = f", {outcome.requests} arXiv request{'s' if outcome.requests != 1 else ''}" if outcome.requests else ""
-    return f"{head}{extra} in {outcome.seconds:.1f}s"
+    return f"{head}{extra}{llm_summary(outcome)} in {outcome.seconds:.1f}s"
+
+
+def llm_summary(outcome: RunOutcome) -> str:
+    usage = outcome.usage
+    if usage is None:
+        return f", {outcome.pending} pending (no LLM configured)" if outcome.pending else ""
+    parts = [f"LLM {usage.calls} call{'s' if usage.calls != 1 else ''}", f"{usage.cache_hits} cached"]
+    if usage.calls:
+        parts.append(f"tokens {usage.tokens_in} in / {usage.tokens_out} out")
+    if usage.failures:
+        parts.append(f"{usage.failures} failed")
+    if usage.skipped_by_budget:
+        parts.append(f"{usage.skipped_by_budget} over budget")
+    if outcome.cost is not None:
+        parts.append(f"cost {outcome.cost:.4f} {outcome.currency}")
+    if outcome.pending:
+        parts.append(f"{outcome.pending} pending")
+    return ", " + ", ".join(parts)
+
+
+def exit_code(outcome: RunOutcome) -> int:
+    """0 done; 1 the LLM failed in a way retrying cannot fix; 3 finished, but papers stay pending."""
+    if outcome.llm_error:
+        return 1
+    return 3 if outcome.usage is not None and outcome.pending else 0
 
 
 pass_config = click.make_pass_decorator(dict, ensure=True)
@@ -96,15 +124,23 @@ def command(func: Callable[..., RunOutcome | None]) -> Callable[..., None]:
         except KeyboardInterrupt:
             click.echo("interrupted; nothing half-written was kept", err=True)
             ctx.exit(130)
-        if outcome is not None and not opts["quiet"]:
+        if outcome is None:
+            return
+        if not opts["quiet"]:
             click.echo(closing_line(outcome))
+        if outcome.llm_error:
+            click.echo(f"error: {outcome.llm_error}", err=True)
+        ctx.exit(exit_code(outcome))
 
     return wrapper
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option(
-    "-c", "--config", type=click.Path(path_type=Path), default=None,
+    "-c",
+    "--config",
+    type=click.Path(path_type=Path),
+    default=None,
     help="Config file (default: ./config.yaml if present). Relative paths in it are resolved against its folder.",
 )
 @click.option("-v", "--verbose", count=True, help="More detail on stderr (-vv for debug).")
@@ -130,7 +166,9 @@ def main(config: Path | None, verbose: int, quiet: bool) -> None:
 @click.option("--refetch", is_flag=True, help="Query arXiv again even if the window is already in the store.")
 @click.option("--force", is_flag=True, help="Overwrite a post even if it has more papers or texts than the new one.")
 @command
-def generate(digest: Digest, day: str | None, first: str | None, last: str | None, refetch: bool, force: bool) -> RunOutcome:
+def generate(
+    digest: Digest, day: str | None, first: str | None, last: str | None, refetch: bool, force: bool
+) -> RunOutcome:
     """Write the post of one date, or of every date in a range.
 
     A date's window is [date-1 anchor, date anchor) in window.timezone (default 08:50 Asia/Shanghai).

@@ -5,21 +5,40 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import queue
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import partial
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
+from tqdm import tqdm
 
-from . import render
+from . import fulltext, render
 from .arxiv import ArxivClient, submitted_range_query
 from .config import Config
-from .models import Post, PostEntry, Texts, Window
+from .llm import ChatClient, LLMError, LLMFatal
+from .models import Paper, Post, PostEntry, Texts, Window
 from .polite import PoliteHttp, RetryPolicy
 from .select import select
 from .store import Store
+from .summarize import (
+    BudgetExhausted,
+    Job,
+    Usage,
+    check_explainer,
+    check_translation,
+    explainer_key,
+    load_prompt,
+    run_job,
+    translation_key,
+)
 from .window import closed_window, latest_closed_day, window_for
 
 log = logging.getLogger(__name__)
@@ -42,6 +61,10 @@ class RunOutcome:
     requests: int
     seconds: float
     pending: int
+    usage: Usage | None = None  # None: the LLM is not configured
+    llm_error: str | None = None  # a failure retrying could not fix (bad key, no quota)
+    cost: float | None = None  # when prices are configured
+    currency: str = ""
 
     @property
     def fetched(self) -> int:
@@ -54,7 +77,7 @@ class RunOutcome:
 
 @dataclass
 class Digest:
-    """Holds the long-lived pieces of one run: config, store, the polite HTTP session, the clock."""
+    """Holds the long-lived pieces of one run: config, store, HTTP sessions, prompts, the clock."""
 
     config: Config
     now: Callable[[], datetime]
@@ -65,6 +88,14 @@ class Digest:
     def __post_init__(self) -> None:
         self.store = Store(self.config.store.path)
         self.env = render.environment(self.config.site.templates_dir)
+        self.prompts = {
+            "translation": load_prompt(self.env, "prompts/translate.j2"),
+            "explainer": load_prompt(self.env, "prompts/explain.j2"),
+        }
+        self.models = {
+            "translation": self.config.llm.model,
+            "explainer": self.config.llm.explainer_model or self.config.llm.model,
+        }
 
     def close(self) -> None:
         if self._http is not None:
@@ -77,7 +108,10 @@ class Digest:
         if self._http is None:
             cfg = self.config.arxiv
             client = httpx.Client(
-                headers={"User-Agent": cfg.user_agent}, timeout=cfg.timeout, follow_redirects=True
+                headers={"User-Agent": cfg.user_agent},
+                timeout=cfg.timeout,
+                follow_redirects=True,
+                trust_env=False,
             )
             policy = RetryPolicy(cfg.retries, cfg.backoff, cfg.max_retry_after)
             self._http = PoliteHttp(client, interval=cfg.request_interval, policy=policy, sleep=self.sleep)
@@ -97,6 +131,29 @@ class Digest:
         log.info("fetched %d papers in %d request(s) for %s .. %s", len(in_range), result.requests, start, end)
         return result.requests
 
+    def stored_fulltext(self, paper: Paper) -> fulltext.FullText | None:
+        if not self.config.fulltext.enabled:
+            return fulltext.abstract_only(paper)
+        found = self.store.fulltext(paper.versioned_id)
+        return fulltext.FullText(*found) if found else None
+
+    def keys(self, paper: Paper) -> tuple[str, str | None]:
+        """Cache keys of the paper's translation and explainer (None until its full text is known)."""
+        source = self.stored_fulltext(paper)
+        return (
+            translation_key(paper, self.prompts["translation"], self.models["translation"]),
+            explainer_key(paper, source, self.prompts["explainer"], self.models["explainer"]) if source else None,
+        )
+
+    def texts(self, paper: Paper) -> Texts:
+        """Current texts, else the newest valid ones of an older prompt/model (never worse than none)."""
+        keys = self.keys(paper)
+        found = [
+            (self.store.text(key) if key else None) or self.store.latest_text(paper.arxiv_id, kind)
+            for key, kind in zip(keys, ("translation", "explainer"), strict=True)
+        ]
+        return Texts(*found)
+
     def post_for(self, window: Window) -> tuple[Post, list[str]]:
         """The post of ``window`` from the store, and the ids it newly shows."""
         papers = self.store.papers_between(window.start, window.end)
@@ -110,7 +167,8 @@ class Digest:
             shown_here=[i for i, d in owners.items() if d == window.day],
         )
         tz = self.config.window.timezone
-        short, label = TZ_LABELS.get(tz, (window.end.strftime("%Z"), window.end.strftime("%Z")))
+        zone_name = window.end.astimezone(ZoneInfo(tz)).strftime("%Z")
+        short, label = TZ_LABELS.get(tz, (zone_name, zone_name))
         post = Post(
             window=window,
             timezone=tz,
@@ -119,10 +177,125 @@ class Digest:
             anchor=self.config.window.anchor,
             tags=self.config.arxiv.categories,
             fetched=selection.fetched,
-            entries=tuple(PostEntry(paper=p, texts=Texts()) for p in selection.shown),
+            entries=tuple(PostEntry(paper=p, texts=self.texts(p)) for p in selection.shown),
             left_out_by_cap=selection.left_out_by_cap,
         )
         return post, [p.arxiv_id for p in selection.shown if p.arxiv_id not in owners]
+
+    def fill_texts(self, papers: Sequence[Paper]) -> tuple[Usage, str | None]:
+        """Ask the LLM for every missing translation and explainer, ``llm.concurrency`` at a time.
+
+        Full texts download one at a time in a background thread (arXiv etiquette) while
+        translations are already running; each explainer starts as soon as its text is in.
+        Results are stored as they arrive (by this thread only), so a killed run keeps them.
+        """
+        cfg = self.config.llm
+        usage = Usage(max_calls=cfg.max_calls, max_tokens=cfg.max_total_tokens)
+        jobs: list[Job] = []
+        downloads: list[Paper] = []
+        for paper in papers:
+            t_key = self.keys(paper)[0]
+            if self.store.text(t_key) is None:
+                jobs.append(
+                    self._job(
+                        "translation", paper, t_key, partial(check_translation, paper=paper), "abstract", paper=paper
+                    )
+                )
+            else:
+                usage.cache_hits += 1
+            source = self.stored_fulltext(paper)
+            if source is None:
+                downloads.append(paper)
+            elif (job := self._explainer_job(paper, source, usage)) is not None:
+                jobs.append(job)
+        if not jobs and not downloads:
+            return usage, None
+        api_key = os.environ.get(cfg.api_key_env) or None
+        client = httpx.Client(
+            timeout=cfg.timeout, trust_env=False, limits=httpx.Limits(max_connections=cfg.concurrency)
+        )
+        chat = ChatClient(
+            client,
+            cfg.base_url,
+            api_key,
+            RetryPolicy(cfg.retries, cfg.backoff, cfg.max_retry_after),
+            sleep=self.sleep,
+        )
+        results: queue.Queue[tuple[str, object, object]] = queue.Queue()
+        fatal: str | None = None
+        with (
+            client,
+            ThreadPoolExecutor(cfg.concurrency) as pool,
+            tqdm(total=len(jobs) + len(downloads), unit="paper", desc="LLM", disable=None, leave=False) as bar,
+        ):
+
+            def submit(job: Job) -> None:
+                future = pool.submit(run_job, job, chat, usage, cfg.temperature, cfg.max_tokens, cfg.retries + 1)
+                future.add_done_callback(lambda f, job=job: results.put(("job", job, f)))
+
+            for job in jobs:
+                submit(job)
+            if downloads:
+                threading.Thread(target=self._download_all, args=(downloads, results), daemon=True).start()
+            outstanding = len(jobs) + len(downloads)
+            while outstanding:
+                kind, subject, payload = results.get()
+                outstanding -= 1
+                bar.update()
+                if kind == "fulltext":
+                    paper, source = subject, payload
+                    assert isinstance(paper, Paper) and isinstance(source, fulltext.FullText)
+                    if source.definite:
+                        self.store.save_fulltext(paper.versioned_id, source.source, source.text, self.now())
+                    if (job := self._explainer_job(paper, source, usage)) is not None:
+                        submit(job)
+                        outstanding += 1
+                        bar.total += 1
+                    continue
+                assert isinstance(subject, Job) and isinstance(payload, Future)
+                fatal = self._collect(subject, payload, usage) or fatal
+        return usage, fatal
+
+    def _job(
+        self, kind: str, paper: Paper, key: str, check: Callable[[str], str], source: str, **values: object
+    ) -> Job:
+        return Job(kind, paper, key, self.models[kind], self.prompts[kind].messages(**values), check, source)
+
+    def _explainer_job(self, paper: Paper, source: fulltext.FullText, usage: Usage) -> Job | None:
+        key = explainer_key(paper, source, self.prompts["explainer"], self.models["explainer"])
+        if self.store.text(key) is not None:
+            usage.cache_hits += 1
+            return None
+        values = {"paper": paper, "fulltext": source.text, "source_label": source.label}
+        return self._job("explainer", paper, key, check_explainer, source.source, **values)
+
+    def _download_all(self, papers: Sequence[Paper], results: queue.Queue) -> None:
+        cfg = self.config.fulltext
+        for paper in papers:
+            try:
+                found = fulltext.download(paper, self.http, cfg.html_url, cfg.pdf_url, cfg.max_chars)
+            except Exception as exc:  # a download must never sink the run: fall back to the abstract
+                log.warning("%s: full text unavailable (%s); using the abstract", paper.versioned_id, exc)
+                found = fulltext.abstract_only(paper, definite=False)
+            results.put(("fulltext", paper, found))
+
+    def _collect(self, job: Job, future: Future, usage: Usage) -> str | None:
+        """Store a finished job's text; return the message of a fatal LLM error, if any."""
+        try:
+            text = future.result()
+        except BudgetExhausted:
+            return None
+        except LLMFatal as exc:
+            usage.failed()
+            return str(exc)
+        except LLMError as exc:
+            usage.failed()
+            log.warning("%s %s stays pending: %s", job.paper.versioned_id, job.kind, exc)
+            return None
+        paper = job.paper
+        self.store.save_text(job.key, paper.arxiv_id, paper.version, job.kind, text, job.model, job.source, self.now())
+        log.info("%s: %s done", job.paper.versioned_id, job.kind)
+        return None
 
     def write(self, post: Post, new_ids: list[str], force: bool = False) -> DayOutcome:
         """Render in memory, refuse to replace a better post, write atomically, then record."""
@@ -134,36 +307,69 @@ class Digest:
         if path.exists() and not force:
             old = path.read_text(encoding="utf-8")
             if old == text:
+                self._record(post, new_ids, path, text)
                 return DayOutcome(day, post.fetched, len(post.entries), path, "unchanged")
             worse = [a < b for a, b in zip(render.post_quality(text), render.post_quality(old), strict=True)]
             if any(worse):
                 log.warning("%s: kept the existing post, which has more papers or texts than a rewrite would", path)
                 return DayOutcome(day, post.fetched, len(post.entries), None, "kept existing better post")
         render.write_atomic(path, text)
+        self._record(post, new_ids, path, text)
+        return DayOutcome(day, post.fetched, len(post.entries), path)
+
+    def _record(self, post: Post, new_ids: list[str], path: Path, text: str) -> None:
         stamp = self.now()
         with self.store.transaction():
-            self.store.assign(day, new_ids, stamp)
+            self.store.assign(post.window.day, new_ids, stamp)
             for entry in post.entries:
                 self.store.set_pending(entry.paper.arxiv_id, not entry.texts.complete)
             sha = hashlib.sha256(text.encode()).hexdigest()
-            self.store.record_post(day, path, post.fetched, len(post.entries), post.left_out_by_cap, sha, stamp)
-        return DayOutcome(day, post.fetched, len(post.entries), path)
+            self.store.record_post(
+                post.window.day, path, post.fetched, len(post.entries), post.left_out_by_cap, sha, stamp
+            )
 
     # -- commands -------------------------------------------------------------------------
-    def generate(self, days: Sequence[date], *, refetch: bool = False, force: bool = False) -> RunOutcome:
-        """Posts for ``days``; windows already fetched come from the store without network."""
+    def generate(
+        self,
+        days: Sequence[date],
+        *,
+        refetch: bool = False,
+        force: bool = False,
+        extra_days: Sequence[date] = (),
+    ) -> RunOutcome:
+        """Posts for ``days`` (and ``extra_days``, already-fetched days with pending papers).
+
+        Windows already in the store are rendered without network; missing ones are fetched
+        in one paged query; then the LLM fills what is missing, and every post is written.
+        """
         started = time.monotonic()
         now = self.now()
         cfg = self.config.window
         windows = [closed_window(day, cfg.timezone, cfg.anchor, now) for day in days]
         missing = [w for w in windows if refetch or self.store.window_fetched_at(w.day) is None]
-        requests = self.fetch(missing) if missing else 0
-        outcomes = [self.write(*self.post_for(w), force=force) for w in windows]
-        return RunOutcome(tuple(outcomes), requests, time.monotonic() - started, self.store.pending_count())
+        requests_before = self._http.requests if self._http else 0
+        if missing:
+            self.fetch(missing)
+        windows += [self.window(day) for day in extra_days if day not in days]
+        usage, fatal = None, None
+        if self.config.llm_enabled:
+            papers = [entry.paper for w in windows for entry in self.post_for(w)[0].entries]
+            usage, fatal = self.fill_texts(papers)
+        outcomes = tuple(self.write(*self.post_for(w), force=force) for w in windows)
+        requests = (self._http.requests if self._http else 0) - requests_before
+        seconds = time.monotonic() - started
+        llm = self.config.llm
+        cost = None
+        if usage is not None and (llm.price_input or llm.price_output):
+            cost = (usage.tokens_in * llm.price_input + usage.tokens_out * llm.price_output) / 1e6
+        pending = self.store.pending_count()
+        return RunOutcome(outcomes, requests, seconds, pending, usage, fatal, cost, llm.currency)
 
     def run_latest(self) -> RunOutcome:
-        """The latest closed window, re-checking the previous ``refresh_days`` windows for late papers."""
+        """The latest closed window, re-checking the previous ``refresh_days`` windows for late
+        papers, and re-trying every post that still has pending papers."""
         cfg = self.config.window
         latest = latest_closed_day(self.now(), cfg.timezone, cfg.anchor)
         days = [latest - timedelta(days=n) for n in range(cfg.refresh_days, -1, -1)]
-        return self.generate(days, refetch=True)
+        pending = [d for d in self.store.pending_days() if d not in days] if self.config.llm_enabled else []
+        return self.generate(days, refetch=True, extra_days=pending)

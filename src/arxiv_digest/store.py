@@ -68,6 +68,25 @@ MIGRATIONS: tuple[str, ...] = (
         written_at TEXT NOT NULL
     );
     """,
+    """
+    CREATE TABLE texts (
+        cache_key TEXT PRIMARY KEY,
+        arxiv_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        text TEXT NOT NULL,
+        model TEXT NOT NULL,
+        source TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX texts_paper ON texts(arxiv_id, kind, created_at);
+    CREATE TABLE fulltexts (
+        versioned_id TEXT PRIMARY KEY,
+        source TEXT NOT NULL,
+        text TEXT NOT NULL,
+        fetched_at TEXT NOT NULL
+    );
+    """,
 )
 
 
@@ -138,8 +157,13 @@ class Store:
 
     # papers -------------------------------------------------------------------------------
     def save_fetch(
-        self, papers: Iterable[Paper], windows: Iterable[Window], range_start: datetime, range_end: datetime,
-        requests: int, now: datetime,
+        self,
+        papers: Iterable[Paper],
+        windows: Iterable[Window],
+        range_start: datetime,
+        range_end: datetime,
+        requests: int,
+        now: datetime,
     ) -> None:
         """Record one completed fetch: its papers (latest version wins) and the windows it covered."""
         papers = list(papers)
@@ -204,11 +228,58 @@ class Store:
     def pending_count(self) -> int:
         return self.db.execute("SELECT count(*) FROM post_papers WHERE pending = 1").fetchone()[0]
 
-    def record_post(self, day: date, path: Path, fetched: int, shown: int, left_out: int, sha: str, now: datetime) -> None:
+    def record_post(
+        self, day: date, path: Path, fetched: int, shown: int, left_out: int, sha: str, now: datetime
+    ) -> None:
         self.db.execute(
             "INSERT OR REPLACE INTO posts VALUES (?, ?, ?, ?, ?, ?, ?)",
             (day.isoformat(), str(path), fetched, shown, left_out, sha, _iso(now)),
         )
+
+    def pending_days(self) -> list[date]:
+        rows = self.db.execute("SELECT DISTINCT day FROM post_papers WHERE pending = 1 ORDER BY day")
+        return [date.fromisoformat(day) for (day,) in rows]
+
+    # LLM texts and full texts ----------------------------------------------------------------
+    def text(self, cache_key: str) -> str | None:
+        row = self.db.execute("SELECT text FROM texts WHERE cache_key = ?", (cache_key,)).fetchone()
+        return row[0] if row else None
+
+    def latest_text(self, arxiv_id: str, kind: str) -> str | None:
+        """The newest valid text of any key: shown while a fresher one is pending, never worse than nothing."""
+        row = self.db.execute(
+            "SELECT text FROM texts WHERE arxiv_id = ? AND kind = ? ORDER BY created_at DESC, rowid DESC LIMIT 1",
+            (arxiv_id, kind),
+        ).fetchone()
+        return row[0] if row else None
+
+    def save_text(
+        self,
+        cache_key: str,
+        paper_id: str,
+        version: int,
+        kind: str,
+        text: str,
+        model: str,
+        source: str,
+        now: datetime,
+    ) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO texts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (cache_key, paper_id, version, kind, text, model, source, _iso(now)),
+            )
+
+    def fulltext(self, versioned_id: str) -> tuple[str, str] | None:
+        row = self.db.execute("SELECT source, text FROM fulltexts WHERE versioned_id = ?", (versioned_id,)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def save_fulltext(self, versioned_id: str, source: str, text: str, now: datetime) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO fulltexts VALUES (?, ?, ?, ?)",
+                (versioned_id, source, text, _iso(now)),
+            )
 
     def post_sha(self, day: date) -> str | None:
         row = self.db.execute("SELECT sha256 FROM posts WHERE day = ?", (day.isoformat(),)).fetchone()
