@@ -124,6 +124,10 @@ def command(func: Callable[..., RunOutcome | None]) -> Callable[..., None]:
         except KeyboardInterrupt:
             click.echo("interrupted; nothing half-written was kept", err=True)
             ctx.exit(130)
+        except Exception as exc:  # a bug: say so in one line; -vv shows the traceback
+            log.debug("internal error", exc_info=True)
+            click.echo(f"internal error: {type(exc).__name__}: {exc} (run with -vv for details)", err=True)
+            ctx.exit(1)
         if outcome is None:
             return
         if not opts["quiet"]:

@@ -198,7 +198,12 @@ class Digest:
             if self.store.text(t_key) is None:
                 jobs.append(
                     self._job(
-                        "translation", paper, t_key, partial(check_translation, paper=paper), "abstract", paper=paper
+                        "translation",
+                        paper,
+                        t_key,
+                        partial(check_translation, paper=paper),
+                        "abstract",
+                        {"paper": paper},
                     )
                 )
             else:
@@ -257,7 +262,7 @@ class Digest:
         return usage, fatal
 
     def _job(
-        self, kind: str, paper: Paper, key: str, check: Callable[[str], str], source: str, **values: object
+        self, kind: str, paper: Paper, key: str, check: Callable[[str], str], source: str, values: dict[str, object]
     ) -> Job:
         return Job(kind, paper, key, self.models[kind], self.prompts[kind].messages(**values), check, source)
 
@@ -267,7 +272,7 @@ class Digest:
             usage.cache_hits += 1
             return None
         values = {"paper": paper, "fulltext": source.text, "source_label": source.label}
-        return self._job("explainer", paper, key, check_explainer, source.source, **values)
+        return self._job("explainer", paper, key, check_explainer, source.source, values)
 
     def _download_all(self, papers: Sequence[Paper], results: queue.Queue) -> None:
         cfg = self.config.fulltext
