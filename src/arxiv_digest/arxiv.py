@@ -10,7 +10,7 @@ import contextlib
 import logging
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,7 +20,7 @@ import httpx
 from dateutil import parser as dateparser
 
 from .errors import ArxivError
-from .models import Author, FetchResult, Paper
+from .models import Author, Paper
 from .polite import PoliteHttp, Retryable
 
 log = logging.getLogger(__name__)
@@ -152,14 +152,13 @@ class ArxivClient:
         self.api_url = api_url
         self.page_size = page_size
 
-    def search(self, query: str) -> FetchResult:
-        """All results of ``query`` sorted by submission, paging until ``totalResults``.
+    def pages(self, query: str) -> Iterator[Page]:
+        """Every page of ``query``, oldest submission first, paging until ``totalResults``.
 
-        An empty page before the end is retried (arXiv sometimes sends one); entries repeated
-        across pages are kept once.
+        An empty page before the end is retried (arXiv sometimes sends one). A page padded with
+        an entry repeated from the previous one must not make the next offset skip a paper.
         """
-        seen: dict[str, Paper] = {}
-        start, total, requests_before = 0, None, self.http.requests
+        start, total = 0, None
         while total is None or start < total:
             params = {
                 "search_query": query,
@@ -177,12 +176,6 @@ class ArxivClient:
 
             page = self.http.get(self.api_url, parse_page, params)
             total = page.total_results
-            for paper in page.papers:
-                kept = seen.get(paper.arxiv_id)
-                if kept is None or paper.version > kept.version:
-                    seen[paper.arxiv_id] = paper
-            start += min(len(page.papers), self.page_size)  # a page padded with a repeat must not skip one
+            start += min(len(page.papers), self.page_size)
             log.debug("page at %d: %d entries of %d", page.start_index, len(page.papers), total)
-        return FetchResult(
-            papers=tuple(seen.values()), requests=self.http.requests - requests_before, total_results=total
-        )
+            yield page

@@ -1,7 +1,8 @@
 """Command line: parse arguments, load config, call one pipeline function, map errors to exit codes.
 
 Exit codes: 0 success, 1 runtime failure (arXiv, store, templates, LLM key or quota), 2 usage or
-config error, 3 finished but some papers are still pending (the LLM failed or the budget ran out).
+config error, 3 finished but some papers are still pending (the LLM failed or the budget ran out),
+4 another run is in progress.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import click
 from .config import Config, load_config
 from .errors import DigestError, UsageError
 from .pipeline import Digest, RunOutcome
+from .report import run_report, write_report
+from .runlock import run_lock
 from .window import parse_day, utc_now
 
 log = logging.getLogger("arxiv_digest")
@@ -95,46 +98,57 @@ def llm_summary(outcome: RunOutcome) -> str:
 
 
 def exit_code(outcome: RunOutcome) -> int:
-    """0 done; 1 the LLM failed in a way retrying cannot fix; 3 finished, but papers stay pending."""
+    """0 done; 1 the LLM failed in a way retrying cannot fix; 3 finished, but papers stay pending.
+
+    (2 is a usage/config error and 4 another run holding the lock; both come from DigestError.)"""
     if outcome.llm_error:
         return 1
     return 3 if outcome.usage is not None and outcome.pending else 0
 
 
-pass_config = click.make_pass_decorator(dict, ensure=True)
+def command(func: Callable[..., RunOutcome]) -> Callable[..., None]:
+    """Lock the store, load config, run, report; every DigestError becomes one message + exit code.
 
-
-def command(func: Callable[..., RunOutcome | None]) -> Callable[..., None]:
-    """Load config, run, print the closing line; every DigestError becomes one message + exit code."""
+    Each run leaves a JSON report in ``<store folder>/reports/`` and prints one closing line.
+    """
 
     @click.pass_context
     @wraps(func)
     def wrapper(ctx: click.Context, *args: Any, **kwargs: Any) -> None:
         opts = ctx.find_root().params
+        started = datetime.now(UTC)
+        outcome: RunOutcome | None = None
+        error: str | None = None
+        code = 0
+        config = None
         try:
             config = load_config(opts["config"])
-            digest = Digest(config, now=_now)
-            try:
-                outcome = func(digest, *args, **kwargs)
-            finally:
-                digest.close()
+            with run_lock(config.store.path):
+                digest = Digest(config, now=_now)
+                try:
+                    outcome = func(digest, *args, **kwargs)
+                finally:
+                    digest.close()
+            code = exit_code(outcome)
+            error = outcome.llm_error
         except DigestError as exc:
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
+            code, error = exc.exit_code, str(exc)
         except KeyboardInterrupt:
-            click.echo("interrupted; nothing half-written was kept", err=True)
-            ctx.exit(130)
+            code, error = 130, "interrupted; posts already written are complete, the next run finishes the rest"
         except Exception as exc:  # a bug: say so in one line; -vv shows the traceback
             log.debug("internal error", exc_info=True)
-            click.echo(f"internal error: {type(exc).__name__}: {exc} (run with -vv for details)", err=True)
-            ctx.exit(1)
-        if outcome is None:
-            return
-        if not opts["quiet"]:
+            code, error = 1, f"internal error: {type(exc).__name__}: {exc} (run with -vv for details)"
+        if outcome is not None and not opts["quiet"]:
             click.echo(closing_line(outcome))
-        if outcome.llm_error:
-            click.echo(f"error: {outcome.llm_error}", err=True)
-        ctx.exit(exit_code(outcome))
+        if error:
+            click.echo(error if error.startswith("internal error") else f"error: {error}", err=True)
+        if config is not None and code not in (2, 4):
+            try:
+                report = run_report(ctx.info_name or "run", outcome, code, error, started)
+                write_report(config.store.path.parent / "reports", report, started)
+            except OSError as exc:
+                log.warning("could not write the run report: %s", exc)
+        ctx.exit(code)
 
     return wrapper
 

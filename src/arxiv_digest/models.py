@@ -51,15 +51,6 @@ class Paper:
 
 
 @dataclass(frozen=True)
-class FetchResult:
-    """Papers arXiv returned for a time range, and what it cost."""
-
-    papers: tuple[Paper, ...]
-    requests: int
-    total_results: int
-
-
-@dataclass(frozen=True)
 class Selection:
     """Outcome of dedup + filtering for one window."""
 

@@ -24,7 +24,7 @@ from . import fulltext, render
 from .arxiv import ArxivClient, submitted_range_query
 from .config import Config
 from .llm import ChatClient, LLMError, LLMFatal
-from .models import Paper, Post, PostEntry, Texts, Window
+from .models import LateNote, Paper, Post, PostEntry, Texts, Window
 from .polite import PoliteHttp, RetryPolicy
 from .select import select
 from .store import Store
@@ -65,6 +65,7 @@ class RunOutcome:
     llm_error: str | None = None  # a failure retrying could not fix (bad key, no quota)
     cost: float | None = None  # when prices are configured
     currency: str = ""
+    late: int = 0  # papers added to posts published by earlier runs
 
     @property
     def fetched(self) -> int:
@@ -121,15 +122,39 @@ class Digest:
     def window(self, day: date) -> Window:
         return window_for(day, self.config.window.timezone, self.config.window.anchor)
 
-    def fetch(self, windows: Sequence[Window]) -> int:
-        """One paged query over the span of ``windows``; stores papers and marks the windows fetched."""
-        start, end = min(w.start for w in windows), max(w.end for w in windows)
+    def fetch(self, windows: Sequence[Window]) -> None:
+        """One paged query over the span of ``windows``.
+
+        Results come oldest first, so once a page reaches past a window's end that window is
+        complete: it is stored with its papers right away. An interrupted backfill therefore
+        resumes where it stopped, and a failed one leaves incomplete windows untouched.
+        """
+        pending = sorted(windows, key=lambda w: w.start)
+        start, end = pending[0].start, pending[-1].end
         client = ArxivClient(self.http, self.config.arxiv.api_url, self.config.arxiv.page_size)
-        result = client.search(submitted_range_query(self.config.arxiv.categories, start, end))
-        in_range = [p for p in result.papers if start <= p.published < end]
-        self.store.save_fetch(in_range, windows, start, end, result.requests, self.now())
-        log.info("fetched %d papers in %d request(s) for %s .. %s", len(in_range), result.requests, start, end)
-        return result.requests
+        papers: dict[str, Paper] = {}
+        requests_before = self.http.requests
+        query = submitted_range_query(self.config.arxiv.categories, start, end)
+        with tqdm(desc="arXiv", unit="page", disable=None, leave=False) as bar:
+            for page in client.pages(query):
+                bar.total = -(-page.total_results // self.config.arxiv.page_size)
+                bar.update()
+                for paper in page.papers:
+                    if start <= paper.published < end:
+                        papers[paper.arxiv_id] = paper
+                horizon = max((p.published for p in page.papers), default=end)
+                done = [w for w in pending if w.end <= horizon]
+                if done:
+                    self._save_windows(done, papers, requests_before)
+                    pending = [w for w in pending if w not in done]
+        if pending:
+            self._save_windows(pending, papers, requests_before)
+
+    def _save_windows(self, windows: list[Window], papers: dict[str, Paper], requests_before: int) -> None:
+        low, high = windows[0].start, windows[-1].end
+        chosen = [p for p in papers.values() if low <= p.published < high]
+        self.store.save_fetch(chosen, windows, self.http.requests - requests_before, self.now())
+        log.info("stored %d papers for %s .. %s", len(chosen), windows[0].day, windows[-1].day)
 
     def stored_fulltext(self, paper: Paper) -> fulltext.FullText | None:
         if not self.config.fulltext.enabled:
@@ -179,6 +204,10 @@ class Digest:
             fetched=selection.fetched,
             entries=tuple(PostEntry(paper=p, texts=self.texts(p)) for p in selection.shown),
             left_out_by_cap=selection.left_out_by_cap,
+            late=tuple(
+                LateNote(day=day, title=paper.title, abs_url=paper.abs_url)
+                for day, paper in self.store.late_notes(window.day)
+            ),
         )
         return post, [p.arxiv_id for p in selection.shown if p.arxiv_id not in owners]
 
@@ -341,11 +370,14 @@ class Digest:
         refetch: bool = False,
         force: bool = False,
         extra_days: Sequence[date] = (),
+        late_into: date | None = None,
     ) -> RunOutcome:
         """Posts for ``days`` (and ``extra_days``, already-fetched days with pending papers).
 
         Windows already in the store are rendered without network; missing ones are fetched
         in one paged query; then the LLM fills what is missing, and every post is written.
+        With ``late_into``, papers added to posts that were already published are also listed
+        at the end of that day's post, which is written last.
         """
         started = time.monotonic()
         now = self.now()
@@ -360,7 +392,18 @@ class Digest:
         if self.config.llm_enabled:
             papers = [entry.paper for w in windows for entry in self.post_for(w)[0].entries]
             usage, fatal = self.fill_texts(papers)
-        outcomes = tuple(self.write(*self.post_for(w), force=force) for w in windows)
+        windows.sort(key=lambda w: (w.day == late_into, w.day))
+        outcomes, late = [], 0
+        for window in windows:
+            published_before = self.store.post_sha(window.day) is not None
+            post, new_ids = self.post_for(window)
+            outcome = self.write(post, new_ids, force=force)
+            outcomes.append(outcome)
+            if late_into and window.day != late_into and published_before and new_ids and outcome.path:
+                with self.store.transaction():
+                    self.store.add_late(new_ids, late_into, self.now())
+                late += len(new_ids)
+        outcomes.sort(key=lambda o: o.day)
         requests = (self._http.requests if self._http else 0) - requests_before
         seconds = time.monotonic() - started
         llm = self.config.llm
@@ -368,7 +411,7 @@ class Digest:
         if usage is not None and (llm.price_input or llm.price_output):
             cost = (usage.tokens_in * llm.price_input + usage.tokens_out * llm.price_output) / 1e6
         pending = self.store.pending_count()
-        return RunOutcome(outcomes, requests, seconds, pending, usage, fatal, cost, llm.currency)
+        return RunOutcome(tuple(outcomes), requests, seconds, pending, usage, fatal, cost, llm.currency, late)
 
     def run_latest(self) -> RunOutcome:
         """The latest closed window, re-checking the previous ``refresh_days`` windows for late
@@ -377,4 +420,4 @@ class Digest:
         latest = latest_closed_day(self.now(), cfg.timezone, cfg.anchor)
         days = [latest - timedelta(days=n) for n in range(cfg.refresh_days, -1, -1)]
         pending = [d for d in self.store.pending_days() if d not in days] if self.config.llm_enabled else []
-        return self.generate(days, refetch=True, extra_days=pending)
+        return self.generate(days, refetch=True, extra_days=pending, late_into=latest)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, date, datetime
@@ -87,6 +87,14 @@ MIGRATIONS: tuple[str, ...] = (
         fetched_at TEXT NOT NULL
     );
     """,
+    """
+    CREATE TABLE late_notes (
+        arxiv_id TEXT PRIMARY KEY REFERENCES post_papers(arxiv_id),
+        listed_in TEXT NOT NULL,
+        added_at TEXT NOT NULL
+    );
+    CREATE INDEX late_notes_listed_in ON late_notes(listed_in);
+    """,
 )
 
 
@@ -159,15 +167,15 @@ class Store:
     def save_fetch(
         self,
         papers: Iterable[Paper],
-        windows: Iterable[Window],
-        range_start: datetime,
-        range_end: datetime,
+        windows: Sequence[Window],
         requests: int,
         now: datetime,
     ) -> None:
-        """Record one completed fetch: its papers (latest version wins) and the windows it covered."""
+        """Record, in one transaction, windows whose fetch is complete and their papers (latest
+        version wins). A fetch interrupted later keeps these; the rest is fetched again."""
         papers = list(papers)
         stamp = _iso(now)
+        range_start, range_end = min(w.start for w in windows), max(w.end for w in windows)
         with self.transaction() as db:
             for paper in papers:
                 data = paper_to_json(paper)
@@ -235,6 +243,21 @@ class Store:
             "INSERT OR REPLACE INTO posts VALUES (?, ?, ?, ?, ?, ?, ?)",
             (day.isoformat(), str(path), fetched, shown, left_out, sha, _iso(now)),
         )
+
+    def add_late(self, ids: Iterable[str], listed_in: date, now: datetime) -> None:
+        """Papers added to an earlier, already published post; listed at the end of ``listed_in``."""
+        self.db.executemany(
+            "INSERT INTO late_notes VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            [(arxiv_id, listed_in.isoformat(), _iso(now)) for arxiv_id in ids],
+        )
+
+    def late_notes(self, listed_in: date) -> list[tuple[date, Paper]]:
+        rows = self.db.execute(
+            """SELECT pp.day, p.data FROM late_notes l JOIN post_papers pp USING (arxiv_id)
+               JOIN papers p USING (arxiv_id) WHERE l.listed_in = ? ORDER BY pp.day, p.published, p.arxiv_id""",
+            (listed_in.isoformat(),),
+        )
+        return [(date.fromisoformat(day), paper_from_json(data)) for day, data in rows]
 
     def pending_days(self) -> list[date]:
         rows = self.db.execute("SELECT DISTINCT day FROM post_papers WHERE pending = 1 ORDER BY day")
