@@ -57,7 +57,7 @@ class Workspace:
 
     def posts(self) -> list[str]:
         folder = self.root / "posts"
-        return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+        return sorted(p.name for p in folder.glob("[0-9]*-arxiv.md"))
 
 
 @pytest.fixture

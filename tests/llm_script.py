@@ -24,7 +24,7 @@ def task(request: dict) -> str:
 
 
 def title_of(request: dict) -> str:
-    match = TITLE.search(last_user_text(request)) or TITLE.search(request["messages"][1]["content"])
+    match = TITLE.search(last_user_text(request)) or TITLE.search(request["messages"][-1]["content"])
     return match.group(1).strip() if match else ""
 
 

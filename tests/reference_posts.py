@@ -43,9 +43,7 @@ def reference_post(name: str) -> tuple[Post, str]:
             abs_url=abs_url,
             pdf_url=match["pdf"],
         )
-        entries.append(
-            PostEntry(paper, Texts(translation=match["translation"], explainer=match["explainer"]))
-        )
+        entries.append(PostEntry(paper, Texts(translation=match["translation"], explainer=match["explainer"])))
     post = Post(
         window=window,
         timezone="Asia/Shanghai",

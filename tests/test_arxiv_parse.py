@@ -27,8 +27,7 @@ def test_new_backend_capture_parses_every_field() -> None:
     assert first.entry_id == "http://arxiv.org/abs/2202.12139v1"
     assert (first.arxiv_id, first.version) == ("2202.12139", 1)
     assert (
-        first.abs_url == "https://arxiv.org/abs/2202.12139v1"
-        and first.pdf_url == "https://arxiv.org/pdf/2202.12139v1"
+        first.abs_url == "https://arxiv.org/abs/2202.12139v1" and first.pdf_url == "https://arxiv.org/pdf/2202.12139v1"
     )
     assert first.categories == ("cs.SE", "cs.LG") and first.primary_category == "cs.SE"
     assert first.published == datetime(2022, 2, 24, 15, 5, 19, tzinfo=UTC)

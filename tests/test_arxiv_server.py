@@ -175,9 +175,7 @@ def test_submitted_date_bounds_are_inclusive_at_minute_precision() -> None:
         make_paper("2601.00006", base + timedelta(days=1, seconds=59)),  # B:59 -> out
     ]
     with ArxivServer(papers, now=lambda: NOW) as server:
-        response = _get(
-            server, search_query="submittedDate:[202601140050 TO 202601150050]", sortBy="submittedDate"
-        )
+        response = _get(server, search_query="submittedDate:[202601140050 TO 202601150050]", sortBy="submittedDate")
     assert _ids(response) == ["2601.00004", "2601.00003", "2601.00002"]
 
 
@@ -298,9 +296,7 @@ ASC = {"search_query": "cat:cs.SD", "sortBy": "submittedDate", "sortOrder": "asc
 
 def test_faults_are_consumed_in_order_by_api_requests_only(five: list[FakePaper]) -> None:
     with ArxivServer(five, now=lambda: NOW) as server:
-        server.inject(
-            "rate_limit", Fault("rate_limit", retry_after=None), Fault("rate_limit", retry_after=30)
-        )
+        server.inject("rate_limit", Fault("rate_limit", retry_after=None), Fault("rate_limit", retry_after=30))
         server.inject(Fault("server_error"), Fault("server_error", status=503), "empty_body")
         assert _http.get(f"{server.base}/abs/2601.00000").status_code == 200  # does not consume a fault
         responses = [_get(server, **ASC) for _ in range(7)]
@@ -332,10 +328,7 @@ def test_bad_xml_empty_page_error_400_and_duplicate_first(five: list[FakePaper])
     empty_feed = feedparser.parse(empty.content)
     assert not empty_feed.bozo and empty_feed.entries == []
     assert empty_feed.feed.opensearch_totalresults == "5" and empty_feed.feed.opensearch_startindex == "2"
-    assert (
-        error.status_code == 400
-        and feedparser.parse(error.content).entries[0].summary == "max_results too large"
-    )
+    assert error.status_code == 400 and feedparser.parse(error.content).entries[0].summary == "max_results too large"
     assert first_page == ["2601.00000", "2601.00001"]
     assert _ids(second_page) == ["2601.00000", "2601.00002", "2601.00003"]
     assert feedparser.parse(second_page.content).feed.opensearch_totalresults == "5"
@@ -378,9 +371,7 @@ def test_fault_validation_and_recorded_headers() -> None:
     with ArxivServer(now=lambda: NOW) as server:
         with pytest.raises(ValueError):
             server.inject("nope")
-        _http.get(
-            server.url, params={"search_query": "cat:cs.SD AND x"}, headers={"User-Agent": "digest/1 (a@b.c)"}
-        )
+        _http.get(server.url, params={"search_query": "cat:cs.SD AND x"}, headers={"User-Agent": "digest/1 (a@b.c)"})
         request = server.requests[0]
     assert request.path == "/api/query" and request.params == {"search_query": "cat:cs.SD AND x"}
     assert request.headers["user-agent"] == request.headers["User-Agent"] == "digest/1 (a@b.c)"
@@ -408,9 +399,7 @@ def test_papers_from_listings_are_deterministic_and_realistic() -> None:
             cutoff_day -= timedelta(days=1)
         cutoff = datetime(cutoff_day.year, cutoff_day.month, cutoff_day.day, 14, tzinfo=EASTERN)
         submitted = [p.last_updated for p in group]  # == published except for old papers cross-listed at v2+
-        assert submitted == sorted(submitted) and [p.arxiv_id for p in group] == sorted(
-            p.arxiv_id for p in group
-        )
+        assert submitted == sorted(submitted) and [p.arxiv_id for p in group] == sorted(p.arxiv_id for p in group)
         assert all(t < cutoff < announced for t in submitted)
         assert previous_cutoff is None or min(submitted) > previous_cutoff
         assert all(p.published < announced and p.published <= p.last_updated for p in group)

@@ -158,8 +158,7 @@ def _timed(fn: Callable[[bytes], object], arg: bytes) -> float:
     "page",
     [
         b"<html><body><h1>Conversion to HTML had a Fatal error</h1></body></html>",
-        b"<!DOCTYPE html><html><head><title>arXiv</title></head><body><p>No HTML for '2501.00001'.</p>"
-        b"</body></html>",
+        b"<!DOCTYPE html><html><head><title>arXiv</title></head><body><p>No HTML for '2501.00001'.</p></body></html>",
         # LaTeXML shell without any converted paragraph (placeholder page)
         b'<html><body><div class="ltx_page_main"><article class="ltx_document">'
         b'<h1 class="ltx_title">Title</h1></article></div></body></html>',

@@ -285,9 +285,7 @@ def test_malformed_json(server: LLMServer, client: httpx.Client) -> None:
 
 
 @pytest.mark.parametrize(("kind", "expected"), [("empty_content", ""), ("null_content", None)])
-def test_empty_and_null_content(
-    kind: str, expected: str | None, server: LLMServer, client: httpx.Client
-) -> None:
+def test_empty_and_null_content(kind: str, expected: str | None, server: LLMServer, client: httpx.Client) -> None:
     server.inject(kind)
     body = post(client, server).json()
     assert body["choices"][0]["message"]["content"] == expected
@@ -317,9 +315,7 @@ def test_context_length(server: LLMServer, client: httpx.Client) -> None:
     assert r.status_code == 400
     error = r.json()["error"]
     assert error["type"] == "invalid_request_error"
-    assert re.search(
-        r"maximum context length is 65536 tokens\. However, you requested \d+ tokens", error["message"]
-    )
+    assert re.search(r"maximum context length is 65536 tokens\. However, you requested \d+ tokens", error["message"])
     assert "4096 in the completion" in error["message"]
 
 

@@ -68,9 +68,7 @@ def test_hostile_text_is_inert_markdown_and_liquid() -> None:
 def test_yaml_filters_quote_anything() -> None:
     for value in ['a: "b"', "- x", "{{ y }}", "it's", "\\", "#c"]:
         assert yaml.safe_load(f"k: {render.yaml_str(value)}") == {"k": value}
-    assert yaml.safe_load(f"k: {render.yaml_list(['cs.SD', 'a: b', 'x,y'])}") == {
-        "k": ["cs.SD", "a: b", "x,y"]
-    }
+    assert yaml.safe_load(f"k: {render.yaml_list(['cs.SD', 'a: b', 'x,y'])}") == {"k": ["cs.SD", "a: b", "x,y"]}
 
 
 def test_write_atomic_leaves_no_temp_files(tmp_path) -> None:

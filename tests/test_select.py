@@ -17,9 +17,7 @@ WINDOW = window_for(date(2026, 1, 15), "Asia/Shanghai", "08:50")
 CATS = ("cs.SD", "eess.AS")
 
 
-def paper(
-    n: int, minutes: int = 60, version: int = 1, cats: tuple[str, ...] = ("cs.SD",), **kw: object
-) -> Paper:
+def paper(n: int, minutes: int = 60, version: int = 1, cats: tuple[str, ...] = ("cs.SD",), **kw: object) -> Paper:
     when = WINDOW.start + timedelta(minutes=minutes)
     return Paper(
         arxiv_id=f"2601.{n:05d}",
@@ -92,9 +90,7 @@ def test_each_paper_lands_in_exactly_one_post(specs: list[tuple[int, int, int]])
     shown: list[str] = []
     for day in sorted(days):
         window = window_for(day, "Asia/Shanghai", "08:50")
-        shown += [
-            p.arxiv_id for p in select(papers, window, CATS, FilterConfig(), shown_elsewhere=shown).shown
-        ]
+        shown += [p.arxiv_id for p in select(papers, window, CATS, FilterConfig(), shown_elsewhere=shown).shown]
     assert sorted(shown) == sorted({p.arxiv_id for p in dedup(papers)})
 
 

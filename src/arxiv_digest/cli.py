@@ -18,9 +18,11 @@ from typing import Any
 
 import click
 
-from .config import Config, load_config
+from .config import load_config
+from .doctor import run_checks
 from .errors import DigestError, UsageError
 from .pipeline import Digest, RunOutcome
+from .publish import commit_posts
 from .report import run_report, write_report
 from .runlock import run_lock
 from .window import parse_day, utc_now
@@ -106,6 +108,25 @@ def exit_code(outcome: RunOutcome) -> int:
     return 3 if outcome.usage is not None and outcome.pending else 0
 
 
+COMMIT_OPTION = click.option(
+    "--commit",
+    is_flag=True,
+    help="git-commit the posts this run wrote or updated (the posts folder must be in a repo).",
+)
+
+
+def commit_posts_of(outcome: RunOutcome) -> str:
+    """git-commit the posts the run wrote or changed; say what happened."""
+    changed = [d for d in outcome.days if d.path and d.note != "unchanged"]
+    if not changed:
+        return "no post changed; nothing to commit"
+    span = f"{changed[0].day}" if len(changed) == 1 else f"{changed[0].day}..{changed[-1].day}"
+    papers = sum(d.shown for d in changed)
+    message = f"arXiv digest {span}: {papers} papers in {len(changed)} post{'s' if len(changed) != 1 else ''}"
+    sha = commit_posts([d.path for d in changed if d.path], message)
+    return f"committed {len(changed)} post(s) as {sha}" if sha else "no post changed; nothing to commit"
+
+
 def command(func: Callable[..., RunOutcome]) -> Callable[..., None]:
     """Lock the store, load config, run, report; every DigestError becomes one message + exit code.
 
@@ -131,6 +152,8 @@ def command(func: Callable[..., RunOutcome]) -> Callable[..., None]:
                     digest.close()
             code = exit_code(outcome)
             error = outcome.llm_error
+            if kwargs.get("commit"):
+                click.echo(commit_posts_of(outcome))
         except DigestError as exc:
             code, error = exc.exit_code, str(exc)
         except KeyboardInterrupt:
@@ -183,9 +206,10 @@ def main(config: Path | None, verbose: int, quiet: bool) -> None:
 @click.option("--to", "last", metavar="YYYY-MM-DD", help="Last post date of a range (with --from).")
 @click.option("--refetch", is_flag=True, help="Query arXiv again even if the window is already in the store.")
 @click.option("--force", is_flag=True, help="Overwrite a post even if it has more papers or texts than the new one.")
+@COMMIT_OPTION
 @command
 def generate(
-    digest: Digest, day: str | None, first: str | None, last: str | None, refetch: bool, force: bool
+    digest: Digest, day: str | None, first: str | None, last: str | None, refetch: bool, force: bool, commit: bool
 ) -> RunOutcome:
     """Write the post of one date, or of every date in a range.
 
@@ -215,8 +239,9 @@ def _days(day: str | None, first: str | None, last: str | None) -> list[date]:
 
 
 @main.command()
+@COMMIT_OPTION
 @command
-def run(digest: Digest) -> RunOutcome:
+def run(digest: Digest, commit: bool) -> RunOutcome:
     """Write the post of the latest window that has ended (the nightly job).
 
     It also re-checks the previous window.refresh_days windows, so papers that arXiv announces
@@ -230,8 +255,26 @@ def run(digest: Digest) -> RunOutcome:
     return digest.run_latest()
 
 
-def entry() -> None:  # pragma: no cover - console script shim kept for `python -m`
-    main(prog_name="arxiv-digest")
+@main.command()
+@click.pass_context
+def doctor(ctx: click.Context) -> None:
+    """Check config, templates, store, posts folder, arXiv and the LLM endpoint (one cheap call).
 
+    Exits 0 when nothing failed, 1 otherwise (2 if the config itself is invalid).
 
-__all__ = ["Config", "main"]
+    \b
+    Examples:
+      arxiv-digest doctor
+      arxiv-digest -c /srv/digest/config.yaml doctor
+    """
+    try:
+        config = load_config(ctx.find_root().params["config"])
+    except DigestError as exc:
+        click.echo(f"config     FAIL     {exc}")
+        ctx.exit(exc.exit_code)
+    click.echo(f"config     ok       {config.source or 'defaults (no config file)'}")
+    failed = False
+    for check in run_checks(config):
+        failed |= check.ok is False
+        click.echo(f"{check.name:<10} {check.verdict:<8} {check.detail}")
+    ctx.exit(1 if failed else 0)

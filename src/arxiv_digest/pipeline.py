@@ -382,6 +382,7 @@ class Digest:
         started = time.monotonic()
         now = self.now()
         cfg = self.config.window
+        render.remove_stale_temp_files(self.config.site.posts_dir)
         windows = [closed_window(day, cfg.timezone, cfg.anchor, now) for day in days]
         missing = [w for w in windows if refetch or self.store.window_fetched_at(w.day) is None]
         requests_before = self._http.requests if self._http else 0

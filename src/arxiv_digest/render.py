@@ -132,6 +132,13 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def remove_stale_temp_files(folder: Path) -> None:
+    """Temp files of a run that was killed mid-write (the run lock says none is in progress)."""
+    if folder.is_dir():
+        for leftover in folder.glob(".*.tmp"):
+            leftover.unlink(missing_ok=True)
+
+
 def post_quality(text: str) -> tuple[int, int, int]:
     """(papers, translated, explained) of a rendered post; a rewrite must not lower any of them."""
     papers = len(re.findall(r"^## (?!补录)", text, re.MULTILINE))

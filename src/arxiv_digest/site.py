@@ -477,7 +477,7 @@ def _file_digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def _template_dirs(user_dirs: Sequence[Path]) -> list[Path]:
+def template_dirs(user_dirs: Sequence[Path]) -> list[Path]:
     defaults = [d / "site" for d in default_template_dirs() if (d / "site").is_dir()]
     if not defaults:
         raise SiteError("the packaged site templates (templates/site) are missing")
@@ -720,7 +720,7 @@ class _Builder:
     def __init__(self, options: SiteOptions) -> None:
         self.options = options
         self.site_dir = options.site_dir
-        self.dirs = _template_dirs(options.templates_dirs)
+        self.dirs = template_dirs(options.templates_dirs)
         tree = [(rel, _file_digest(path.read_bytes()), path) for path, rel in _tree(reversed(self.dirs))]
         self.static = {rel: (d, path) for rel, d, path in tree if rel.startswith("static/")}
         self.renderer = _renderer_version()

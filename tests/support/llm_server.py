@@ -132,9 +132,7 @@ OPENAI_SUCCESS_HEADERS: dict[str, str] = _pick(_headers(_ROK), "x-ratelimit-", "
 
 # Non-streaming templates: a real body per provider; ids, content and usage get overwritten.
 _COMPLETION_TEMPLATES: dict[str, dict[str, Any]] = {
-    "openai": json.loads(
-        (FIXTURE_DIR / "openai_nonstream_gzip_body.mirascope.DECODED_BODY.json").read_bytes()
-    ),
+    "openai": json.loads((FIXTURE_DIR / "openai_nonstream_gzip_body.mirascope.DECODED_BODY.json").read_bytes()),
     "deepseek": _wire_order(_json_body(_response("deepseek_reasoner_nonstream_usage.pydantic-ai.yaml"))),
     "ollama": _json_body(_response("ollama_gemma3_nonstream.mirascope.yaml")),
     "vllm": _json_body(_response("vllm_chat_nonstream.openllmetry.yaml")),
@@ -321,9 +319,7 @@ def _stream_events(style: str, a: _Answer, include_usage: bool) -> list[dict[str
         content_template = next(e for e in t if e["choices"] and e["choices"][0]["delta"].get("content"))
         events.append(_chunk(t[0], a))
         events += [_chunk(t[1], a, delta={"content": None, "reasoning_content": p}) for p in thoughts]
-        events += [
-            _chunk(content_template, a, delta={"content": p, "reasoning_content": None}) for p in pieces
-        ]
+        events += [_chunk(content_template, a, delta={"content": p, "reasoning_content": None}) for p in pieces]
         events.append(_chunk(t[-1], a, finish_reason=a.finish_reason))
         events[-1]["usage"] = _fill_usage(t[-1]["usage"], a.usage) if include_usage else None
     elif style == "vllm":

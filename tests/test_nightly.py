@@ -1,0 +1,195 @@
+"""Nightly operations: late papers, locking, kills at each stage, run reports, doctor, --commit."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from arxiv_digest.render import PENDING_LINE
+from arxiv_digest.runlock import run_lock
+
+from .conftest import Workspace
+from .llm_script import Script
+from .support.arxiv_server import Fault, make_paper, papers_from_listings
+from .support.llm_server import LLMServer
+
+KEY = "sk-nightly-test-key"
+
+
+def start_cli(ws: Workspace, *args: str, now: str = "2026-11-21T00:00:00Z") -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")} | ws.env | {"ARXIV_DIGEST_NOW": now}
+    return subprocess.Popen(
+        [sys.executable, "-m", "arxiv_digest", "-c", str(ws.config), *args],
+        cwd=ws.root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(condition, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.002)
+
+
+def kill(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    assert process.returncode == -signal.SIGKILL
+
+
+def test_late_papers_join_their_own_post_and_are_listed_in_todays(workspace: Workspace) -> None:
+    on_time = make_paper("2601.00001", datetime(2026, 1, 13, 3, 0, tzinfo=UTC), title="On time paper")
+    workspace.arxiv.papers.append(on_time)
+    workspace.configure(window={"refresh_days": 3})
+    first = workspace.cli("run", now="2026-01-14T02:30:00Z")  # 10:30 CST on 01-14
+    assert first.returncode == 0, first.stderr
+    assert workspace.posts() == ["2026-01-14-arxiv.md"]
+    # announced a day late: submitted inside the 01-14 window, after that post was written
+    late = make_paper("2601.00002", datetime(2026, 1, 13, 20, 0, tzinfo=UTC), title="Late paper")
+    today = make_paper("2601.00003", datetime(2026, 1, 14, 6, 0, tzinfo=UTC), title="Today paper")
+    workspace.arxiv.papers += [late, today]
+    second = workspace.cli("run", now="2026-01-15T02:30:00Z")
+    assert second.returncode == 0, second.stderr
+    earlier = workspace.post("2026-01-14").read_text(encoding="utf-8")
+    assert "Late paper" in earlier and "抓取总数：2 篇 | 本页显示：2 篇" in earlier
+    todays = workspace.post("2026-01-15").read_text(encoding="utf-8")
+    assert todays.count("## Today paper") == 1
+    assert todays.endswith(
+        "## 补录：此前窗口新增的论文\n- 2026-01-14：[Late paper](https://arxiv.org/abs/2601.00002v1)\n"
+    )
+    report = json.loads(sorted((workspace.root / "state" / "reports").glob("*-run.json"))[-1].read_text())
+    assert report["papers"]["late"] == 1 and report["outcome"] == "ok"
+
+
+def test_a_second_run_exits_at_once_while_one_holds_the_lock(workspace: Workspace) -> None:
+    with run_lock(workspace.root / "state" / "digest.sqlite3"):
+        started = time.monotonic()
+        result = workspace.cli("generate", "--date", "2026-01-15")
+    assert result.returncode == 4 and time.monotonic() - started < 10
+    assert "another arxiv-digest run is in progress (pid" in result.stderr
+    assert workspace.posts() == []
+
+
+def listed(ws: Workspace) -> Workspace:
+    ws.arxiv.papers.extend(papers_from_listings())
+    return ws
+
+
+def clean_copy(tmp_path: Path, ws: Workspace, *args: str) -> dict[str, bytes]:
+    """What an uninterrupted run of the same command writes, in a fresh folder."""
+    fresh = Workspace(tmp_path / "fresh", ws.arxiv, settings=dict(ws.settings), env=dict(ws.env))
+    fresh.root.mkdir()
+    fresh.configure()
+    assert fresh.cli(*args).returncode in (0, 3)
+    return {name: fresh.post(name[:10]).read_bytes() for name in fresh.posts()}
+
+
+def posts_of(ws: Workspace) -> dict[str, bytes]:
+    return {name: ws.post(name[:10]).read_bytes() for name in ws.posts()}
+
+
+def test_kill_during_fetch_leaves_nothing_and_the_next_run_completes(workspace: Workspace, tmp_path: Path) -> None:
+    ws = listed(workspace)
+    ws.configure(arxiv={"page_size": 20, "timeout": 5})
+    args = ("generate", "--from", "2025-06-02", "--to", "2025-06-12")
+    ws.arxiv.inject("pass", "pass", Fault("stall", seconds=4))
+    process = start_cli(ws, *args)
+    wait_for(lambda: len(ws.arxiv.api_requests()) >= 3)
+    kill(process)
+    assert ws.posts() == []
+    again = ws.cli(*args)
+    assert again.returncode == 0, again.stderr
+    assert posts_of(ws) == clean_copy(tmp_path, ws, *args)
+
+
+def test_kill_during_llm_keeps_finished_texts_and_the_next_run_completes(workspace: Workspace, tmp_path: Path) -> None:
+    for n in range(6):
+        workspace.arxiv.papers.append(make_paper(f"2601.{n:05d}", datetime(2026, 1, 14, 1, n, tzinfo=UTC)))
+    with LLMServer(Script(), api_key=KEY, latency=0.3) as llm:
+        workspace.env["DEEPSEEK_API_KEY"] = KEY
+        workspace.configure(llm={"provider": "auto", "base_url": llm.base_url, "backoff": 0, "concurrency": 2})
+        process = start_cli(workspace, "generate", "--date", "2026-01-15")
+        wait_for(lambda: len(llm.requests) >= 5)
+        kill(process)
+        assert workspace.posts() == []
+        again = workspace.cli("generate", "--date", "2026-01-15")
+        assert again.returncode == 0, again.stderr
+        assert "cached" in again.stdout and " 0 cached" not in again.stdout  # work done before the kill was kept
+        text = workspace.post("2026-01-15").read_text(encoding="utf-8")
+        assert PENDING_LINE not in text and text.count("<details>") == 6
+
+
+def test_kill_while_writing_posts_leaves_only_whole_posts(workspace: Workspace, tmp_path: Path) -> None:
+    ws = listed(workspace)
+    args = ("generate", "--from", "2025-05-15", "--to", "2025-09-10")
+    process = start_cli(ws, *args)
+    wait_for(lambda: len(ws.posts()) >= 3, timeout=60)
+    kill(process)
+    expected = clean_copy(tmp_path, ws, *args)
+    for name, body in posts_of(ws).items():  # every post on disk is whole
+        assert body == expected[name]
+    again = ws.cli(*args)
+    assert again.returncode == 0, again.stderr
+    assert posts_of(ws) == expected
+    assert not list((ws.root / "posts").glob(".*"))
+
+
+def test_doctor_gives_a_verdict_per_part(workspace: Workspace) -> None:
+    with LLMServer(Script(), api_key=KEY) as llm:
+        workspace.env["DEEPSEEK_API_KEY"] = KEY
+        workspace.configure(llm={"provider": "auto", "base_url": llm.base_url})
+        ok = workspace.cli("doctor")
+        assert ok.returncode == 0, ok.stdout
+        assert [line.split()[:2] for line in ok.stdout.splitlines()] == [
+            ["config", "ok"],
+            ["templates", "ok"],
+            ["store", "ok"],
+            ["posts", "ok"],
+            ["arXiv", "ok"],
+            ["LLM", "ok"],
+        ]
+        assert len(llm.requests) == 1 and KEY not in ok.stdout
+    workspace.configure(arxiv={"api_url": "http://127.0.0.1:9/api/query"}, llm={"provider": "none"})
+    bad = workspace.cli("doctor")
+    assert bad.returncode == 1
+    assert "arXiv      FAIL" in bad.stdout and "LLM        skipped" in bad.stdout
+
+
+def test_commit_records_new_posts_in_git(workspace: Workspace) -> None:
+    subprocess.run(["git", "init", "-q", str(workspace.root)], check=True)
+    for key, value in (("user.name", "t"), ("user.email", "t@example.org")):
+        subprocess.run(["git", "-C", str(workspace.root), "config", key, value], check=True)
+    workspace.arxiv.papers.append(make_paper("2601.00001", datetime(2026, 1, 14, 3, 0, tzinfo=UTC)))
+    result = workspace.cli("generate", "--date", "2026-01-15", "--commit")
+    assert result.returncode == 0, result.stderr
+    log = subprocess.run(
+        ["git", "-C", str(workspace.root), "log", "--name-only", "--format=%s"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "arXiv digest 2026-01-15: 1 papers in 1 post" in log and "posts/2026-01-15-arxiv.md" in log
+    again = workspace.cli("generate", "--date", "2026-01-15", "--commit")
+    assert again.returncode == 0 and "nothing to commit" in again.stdout
+
+
+@pytest.mark.parametrize("days_back", [1])
+def test_run_reports_failures_as_json(workspace: Workspace, days_back: int) -> None:
+    workspace.arxiv.inject(*[Fault("server_error")] * 4)
+    result = workspace.cli("run", now=(datetime(2026, 1, 15, 3, tzinfo=UTC) + timedelta(days=days_back)).isoformat())
+    assert result.returncode == 1
+    report = json.loads(next((workspace.root / "state" / "reports").glob("*-run.json")).read_text())
+    assert report["outcome"] == "failed" and "HTTP 500" in report["error"] and report["exit_code"] == 1
