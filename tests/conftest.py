@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
+from .llm_script import Script
 from .support.arxiv_server import ArxivServer
+from .support.llm_server import LLMServer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,6 +60,41 @@ class Workspace:
     def posts(self) -> list[str]:
         folder = self.root / "posts"
         return sorted(p.name for p in folder.glob("[0-9]*-arxiv.md"))
+
+
+KEY = "sk-test-5ecret-key-0123456789"
+DAY = "2026-01-15"
+
+
+@dataclass
+class LLMWorkspace:
+    ws: Workspace
+    llm: LLMServer
+    script: Script
+
+    def generate(self, day: str = DAY, *extra: str):
+        return self.ws.cli("generate", "--date", day, *extra)
+
+    def text(self, day: str = DAY) -> str:
+        return self.ws.post(day).read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def llm_ws(workspace: Workspace) -> Iterator[LLMWorkspace]:
+    script = Script()
+    with LLMServer(script, api_key=KEY) as server:
+        workspace.env["DEEPSEEK_API_KEY"] = KEY
+        workspace.configure(
+            llm={
+                "provider": "auto",
+                "base_url": server.base_url,
+                "backoff": 0,
+                "retries": 2,
+                "timeout": 1,
+                "concurrency": 4,
+            }
+        )
+        yield LLMWorkspace(workspace, server, script)
 
 
 @pytest.fixture

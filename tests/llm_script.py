@@ -19,8 +19,17 @@ GOOD_EXPLAINER = (
 )
 
 
+GOOD_PAGE = (
+    '{"title": "速率感知的学习型语音压缩", "class": "其他", '
+    '"reason": "这篇论文研究语音压缩，与其他类别无关，因此归入其他。", "tags": ["语音处理", "神经编解码"]}'
+)
+
+
 def task(request: dict) -> str:
-    return "explainer" if "解读" in request["messages"][0]["content"] else "translation"
+    messages = request["messages"]
+    if len(messages) > 1 and '"class"' in messages[1]["content"]:
+        return "page"
+    return "explainer" if "解读" in messages[0]["content"] else "translation"
 
 
 def title_of(request: dict) -> str:
@@ -31,6 +40,8 @@ def title_of(request: dict) -> str:
 def good_answer(request: dict) -> str:
     if task(request) == "explainer":
         return GOOD_EXPLAINER
+    if task(request) == "page":
+        return GOOD_PAGE
     return f"本文研究了{len(title_of(request))}个字符长的标题所描述的问题，并提出了新的方法，实验表明效果显著。"
 
 

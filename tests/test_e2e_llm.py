@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,47 +11,15 @@ import pytest
 
 from arxiv_digest.render import PENDING_LINE
 
-from .conftest import Workspace
-from .llm_script import GOOD_EXPLAINER, Script, task
+from .conftest import KEY, LLMWorkspace, Workspace
+from .llm_script import GOOD_EXPLAINER, task
 from .reference_posts import REFERENCE, reference_post
 from .support.arxiv_server import make_paper
 from .support.llm_server import Fault, LLMServer
 
-KEY = "sk-test-5ecret-key-0123456789"
 FULLTEXT = Path(__file__).parent / "fixtures" / "fulltext"
 DAY = "2026-01-15"
 START = datetime(2026, 1, 14, 1, 0, tzinfo=UTC)
-
-
-@dataclass
-class LLMWorkspace:
-    ws: Workspace
-    llm: LLMServer
-    script: Script
-
-    def generate(self, day: str = DAY, *extra: str):
-        return self.ws.cli("generate", "--date", day, *extra)
-
-    def text(self, day: str = DAY) -> str:
-        return self.ws.post(day).read_text(encoding="utf-8")
-
-
-@pytest.fixture
-def llm_ws(workspace: Workspace) -> Iterator[LLMWorkspace]:
-    script = Script()
-    with LLMServer(script, api_key=KEY) as server:
-        workspace.env["DEEPSEEK_API_KEY"] = KEY
-        workspace.configure(
-            llm={
-                "provider": "auto",
-                "base_url": server.base_url,
-                "backoff": 0,
-                "retries": 2,
-                "timeout": 1,
-                "concurrency": 4,
-            }
-        )
-        yield LLMWorkspace(workspace, server, script)
 
 
 def add_papers(ws: Workspace, count: int) -> list[str]:

@@ -208,6 +208,18 @@ class FulltextConfig:
 
 
 @dataclass(frozen=True)
+class PagesConfig:
+    enabled: bool = setting(False, boolean, "also write one page per paper (title, class, tags, abstracts)")
+    dir: Path | None = setting(None, optional(text()), "where pages go (default: site.posts_dir)", path=True)
+    permalink: str = setting("/papers/{id}/", text(), "stable URL of a paper's page; {id} is the arXiv id")
+    taxonomy: tuple[str, ...] = setting(
+        ["语音识别", "语音合成", "音乐", "音频理解", "其他"],
+        string_list(non_empty=True),
+        "classes the LLM chooses from",
+    )
+
+
+@dataclass(frozen=True)
 class StoreConfig:
     path: Path = setting("state/digest.sqlite3", text(), "SQLite database file", path=True)
 
@@ -221,6 +233,7 @@ class Config:
     filter: FilterConfig = field(default_factory=FilterConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     fulltext: FulltextConfig = field(default_factory=FulltextConfig)
+    pages: PagesConfig = field(default_factory=PagesConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     source: Path | None = None  # the file it came from, if any
 

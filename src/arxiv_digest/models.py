@@ -60,11 +60,22 @@ class Selection:
 
 
 @dataclass(frozen=True)
+class PageInfo:
+    """The per-paper page's extra LLM output: Chinese title, class with its reason, tags."""
+
+    title: str
+    category: str
+    reason: str
+    tags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Texts:
     """What the LLM stage produced for a paper; ``None`` means still pending."""
 
     translation: str | None = None
     explainer: str | None = None
+    page: PageInfo | None = None
 
     @property
     def complete(self) -> bool:
@@ -75,6 +86,18 @@ class Texts:
 class PostEntry:
     paper: Paper
     texts: Texts = field(default_factory=Texts)
+    page_url: str | None = None  # the paper's own page, when pages are enabled and written
+
+
+@dataclass(frozen=True)
+class PaperPage:
+    """Everything the per-paper page template needs."""
+
+    paper: Paper
+    day: date  # submission date in the window's time zone
+    translation: str
+    info: PageInfo
+    permalink: str
 
 
 @dataclass(frozen=True)

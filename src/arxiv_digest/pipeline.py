@@ -24,7 +24,7 @@ from . import fulltext, render
 from .arxiv import ArxivClient, submitted_range_query
 from .config import Config
 from .llm import ChatClient, LLMError, LLMFatal
-from .models import LateNote, Paper, Post, PostEntry, Texts, Window
+from .models import LateNote, Paper, PaperPage, Post, PostEntry, Texts, Window
 from .polite import PoliteHttp, RetryPolicy
 from .select import select
 from .store import Store
@@ -33,9 +33,13 @@ from .summarize import (
     Job,
     Usage,
     check_explainer,
+    check_page,
     check_translation,
     explainer_key,
     load_prompt,
+    page_from_json,
+    page_key,
+    page_to_json,
     run_job,
     translation_key,
 )
@@ -92,11 +96,14 @@ class Digest:
         self.prompts = {
             "translation": load_prompt(self.env, "prompts/translate.j2"),
             "explainer": load_prompt(self.env, "prompts/explain.j2"),
+            "page": load_prompt(self.env, "prompts/page.j2"),
         }
         self.models = {
             "translation": self.config.llm.model,
             "explainer": self.config.llm.explainer_model or self.config.llm.model,
+            "page": self.config.llm.model,
         }
+        self.taxonomy = self.config.pages.taxonomy
 
     def close(self) -> None:
         if self._http is not None:
@@ -170,14 +177,29 @@ class Digest:
             explainer_key(paper, source, self.prompts["explainer"], self.models["explainer"]) if source else None,
         )
 
+    def page_key(self, paper: Paper) -> str:
+        return page_key(paper, self.prompts["page"], self.models["page"], self.taxonomy)
+
     def texts(self, paper: Paper) -> Texts:
         """Current texts, else the newest valid ones of an older prompt/model (never worse than none)."""
-        keys = self.keys(paper)
+        keys = (*self.keys(paper), self.page_key(paper) if self.config.pages.enabled else None)
         found = [
             (self.store.text(key) if key else None) or self.store.latest_text(paper.arxiv_id, kind)
-            for key, kind in zip(keys, ("translation", "explainer"), strict=True)
+            for key, kind in zip(keys, ("translation", "explainer", "page"), strict=True)
         ]
-        return Texts(*found)
+        page = page_from_json(found[2]) if found[2] and self.config.pages.enabled else None
+        return Texts(found[0], found[1], page)
+
+    def complete(self, texts: Texts) -> bool:
+        return texts.complete and (texts.page is not None or not self.config.pages.enabled)
+
+    def page_for(self, paper: Paper, texts: Texts) -> PaperPage | None:
+        """The paper's own page, once its translation and page info exist."""
+        if not self.config.pages.enabled or texts.page is None or texts.translation is None:
+            return None
+        day = paper.published.astimezone(ZoneInfo(self.config.window.timezone)).date()
+        permalink = self.config.pages.permalink.replace("{id}", paper.arxiv_id)
+        return PaperPage(paper, day, texts.translation, texts.page, permalink)
 
     def post_for(self, window: Window) -> tuple[Post, list[str]]:
         """The post of ``window`` from the store, and the ids it newly shows."""
@@ -202,7 +224,7 @@ class Digest:
             anchor=self.config.window.anchor,
             tags=self.config.arxiv.categories,
             fetched=selection.fetched,
-            entries=tuple(PostEntry(paper=p, texts=self.texts(p)) for p in selection.shown),
+            entries=tuple(self.entry(p) for p in selection.shown),
             left_out_by_cap=selection.left_out_by_cap,
             late=tuple(
                 LateNote(day=day, title=paper.title, abs_url=paper.abs_url)
@@ -210,6 +232,11 @@ class Digest:
             ),
         )
         return post, [p.arxiv_id for p in selection.shown if p.arxiv_id not in owners]
+
+    def entry(self, paper: Paper) -> PostEntry:
+        texts = self.texts(paper)
+        page = self.page_for(paper, texts)
+        return PostEntry(paper=paper, texts=texts, page_url=page.permalink if page else None)
 
     def fill_texts(self, papers: Sequence[Paper]) -> tuple[Usage, str | None]:
         """Ask the LLM for every missing translation and explainer, ``llm.concurrency`` at a time.
@@ -237,6 +264,15 @@ class Digest:
                 )
             else:
                 usage.cache_hits += 1
+            if self.config.pages.enabled:
+                p_key = self.page_key(paper)
+                if self.store.text(p_key) is None:
+                    check = partial(self._check_page, paper=paper)
+                    jobs.append(
+                        self._job("page", paper, p_key, check, "abstract", {"paper": paper, "taxonomy": self.taxonomy})
+                    )
+                else:
+                    usage.cache_hits += 1
             source = self.stored_fulltext(paper)
             if source is None:
                 downloads.append(paper)
@@ -295,6 +331,9 @@ class Digest:
     ) -> Job:
         return Job(kind, paper, key, self.models[kind], self.prompts[kind].messages(**values), check, source)
 
+    def _check_page(self, answer: str, paper: Paper) -> str:
+        return page_to_json(check_page(answer, paper, self.taxonomy))
+
     def _explainer_job(self, paper: Paper, source: fulltext.FullText, usage: Usage) -> Job | None:
         key = explainer_key(paper, source, self.prompts["explainer"], self.models["explainer"])
         if self.store.text(key) is not None:
@@ -342,6 +381,7 @@ class Digest:
             old = path.read_text(encoding="utf-8")
             if old == text:
                 self._record(post, new_ids, path, text)
+                self.write_pages(post)
                 return DayOutcome(day, post.fetched, len(post.entries), path, "unchanged")
             worse = [a < b for a, b in zip(render.post_quality(text), render.post_quality(old), strict=True)]
             if any(worse):
@@ -349,14 +389,27 @@ class Digest:
                 return DayOutcome(day, post.fetched, len(post.entries), None, "kept existing better post")
         render.write_atomic(path, text)
         self._record(post, new_ids, path, text)
+        self.write_pages(post)
         return DayOutcome(day, post.fetched, len(post.entries), path)
+
+    def write_pages(self, post: Post) -> None:
+        """Each paper's own page (when enabled), rewritten only when its text changed."""
+        folder = self.config.pages.dir or self.config.site.posts_dir
+        for entry in post.entries:
+            page = self.page_for(entry.paper, entry.texts)
+            if page is None:
+                continue
+            text = render.render_page(page, self.env)
+            path = folder / f"{page.day.isoformat()}-{entry.paper.arxiv_id}.md"
+            if not path.exists() or path.read_text(encoding="utf-8") != text:
+                render.write_atomic(path, text)
 
     def _record(self, post: Post, new_ids: list[str], path: Path, text: str) -> None:
         stamp = self.now()
         with self.store.transaction():
             self.store.assign(post.window.day, new_ids, stamp)
             for entry in post.entries:
-                self.store.set_pending(entry.paper.arxiv_id, not entry.texts.complete)
+                self.store.set_pending(entry.paper.arxiv_id, not self.complete(entry.texts))
             sha = hashlib.sha256(text.encode()).hexdigest()
             self.store.record_post(
                 post.window.day, path, post.fetched, len(post.entries), post.left_out_by_cap, sha, stamp

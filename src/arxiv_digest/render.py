@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 
 from .errors import RenderError
-from .models import Post
+from .models import PaperPage, Post
 
 PACKAGE_TEMPLATES = Path(__file__).parent / "templates"
 REPO_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
@@ -50,7 +50,15 @@ def environment(user_dir: Path | None = None, subdir: str = "") -> jinja2.Enviro
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
     )
-    env.filters.update(md=md_inline, md_block=md_block, url=md_url, yaml_str=yaml_str, yaml_list=yaml_list)
+    env.filters.update(
+        md=md_inline,
+        md_block=md_block,
+        url=md_url,
+        yaml_str=yaml_str,
+        yaml_list=yaml_list,
+        code=md_code,
+        quote=md_quote,
+    )
     env.filters["local"] = local_time
     env.globals["PENDING_LINE"] = PENDING_LINE
     return env
@@ -91,10 +99,20 @@ def md_block(text: str) -> str:
     return protect_liquid(_outside_code(str(text).strip("\n"), _escape_html))
 
 
+def md_code(text: str) -> str:
+    """Text inside a code span: it cannot hold a backtick; Liquid still runs there."""
+    return protect_liquid(str(text).replace("`", "'"))
+
+
+def md_quote(text: str) -> str:
+    """A Markdown blockquote, every line prefixed."""
+    return "\n".join(f"> {line}" if line.strip() else ">" for line in str(text).split("\n"))
+
+
 def md_url(value: str) -> str:
-    """A link target: only http(s) survives; characters that would end the Markdown link are encoded."""
+    """A link target: only http(s) or a site path survives; characters that would end the link are encoded."""
     value = str(value).strip()
-    if not re.match(r"^https?://", value):
+    if not re.match(r"^(https?://|/(?!/))", value):
         return "#"
     return protect_liquid(value.replace(" ", "%20").replace("(", "%28").replace(")", "%29").replace("<", "%3C"))
 
@@ -110,8 +128,16 @@ def yaml_list(values: Iterable[str]) -> str:
 
 
 def render_post(post: Post, env: jinja2.Environment, template: str = "post.md.j2") -> str:
+    return render_template(env, template, post=post)
+
+
+def render_page(page: PaperPage, env: jinja2.Environment, template: str = "paper.md.j2") -> str:
+    return render_template(env, template, page=page)
+
+
+def render_template(env: jinja2.Environment, template: str, **values: object) -> str:
     try:
-        return env.get_template(template).render(post=post)
+        return env.get_template(template).render(**values)
     except jinja2.TemplateError as exc:
         where = f" ({exc.filename}:{exc.lineno})" if isinstance(exc, jinja2.TemplateSyntaxError) else ""
         raise RenderError(f"template {template}{where}: {exc.message or exc}") from None

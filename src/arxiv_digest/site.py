@@ -14,7 +14,7 @@ Choices, and why:
   source in ``<span class="math">``: no script, the same text in pages, feeds and search results, no
   render failures on arXiv's ad-hoc macros, and this blog's readers read TeX. KaTeX would add ~1 MB of
   vendored files and client-side work to every page for the few titles that carry maths.
-* Search is an own index (see ``_index_docs``), not pagefind: ``pagefind[extended]`` installs from PyPI
+* Search is an own index (see ``_SearchIndex``), not pagefind: ``pagefind[extended]`` installs from PyPI
   and segments Chinese, but on the 1,000-post benchmark it took 27.7 s and 2 GB of RSS, and it cannot
   update an index, so adding one post would re-index the whole site.
 """
@@ -27,13 +27,17 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 import unicodedata
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -52,8 +56,8 @@ log = logging.getLogger(__name__)
 
 MANIFEST = ".build-manifest.json"
 CACHE_DIR = ".build-cache"
-FEED_POSTS = 20
-CATEGORY_FEED_PAPERS = 50
+FEED_POSTS = 10
+CATEGORY_FEED_PAPERS = 30
 SEARCH_SHARDS = 128
 PARALLEL_MIN_POSTS = 48  # below this, starting worker processes costs more than it saves
 
@@ -126,6 +130,7 @@ class PostMeta:
     tags: tuple[str, ...]
     papers: tuple[Paper, ...] = ()
     search_id: int = -1
+    stamp: str = ""  # size and mtime of the source, to skip reading unchanged files
 
     @property
     def categories(self) -> tuple[str, ...]:
@@ -148,6 +153,7 @@ class PostMeta:
             "tags": list(self.tags),
             "papers": [[p.anchor, p.title, list(p.authors), list(p.categories), p.arxiv_id] for p in self.papers],
             "search_id": self.search_id,
+            "stamp": self.stamp,
         }
 
     @classmethod
@@ -162,6 +168,7 @@ class PostMeta:
             tuple(data["tags"]),
             papers,
             data["search_id"],
+            data["stamp"],
         )
 
 
@@ -183,27 +190,37 @@ _JEKYLL_NAME = re.compile(r"^(\d{4}-\d{2}-\d{2})-(.+)$")
 _ANY_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
-def read_post(path: Path) -> tuple[dict[str, Any], str] | None:
-    """Front matter and body of ``path``, or None when it has no front matter (Jekyll copies such files
-    instead of rendering them). Control characters XML cannot carry are dropped here, once."""
+def _decode(data: bytes, path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        return data.decode("utf-8-sig").replace("\r\n", "\n")
     except UnicodeDecodeError as exc:
         raise SiteError(f"{path}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
-    text = _XML_INVALID.sub("", text.replace("\r\n", "\n"))
+
+
+def _front_matter(text: str, path: Path) -> tuple[dict[str, Any], int] | None:
+    """The YAML front matter and where the body starts, or None without front matter (Jekyll copies
+    such files instead of rendering them)."""
     match = _FRONT_MATTER.match(text)
     if match is None:
         return None
     try:
-        front = yaml.load(match[1], Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
+        front = yaml.load(_XML_INVALID.sub("", match[1]), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
     except yaml.YAMLError as exc:
         raise SiteError(f"{path}: front matter is not valid YAML: {exc}") from None
     if not isinstance(front, dict):
         raise SiteError(f"{path}: front matter must be a mapping, not {type(front).__name__}")
-    return front, text[match.end() :]
+    return front, match.end()
 
 
-def _head(source: str, path: Path, digest: str, front: dict[str, Any]) -> PostMeta:
+def read_post(path: Path) -> tuple[dict[str, Any], str] | None:
+    """Front matter and body of ``path``, or None when it is not a post. Control characters that
+    XML cannot carry are dropped from the body here, once, so pages and feeds stay valid."""
+    text = _decode(path.read_bytes(), path)
+    found = _front_matter(text, path)
+    return (found[0], _XML_INVALID.sub("", text[found[1] :])) if found else None
+
+
+def _head(source: str, path: Path, digest: str, stamp: str, front: dict[str, Any]) -> PostMeta:
     """Date from ``date:``, else the Jekyll file name ``YYYY-MM-DD-slug``, else any date in the name."""
     stem = path.stem
     jekyll = _JEKYLL_NAME.match(stem)
@@ -227,7 +244,7 @@ def _head(source: str, path: Path, digest: str, front: dict[str, Any]) -> PostMe
         tags = tags.split()
     url = _permalink(str(front["permalink"]), path) if front.get("permalink") else f"{day:%Y/%m/%d}/{_slug(slug)}.html"
     title = str(front.get("title") or stem)
-    return PostMeta(source, digest, title, day, url, tuple(str(t) for t in tags))
+    return PostMeta(source, digest, title, day, url, tuple(str(t) for t in tags), stamp=stamp)
 
 
 def _permalink(value: str, path: Path) -> str:
@@ -267,10 +284,10 @@ def apply_liquid_raw(text: str) -> str:
 
 
 _FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})[^\n]*\n.*?(?:^[ \t]*\1[`~]*[ \t]*$|\Z)", re.S | re.M)
-_SPAN = re.compile(
-    r"(?P<code>(?P<ticks>`+)(?:(?!\n[ \t]*\n).)+?(?<!`)(?P=ticks)(?!`))"
+_SPAN = re.compile(  # the lookahead lets the regex engine skip to the next ` or $ quickly
+    r"(?=[`$])(?:(?P<code>(?P<ticks>`+)(?:(?!\n[ \t]*\n).)+?(?<!`)(?P=ticks)(?!`))"
     r"|\$\$(?P<display>(?:(?!\n[ \t]*\n)[^$])+?)\$\$"
-    r"|(?<![\\$])\$(?P<inline>[^\s$](?:[^$\n]*?[^\s$\\])?)\$(?![\d$])",
+    r"|(?<![\\$])\$(?P<inline>[^\s$](?:[^$\n]*?[^\s$\\])?)\$(?![\d$]))",
     re.S,
 )
 _PAREN_ITEM = re.compile(r"^((?:[ \t]*(?:[-+*]|>)[ \t]+)*[ \t]*\d{1,9})\)(?=[ \t]|$)", re.M)
@@ -293,7 +310,7 @@ def _protect(text: str) -> tuple[str, list[str]]:
         return f"\ue000{len(maths) - 1}\ue001"
 
     out, pos = [], 0
-    for fence in _FENCE.finditer(text):
+    for fence in _FENCE.finditer(text) if "```" in text or "~~~" in text else ():
         out += [_PAREN_ITEM.sub(r"\1\\)", _SPAN.sub(swap, text[pos : fence.start()])), fence[0]]
         pos = fence.end()
     out.append(_PAREN_ITEM.sub(r"\1\\)", _SPAN.sub(swap, text[pos:])))
@@ -382,8 +399,8 @@ def _paper(anchor: str, section: str) -> tuple[Paper, str] | None:
 
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_WORD = re.compile(f"[{_CJK}]+|[^\\W_{_CJK}]+")
-_CJK_CHAR = re.compile(f"[{_CJK}]")
+_CJK_RUN = re.compile(f"[{_CJK}]+")
+_OTHER_WORD = re.compile(f"[^\\W_{_CJK}]+")
 _MARKS = re.compile("[\u0300-\u036f]")
 
 
@@ -394,21 +411,21 @@ def normalize(text: str) -> str:
 
 def search_tokens(text: str) -> set[str]:
     """CJK runs as bigrams (a lone character as itself), other words by their first three characters."""
-    tokens: set[str] = set()
-    for word in _WORD.findall(normalize(text)):
-        if _CJK_CHAR.match(word):
-            tokens.update(word[i : i + 2] for i in range(max(1, len(word) - 1)))
-        else:
-            tokens.add(word[:3])
+    text = normalize(text)
+    tokens = {word[:3] for word in _OTHER_WORD.findall(text)}
+    for run in _CJK_RUN.findall(text):
+        tokens.update(map(str.__add__, run[:-1], run[1:]) if len(run) > 1 else (run,))
     return tokens
 
 
-def _shard(token: str) -> int:
-    """FNV-1a over code points; search.js computes the same to pick the file to fetch."""
-    value = 0x811C9DC5
-    for char in token:
-        value = ((value ^ ord(char)) * 0x01000193) & 0xFFFFFFFF
-    return value % SEARCH_SHARDS
+def shard_of(token: str) -> int:
+    """First and last code point mixed; search.js computes the same to pick the file to fetch."""
+    return (ord(token[0]) * 31 + ord(token[-1])) % SEARCH_SHARDS
+
+
+def _doc_tokens(doc: list[list[str]]) -> str:
+    """A search document's tokens as one string: far cheaper to send back from a worker than a set."""
+    return " ".join(search_tokens(" ".join(" ".join(paper[1:]) for paper in doc)))
 
 
 def _b36(number: int) -> str:
@@ -421,8 +438,53 @@ def _b36(number: int) -> str:
             return out
 
 
-def _doc_tokens(doc: list[list[str]]) -> set[str]:
-    return search_tokens(" ".join(" ".join(paper[1:]) for paper in doc))
+class _SearchIndex:
+    """The search index, in ``search/``: ``i/NN.json`` maps each token of shard NN to the base-36 ids
+    of the posts holding it, ``posts.json`` lists the live ids with URL, date and title (newest first),
+    ``d/ID.json`` holds a post's papers as [anchor, title, authors, arXiv id, Chinese text].
+
+    Postings name posts (~20 papers each), not papers: far fewer, and search.js checks every paper of
+    a candidate post for the query as a substring anyway, so the index only has to never miss. Ids
+    only grow: a new or changed post is appended under a fresh id and its old id drops out of
+    posts.json, so adding a post is one pass over the shards; they are rebuilt from the documents once
+    dead ids pass a quarter of the live ones. Tokens are merged as posts arrive: holding every post's
+    token set at once would cost hundreds of MB on a big site.
+    """
+
+    def __init__(self, site_dir: Path, live: int, next_id: int, rebuild: bool) -> None:
+        self.site_dir = site_dir
+        self.paths = [f"search/i/{n:02x}.json" for n in range(SEARCH_SHARDS)]
+        missing = not all((site_dir / p).is_file() for p in self.paths)
+        self.rebuild = rebuild or missing or next_id - live > live // 4
+        self.postings: defaultdict[str, list[str]] = defaultdict(list)
+
+    def add(self, search_id: int, tokens: str) -> None:
+        pid = _b36(search_id)
+        postings = self.postings
+        for token in tokens.split():
+            postings[token].append(pid)
+
+    def add_doc(self, search_id: int) -> None:
+        """Re-index an unchanged post from its search document (when rebuilding)."""
+        doc = json.loads((self.site_dir / f"search/d/{_b36(search_id)}.json").read_text(encoding="utf-8"))
+        self.add(search_id, _doc_tokens(doc))
+
+    def shards(self) -> Iterator[tuple[str, str | None]]:
+        """Each shard's path and new text, or None when it is unchanged."""
+        grouped: list[list[str]] = [[] for _ in self.paths]
+        for token in self.postings:
+            grouped[shard_of(token)].append(token)
+        for rel, tokens in zip(self.paths, grouped, strict=True):
+            if not (self.rebuild or tokens):
+                yield rel, None
+                continue
+            shard: dict[str, str] = {}
+            if not self.rebuild:
+                shard = json.loads((self.site_dir / rel).read_text(encoding="utf-8"))
+            for token in tokens:
+                joined = ",".join(self.postings[token])
+                shard[token] = f"{shard[token]},{joined}" if token in shard else joined
+            yield rel, json.dumps(shard, ensure_ascii=False, separators=(",", ":"))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -431,10 +493,13 @@ def _doc_tokens(doc: list[list[str]]) -> set[str]:
 
 @dataclass(frozen=True)
 class Pagination:
-    page: int
-    pages: int
-    prev: str | None
-    next: str | None
+    """Links of a listing page. Beyond the first page, pages are fixed chunks counted from the oldest
+    post: adding a post rewrites the first page and at most two others, and ``page/7.html`` keeps
+    showing the same posts. So pages are labelled by their dates, not "page 3 of 9"."""
+
+    label: str
+    newer: str | None
+    older: str | None
 
 
 @dataclass(frozen=True)
@@ -469,6 +534,29 @@ def category_slug(name: str) -> str:
     return slug if slug == name else f"{slug}-{hashlib.blake2b(name.encode(), digest_size=3).hexdigest()}"
 
 
+def _pages(
+    items: Sequence[Any], per_page: int, path_of: Callable[[int], str], day_of: Callable[[Any], date]
+) -> Iterator[tuple[str, Sequence[Any], Pagination]]:
+    """Listing pages of newest-first ``items``: the newest ``per_page`` at ``path_of(0)``, then chunk
+    k at ``path_of(k)``, chunk 1 being the oldest. The newest chunk is never a page of its own: all of
+    it is on the first page."""
+    count = len(items)
+    chunks = -(-count // per_page) - 1
+
+    def label(chunk: Sequence[Any]) -> str:
+        if not chunk:
+            return ""
+        oldest, newest = day_of(chunk[-1]), day_of(chunk[0])
+        return f"{oldest} — {newest}" if oldest != newest else str(newest)
+
+    first = items[:per_page]
+    yield path_of(0), first, Pagination(label(first), None, path_of(chunks) if chunks else None)
+    for k in range(chunks, 0, -1):
+        chunk = items[count - k * per_page : count - (k - 1) * per_page]
+        newer = path_of(k + 1) if k < chunks else path_of(0)
+        yield path_of(k), chunk, Pagination(label(chunk), newer, path_of(k - 1) if k > 1 else None)
+
+
 def _digest(*parts: Any) -> str:
     return hashlib.blake2b(json.dumps(parts, default=str).encode(), digest_size=12).hexdigest()
 
@@ -478,13 +566,14 @@ def _file_digest(data: bytes) -> str:
 
 
 def template_dirs(user_dirs: Sequence[Path]) -> list[Path]:
+    """``user_dirs`` that exist, then the packaged ``templates/site``."""
     defaults = [d / "site" for d in default_template_dirs() if (d / "site").is_dir()]
     if not defaults:
         raise SiteError("the packaged site templates (templates/site) are missing")
     return list(dict.fromkeys([*(d.resolve() for d in user_dirs if d.is_dir()), defaults[0].resolve()]))
 
 
-def _tree(dirs: Sequence[Path]) -> Iterator[tuple[Path, str]]:
+def _tree(dirs: Iterable[Path]) -> Iterator[tuple[Path, str]]:
     for base in dirs:
         for path in sorted(base.rglob("*")):
             rel = path.relative_to(base).as_posix()
@@ -534,7 +623,16 @@ def _write(site_dir: Path, rel: str, data: str | bytes) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Per-post work (in worker processes for big builds)
+# Work that runs in worker processes on big builds
+
+
+@dataclass(frozen=True)
+class _Worker:
+    """What every job needs besides itself: where to write and how to render."""
+
+    site_dir: Path
+    dirs: tuple[Path, ...]
+    site_globals: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -550,30 +648,21 @@ class _PostJob:
 @dataclass(frozen=True)
 class _PostResult:
     meta: PostMeta
-    outputs: dict[str, str]
-    tokens: frozenset[str] | None
+    tokens: str | None
 
 
-@dataclass(frozen=True)
-class _Worker:
-    """What a worker needs besides the job: where to write and how to render."""
-
-    site_dir: Path
-    dirs: tuple[Path, ...]
-    site_globals: dict[str, Any]
-
-
-_worker_env: tuple[_Worker, jinja2.Environment] | None = None
+_worker_state: tuple[_Worker, jinja2.Environment] | None = None
 
 
 def _worker_init(worker: _Worker) -> None:
-    global _worker_env
-    _worker_env = (worker, _environment(worker.dirs, worker.site_globals))
+    global _worker_state
+    _worker_state = (worker, _environment(worker.dirs, worker.site_globals))
 
 
-def _worker_run(job: _PostJob) -> _PostResult:
-    assert _worker_env is not None
-    return _process_post(job, *_worker_env)
+def _in_worker(function: Callable[[Any, _Worker, jinja2.Environment], Any], job: Any) -> Any:
+    if _worker_state is None:
+        raise RuntimeError("worker process was not initialised")
+    return function(job, *_worker_state)
 
 
 def _cache_path(site_dir: Path, digest: str) -> Path:
@@ -587,7 +676,7 @@ def load_content(site_dir: Path, digest: str) -> Content:
 
 def _process_post(job: _PostJob, worker: _Worker, env: jinja2.Environment) -> _PostResult:
     """Convert a post (when it changed) and write its page, cache entry and search document."""
-    meta, outputs, tokens = job.meta, {}, None
+    meta, tokens = job.meta, None
     if job.convert:
         parsed = read_post(job.path)
         if parsed is None:
@@ -607,39 +696,34 @@ def _process_post(job: _PostJob, worker: _Worker, env: jinja2.Environment) -> _P
         meta = replace(meta, papers=tuple(papers))
         cache = {"intro": content.intro, "sections": [list(s) for s in content.sections]}
         _write(worker.site_dir, f"{CACHE_DIR}/{meta.digest}.json", json.dumps(cache, ensure_ascii=False))
-        doc_path = f"search/d/{_b36(meta.search_id)}.json"
-        _write(worker.site_dir, doc_path, json.dumps(doc, ensure_ascii=False, separators=(",", ":")))
-        outputs[doc_path] = meta.digest
-        tokens = frozenset(_doc_tokens(doc))
+        doc_text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+        _write(worker.site_dir, f"search/d/{_b36(meta.search_id)}.json", doc_text)
+        tokens = _doc_tokens(doc)
     else:
         content = load_content(worker.site_dir, meta.digest)
     if job.page_key:
-        page = _render(
-            env,
-            "post.html",
-            meta.url,
-            post=meta,
-            content=Markup(content.html),
-            newer=job.newer,
-            older=job.older,
-            page_title=meta.title,
-        )
-        _write(worker.site_dir, meta.url, page)
-        outputs[meta.url] = job.page_key
-    return _PostResult(meta, outputs, tokens)
+        context = {"post": meta, "content": Markup(content.html), "newer": job.newer, "older": job.older}
+        _write(worker.site_dir, meta.url, _render(env, "post.html", meta.url, page_title=meta.title, **context))
+    return _PostResult(meta, tokens)
 
 
-def _run_jobs(jobs: list[_PostJob], worker: _Worker, env: jinja2.Environment) -> Iterator[_PostResult]:
-    """Jobs in order; a pool of processes when there are enough of them to pay for its start-up."""
+Runner = Callable[[Callable[[Any, _Worker, jinja2.Environment], Any], Sequence[Any]], Iterator[Any]]
+
+
+@contextmanager
+def _runner(worker: _Worker, env: jinja2.Environment, jobs: int) -> Iterator[Runner]:
+    """Runs jobs in order: in worker processes when there are enough to pay for starting them."""
     cpus = os.cpu_count() or 1
-    if len(jobs) < PARALLEL_MIN_POSTS or cpus < 2:
-        for job in jobs:
-            yield _process_post(job, worker, env)
+    if jobs < PARALLEL_MIN_POSTS or cpus < 2:
+        yield lambda function, items: (function(item, worker, env) for item in items)
         return
-    context = get_context("forkserver")  # fork is unsafe here: serve() builds while server threads run
-    context.set_forkserver_preload([__name__])
-    with ProcessPoolExecutor(min(cpus, 8), mp_context=context, initializer=_worker_init, initargs=(worker,)) as pool:
-        yield from pool.map(_worker_run, jobs, chunksize=8)
+    # fork is cheapest but unsafe once other threads run (serve() builds beside its server threads)
+    context = get_context("fork" if threading.active_count() == 1 else "forkserver")
+    processes = min(cpus, 8)
+    with ProcessPoolExecutor(processes, mp_context=context, initializer=_worker_init, initargs=(worker,)) as pool:
+        yield lambda function, items: pool.map(
+            partial(_in_worker, function), items, chunksize=max(1, min(16, len(items) // (processes * 4)))
+        )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -692,7 +776,8 @@ def _renderer_version() -> str:
 
 
 def _scan(options: SiteOptions, previous: dict[str, PostMeta], site_dir: Path) -> list[tuple[PostMeta, Path, bool]]:
-    """Every post with its metadata and whether it must be converted; unchanged ones are not parsed."""
+    """Every post, its metadata and whether it must be converted. A file whose size and mtime match
+    the manifest is not even read; one whose bytes match is not parsed."""
     if not options.posts_dir.is_dir():
         raise SiteError(f"posts folder {options.posts_dir} does not exist")
     found = []
@@ -700,18 +785,29 @@ def _scan(options: SiteOptions, previous: dict[str, PostMeta], site_dir: Path) -
         source = path.relative_to(options.posts_dir).as_posix()
         if any(part.startswith((".", "_")) for part in source.split("/")):
             continue
-        digest = _file_digest(path.read_bytes())
+        info = path.stat()
+        stamp = f"{info.st_size}:{info.st_mtime_ns}"
         old = previous.get(source)
-        doc = site_dir / f"search/d/{_b36(old.search_id)}.json" if old else None
-        if old and doc and old.digest == digest and _cache_path(site_dir, digest).is_file() and doc.is_file():
+        if old and not (_cache_path(site_dir, old.digest).is_file() and (site_dir / _doc_path(old)).is_file()):
+            old = None  # its converted content is gone: convert again
+        if old and old.stamp == stamp:
             found.append((old, path, False))
             continue
-        parsed = read_post(path)
-        if parsed is None:
+        data = path.read_bytes()
+        digest = _file_digest(data)
+        if old and old.digest == digest:
+            found.append((replace(old, stamp=stamp), path, False))
+            continue
+        front = _front_matter(_decode(data, path), path)
+        if front is None:
             log.warning("%s: no front matter, not a post; skipped", path)
             continue
-        found.append((_head(source, path, digest, parsed[0]), path, True))
+        found.append((_head(source, path, digest, stamp, front[0]), path, True))
     return found
+
+
+def _doc_path(post: PostMeta) -> str:
+    return f"search/d/{_b36(post.search_id)}.json"
 
 
 class _Builder:
@@ -720,6 +816,7 @@ class _Builder:
     def __init__(self, options: SiteOptions) -> None:
         self.options = options
         self.site_dir = options.site_dir
+        self.per_page = max(1, options.per_page)
         self.dirs = template_dirs(options.templates_dirs)
         tree = [(rel, _file_digest(path.read_bytes()), path) for path, rel in _tree(reversed(self.dirs))]
         self.static = {rel: (d, path) for rel, d, path in tree if rel.startswith("static/")}
@@ -728,11 +825,9 @@ class _Builder:
             self.renderer, options.title, options.base_url, options.per_page, [(r, d) for r, d, _ in tree]
         )
         asset_version = _digest(sorted((r, d) for r, (d, _) in self.static.items()))[:10]
-        self.site_globals = {
-            "site": {"title": options.title, "base_url": options.base_url},
-            "asset_version": asset_version,
-        }
-        self.env = _environment(self.dirs, self.site_globals)
+        site = {"title": options.title, "base_url": options.base_url}
+        self.worker = _Worker(self.site_dir, tuple(self.dirs), {"site": site, "asset_version": asset_version})
+        self.env = _environment(self.dirs, self.worker.site_globals)
         self.old = _Manifest.load(self.site_dir)
         self.full = not (options.incremental and self.old.complete and self.old.renderer == self.renderer)
         self.outputs: dict[str, str] = {}
@@ -746,6 +841,8 @@ class _Builder:
 
     def stale(self, rel: str, key: str) -> bool:
         """Record ``rel`` as an output; True when it must be (re)written."""
+        if rel in self.outputs:
+            raise SiteError(f"two pages would be written to {rel}")
         self.outputs[rel] = key
         if not self.full and self.old.outputs.get(rel) == key and (self.site_dir / rel).is_file():
             self.skipped += 1
@@ -754,7 +851,9 @@ class _Builder:
         return True
 
     def page(self, rel: str, key_parts: Iterable[Any], template: str, **context: Any) -> None:
-        if self.stale(rel, _digest(self.config, template, rel, *key_parts)):
+        """Render a page unless the manifest shows it is up to date. In this process: shipping a
+        listing's posts to a worker costs more than rendering it (measured: 2.3x)."""
+        if self.stale(rel, _digest(self.config, template, *key_parts)):
             _write(self.site_dir, rel, _render(self.env, template, rel, **context))
 
     def content(self, post: PostMeta) -> Content:
@@ -782,50 +881,39 @@ class _Builder:
                 scanned[index] = (replace(meta, search_id=next_id), path, convert)
                 next_id += 1
         scanned.sort(key=lambda item: (item[0].date, item[0].source), reverse=True)
-        self._check_urls([meta for meta, _, _ in scanned])
         self._mark_incomplete()
-        index = _SearchIndex(self.site_dir, live=len(scanned), next_id=next_id, rebuild=self.full)
+        search = _SearchIndex(self.site_dir, live=len(scanned), next_id=next_id, rebuild=self.full)
 
-        jobs, posts = [], {}
+        jobs, posts, urls = [], {}, {}
         for i, (meta, path, convert) in enumerate(scanned):
             newer = scanned[i - 1][0] if i else None
             older = scanned[i + 1][0] if i + 1 < len(scanned) else None
-            key = _digest(self.config, "post.html", meta.url, meta.digest, *(_ref(p) for p in (newer, older)))
+            key = _digest(self.config, "post.html", meta.url, meta.digest, _ref(newer), _ref(older))
             posts[meta.source] = meta
-            doc = f"search/d/{_b36(meta.search_id)}.json"
-            if convert:
-                self.outputs[doc] = meta.digest
-                self.written.append(doc)
-            else:
-                self.stale(doc, meta.digest)  # _scan checked that it is there
-                if index.rebuild:
-                    index.add_doc(meta.search_id)
+            if meta.url in urls:
+                raise SiteError(f"{meta.source} and {urls[meta.url]} would both be written to {meta.url}")
+            urls[meta.url] = meta.source
+            self.stale(_doc_path(meta), meta.digest)
+            if not convert and search.rebuild:
+                search.add_doc(meta.search_id)
             page_stale = self.stale(meta.url, key)
             if page_stale or convert:
                 jobs.append(_PostJob(meta, path, convert, key if page_stale else None, _bare(newer), _bare(older)))
-        worker = _Worker(self.site_dir, tuple(self.dirs), self.site_globals)
-        for result in _run_jobs(jobs, worker, self.env):
-            posts[result.meta.source] = result.meta
-            if result.tokens is not None:
-                index.add(result.meta.search_id, result.tokens)
-        ordered = [posts[meta.source] for meta, _, _ in scanned]
 
+        with _runner(self.worker, self.env, len(jobs)) as run:
+            for result in run(_process_post, jobs):
+                posts[result.meta.source] = result.meta
+                if result.tokens is not None:
+                    search.add(result.meta.search_id, result.tokens)
+        ordered = [posts[meta.source] for meta, _, _ in scanned]
         self._listings(ordered)
         self._feeds(ordered)
-        self._search(ordered, index)
+        self._search(ordered, search)
         self._static()
         removed = self._clean(ordered)
         _Manifest(self.renderer, self.config, True, posts, self.outputs, next_id).save(self.site_dir)
-        return BuildReport(
-            len(ordered), tuple(self.written), self.skipped, removed, time.perf_counter() - started, self.full
-        )
-
-    def _check_urls(self, posts: list[PostMeta]) -> None:
-        seen: dict[str, str] = {}
-        for post in posts:
-            if post.url in seen:
-                raise SiteError(f"{post.source} and {seen[post.url]} would both be written to {post.url}")
-            seen[post.url] = post.source
+        seconds = time.perf_counter() - started
+        return BuildReport(len(ordered), tuple(self.written), self.skipped, removed, seconds, self.full)
 
     def _mark_incomplete(self) -> None:
         """From here on files change: a crash must not leave a manifest that vouches for them."""
@@ -833,8 +921,7 @@ class _Builder:
         _Manifest(outputs=self.old.outputs).save(self.site_dir)
 
     def _listings(self, posts: list[PostMeta]) -> None:
-        per_page = max(1, self.options.per_page)
-        self._paginate(posts, per_page, _index_path, "index.html", {}, lambda p: [_ref(x) for x in p])
+        self._paginate(posts, _index_path, "index.html", lambda p: p.date, [], page_title=None)
 
         by_category: dict[str, list[tuple[PostMeta, tuple[Paper, ...]]]] = {}
         for post in posts:
@@ -845,22 +932,17 @@ class _Builder:
             (Category(n, category_slug(n), len(e), sum(len(p) for _, p in e)) for n, e in by_category.items()),
             key=lambda c: (-c.papers, c.name),
         )
-        self.page(
-            "categories/index.html",
-            [[c.name, c.posts, c.papers] for c in categories],
-            "categories.html",
-            categories=categories,
-            page_title="分类",
-        )
+        summary = [[c.name, c.posts, c.papers] for c in categories]
+        self.page("categories/index.html", summary, "categories.html", categories=categories, page_title="分类")
         for category in categories:
-            entries = by_category[category.name]
             self._paginate(
-                entries,
-                per_page,
-                lambda n, c=category: _category_path(c.slug, n),
+                by_category[category.name],
+                partial(_category_path, category.slug),
                 "category.html",
-                {"category": category},
-                lambda page: [[_ref(post), [p.anchor for p in papers]] for post, papers in page],
+                lambda entry: entry[0].date,
+                [category.posts, category.papers],
+                category=category,
+                page_title=category.name,
             )
         self.categories = {c.name: c for c in categories}
         self.by_category = by_category
@@ -868,18 +950,14 @@ class _Builder:
         months: dict[str, list[PostMeta]] = {}
         for post in posts:
             months.setdefault(post.month, []).append(post)
+        every = [_ref(p) for p in posts]
         self.page(
-            "archive/index.html",
-            [[_ref(p) for p in posts]],
-            "archive.html",
-            months=list(months.items()),
-            month=None,
-            page_title="归档",
+            "archive/index.html", every, "archive.html", months=list(months.items()), month=None, page_title="归档"
         )
         for month, month_posts in months.items():
             self.page(
                 f"archive/{month}.html",
-                [[_ref(p) for p in month_posts]],
+                [_ref(p) for p in month_posts],
                 "archive.html",
                 months=[(month, month_posts)],
                 month=month,
@@ -890,31 +968,21 @@ class _Builder:
     def _paginate(
         self,
         items: Sequence[Any],
-        per_page: int,
-        path_of: Any,
+        path_of: Callable[[int], str],
         template: str,
-        extra: dict[str, Any],
-        key_of: Any,
+        day_of: Callable[[Any], date],
+        first_key: list[Any],
+        **extra: Any,
     ) -> None:
-        pages = max(1, -(-len(items) // per_page))
-        for number in range(1, pages + 1):
-            chunk = items[(number - 1) * per_page : number * per_page]
-            pagination = Pagination(
-                number,
-                pages,
-                path_of(number - 1) if number > 1 else None,
-                path_of(number + 1) if number < pages else None,
-            )
-            title = extra["category"].name if "category" in extra else None
-            self.page(
-                path_of(number),
-                [number, pages, key_of(chunk)],
-                template,
-                items=chunk,
-                pagination=pagination,
-                page_title=title,
-                **extra,
-            )
+        """Listing pages; ``first_key`` is what only the first page shows (a category's totals), so
+        that older pages stay untouched when it changes."""
+        for rel, chunk, pagination in _pages(items, self.per_page, path_of, day_of):
+            refs = [
+                _ref(item) if isinstance(item, PostMeta) else [_ref(item[0]), [p.anchor for p in item[1]]]
+                for item in chunk
+            ]
+            key = [refs, pagination, first_key if pagination.newer is None else None]
+            self.page(rel, key, template, items=chunk, pagination=pagination, **extra)
 
     def _feeds(self, posts: list[PostMeta]) -> None:
         """Atom with full content: the latest posts site-wide, the latest papers per category."""
@@ -965,19 +1033,16 @@ class _Builder:
         }
         _write(self.site_dir, rel, _render(self.env, "feed.xml", rel, feed=feed, entries=entries))
 
-    def _search(self, posts: list[PostMeta], index: _SearchIndex) -> None:
-        listing = {
-            "shards": SEARCH_SHARDS,
-            "posts": [[_b36(p.search_id), p.url, p.date.isoformat(), p.title] for p in posts],
-        }
-        text = json.dumps(listing, ensure_ascii=False, separators=(",", ":"))
+    def _search(self, posts: list[PostMeta], search: _SearchIndex) -> None:
+        listed = [[_b36(p.search_id), p.url, p.date.isoformat(), p.title] for p in posts]
+        text = json.dumps({"shards": SEARCH_SHARDS, "posts": listed}, ensure_ascii=False, separators=(",", ":"))
         if self.stale("search/posts.json", _file_digest(text.encode())):
             _write(self.site_dir, "search/posts.json", text)
-        for rel, text in index.shards():
-            if text is None:
+        for rel, shard in search.shards():
+            if shard is None:
                 self.stale(rel, self.old.outputs.get(rel, ""))
-            elif self.stale(rel, _file_digest(text.encode())):
-                _write(self.site_dir, rel, text)
+            elif self.stale(rel, _file_digest(shard.encode())):
+                _write(self.site_dir, rel, shard)
 
     def _static(self) -> None:
         for rel, (digest, path) in self.static.items():
@@ -1002,53 +1067,6 @@ class _Builder:
         return tuple(removed)
 
 
-class _SearchIndex:
-    """The search index. ``search/i/NN.json`` maps each token whose FNV-1a hash falls in shard NN to
-    the base-36 ids of the posts holding it; ``search/posts.json`` maps live ids to post URLs and
-    ``search/d/ID.json`` holds a post's papers as [anchor, title, authors, arXiv id, Chinese text].
-
-    Postings name posts (~20 papers each), not papers: far fewer of them, and search.js checks each
-    candidate paper for the query as a substring anyway, so the index only has to never miss. Ids
-    only grow: a new or changed post is appended under a fresh id and its old id drops out of
-    posts.json, so adding a post is one pass over the shards; they are rebuilt from the documents
-    when dead ids pass a quarter of the live ones. Tokens are merged as posts arrive, because holding
-    every post's token set at once would cost hundreds of MB on a big site.
-    """
-
-    def __init__(self, site_dir: Path, live: int, next_id: int, rebuild: bool) -> None:
-        self.site_dir = site_dir
-        self.paths = [f"search/i/{n:02x}.json" for n in range(SEARCH_SHARDS)]
-        missing = not all((site_dir / p).is_file() for p in self.paths)
-        self.rebuild = rebuild or missing or next_id - live > live // 4
-        self.postings: list[dict[str, list[str]]] = [{} for _ in range(SEARCH_SHARDS)]
-        self.changed = False
-
-    def add(self, search_id: int, tokens: Iterable[str]) -> None:
-        pid = _b36(search_id)
-        for token in tokens:
-            self.postings[_shard(token)].setdefault(token, []).append(pid)
-        self.changed = True
-
-    def add_doc(self, search_id: int) -> None:
-        """Re-index an unchanged post from its search document (when rebuilding)."""
-        doc = json.loads((self.site_dir / f"search/d/{_b36(search_id)}.json").read_text(encoding="utf-8"))
-        self.add(search_id, _doc_tokens(doc))
-
-    def shards(self) -> Iterator[tuple[str, str | None]]:
-        """Each shard's path and new text, or None when it is unchanged."""
-        for number, rel in enumerate(self.paths):
-            if not (self.rebuild or self.changed):
-                yield rel, None
-                continue
-            shard: dict[str, str] = {}
-            if not self.rebuild:
-                shard = json.loads((self.site_dir / rel).read_text(encoding="utf-8"))
-            for token, ids in self.postings[number].items():
-                joined = ",".join(ids)
-                shard[token] = f"{shard[token]},{joined}" if token in shard else joined
-            yield rel, json.dumps(shard, ensure_ascii=False, separators=(",", ":"))
-
-
 def _ref(post: PostMeta | None) -> list[str] | None:
     """What a page shows of another post changes only with its source and content."""
     return [post.source, post.digest] if post else None
@@ -1063,11 +1081,11 @@ def _stamp(day: date) -> str:
 
 
 def _index_path(number: int) -> str:
-    return "index.html" if number == 1 else f"page/{number}.html"
+    return "index.html" if number == 0 else f"page/{number}.html"
 
 
 def _category_path(slug: str, number: int) -> str:
-    return f"categories/{slug}/index.html" if number == 1 else f"categories/{slug}/{number}.html"
+    return f"categories/{slug}/index.html" if number == 0 else f"categories/{slug}/{number}.html"
 
 
 def build_site(options: SiteOptions) -> BuildReport:

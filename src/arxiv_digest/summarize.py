@@ -12,14 +12,14 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import jinja2
 
 from .fulltext import FullText
 from .llm import ChatClient, LLMError, LLMFatal
-from .models import Paper
+from .models import PageInfo, Paper
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,46 @@ def check_explainer(answer: str) -> str:
     return "\n\n".join(lines)
 
 
+def check_page(answer: str, paper: Paper, taxonomy: Sequence[str]) -> PageInfo:
+    """The page's JSON: a translated title, a class of the taxonomy, a Chinese reason, 2-4 short tags."""
+    text = normalise(answer)
+    start, end = text.find("{"), text.rfind("}")
+    try:
+        data = json.loads(text[start : end + 1]) if start >= 0 else None
+    except json.JSONDecodeError:
+        data = None
+    if not isinstance(data, dict):
+        raise InvalidAnswer("回答必须是一个 JSON 对象 (answer with one JSON object)")
+    title, category, reason = (str(data.get(k) or "").strip() for k in ("title", "class", "reason"))
+    tags = data.get("tags")
+    if not title or chinese_ratio(title) < 0.3 or title.lower() == paper.title.lower():
+        raise InvalidAnswer("标题没有译成中文 (translate the title into Chinese)")
+    if category not in taxonomy:
+        raise InvalidAnswer(
+            f"类别必须是以下之一：{'、'.join(taxonomy)}，而不是“{category}” (class must be in the list)"
+        )
+    if not reason or chinese_ratio(reason) < 0.5 or REFUSAL.search(reason):
+        raise InvalidAnswer("理由必须是一段中文 (the reason must be Chinese)")
+    if not isinstance(tags, list) or not 2 <= len(tags) <= 4:
+        raise InvalidAnswer("标签必须是 2 到 4 个 (give 2 to 4 tags)")
+    tags = [str(tag).strip().strip("#") for tag in tags]
+    if any(not tag or len(tag) > 12 for tag in tags):
+        raise InvalidAnswer("每个标签都要简短且非空，不超过 12 个字 (tags must be short)")
+    return PageInfo(title, category, reason, tuple(dict.fromkeys(tags)))
+
+
+def page_to_json(info: PageInfo) -> str:
+    return json.dumps(
+        {"title": info.title, "class": info.category, "reason": info.reason, "tags": list(info.tags)},
+        ensure_ascii=False,
+    )
+
+
+def page_from_json(text: str) -> PageInfo:
+    data = json.loads(text)
+    return PageInfo(data["title"], data["class"], data["reason"], tuple(data["tags"]))
+
+
 # -- prompts & cache keys --------------------------------------------------------------------------
 
 
@@ -139,6 +179,14 @@ def translation_key(paper: Paper, prompt: Prompt, model: str) -> str:
                 prompt.digest,
                 model,
             ]
+        )
+    )
+
+
+def page_key(paper: Paper, prompt: Prompt, model: str, taxonomy: Sequence[str]) -> str:
+    return _sha(
+        json.dumps(
+            ["page", paper.versioned_id, _sha(paper.title + "\n" + paper.summary), prompt.digest, model, list(taxonomy)]
         )
     )
 
