@@ -193,3 +193,21 @@ def test_run_reports_failures_as_json(workspace: Workspace, days_back: int) -> N
     assert result.returncode == 1
     report = json.loads(next((workspace.root / "state" / "reports").glob("*-run.json")).read_text())
     assert report["outcome"] == "failed" and "HTTP 500" in report["error"] and report["exit_code"] == 1
+
+
+def test_an_interrupted_backfill_resumes_where_it_stopped(workspace: Workspace, tmp_path: Path) -> None:
+    ws = listed(workspace)
+    ws.configure(arxiv={"page_size": 50, "retries": 1})
+    args = ("generate", "--from", "2025-06-01", "--to", "2025-06-30")
+    ws.arxiv.inject("pass", "pass", "pass", Fault("server_error"), Fault("server_error"))
+    failed = ws.cli(*args)
+    assert failed.returncode == 1 and ws.posts() == []
+    assert "arXiv: stored" in failed.stderr  # progress lines under cron, before the failure
+    first_attempt = len(ws.arxiv.api_requests())
+    again = ws.cli(*args)
+    assert again.returncode == 0, again.stderr
+    resumed = len(ws.arxiv.api_requests()) - first_attempt
+    assert "submittedDate:[20250531" not in ws.arxiv.api_requests()[first_attempt].params["search_query"]
+    before_clean = len(ws.arxiv.api_requests())
+    assert posts_of(ws) == clean_copy(tmp_path, ws, *args)
+    assert resumed < len(ws.arxiv.api_requests()) - before_clean  # fewer pages than starting over

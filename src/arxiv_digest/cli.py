@@ -21,7 +21,7 @@ import click
 from .config import load_config
 from .doctor import run_checks
 from .errors import DigestError, UsageError
-from .pipeline import Digest, RunOutcome
+from .pipeline import PROGRESS_LOGGER, Digest, RunOutcome
 from .publish import commit_posts
 from .report import run_report, write_report
 from .runlock import run_lock
@@ -53,6 +53,8 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("httpx").setLevel(logging.WARNING if verbose < 2 else logging.DEBUG)
+    if not quiet and not sys.stderr.isatty():  # under cron: plain progress lines instead of a bar
+        logging.getLogger(PROGRESS_LOGGER).setLevel(logging.INFO)
 
 
 def _display(path: Path) -> str:

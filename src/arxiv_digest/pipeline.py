@@ -46,6 +46,8 @@ from .summarize import (
 from .window import closed_window, latest_closed_day, window_for
 
 log = logging.getLogger(__name__)
+PROGRESS_LOGGER = "arxiv_digest.progress"
+progress = logging.getLogger(PROGRESS_LOGGER)  # one line per step when there is no terminal for a bar
 
 TZ_LABELS = {"Asia/Shanghai": ("CST", "CST，北京时间")}
 
@@ -161,7 +163,7 @@ class Digest:
         low, high = windows[0].start, windows[-1].end
         chosen = [p for p in papers.values() if low <= p.published < high]
         self.store.save_fetch(chosen, windows, self.http.requests - requests_before, self.now())
-        log.info("stored %d papers for %s .. %s", len(chosen), windows[0].day, windows[-1].day)
+        progress.info("arXiv: stored %d papers for %s .. %s", len(chosen), windows[0].day, windows[-1].day)
 
     def stored_fulltext(self, paper: Paper) -> fulltext.FullText | None:
         if not self.config.fulltext.enabled:
@@ -367,7 +369,7 @@ class Digest:
             return None
         paper = job.paper
         self.store.save_text(job.key, paper.arxiv_id, paper.version, job.kind, text, job.model, job.source, self.now())
-        log.info("%s: %s done", job.paper.versioned_id, job.kind)
+        progress.info("LLM: %s %s done", job.paper.versioned_id, job.kind)
         return None
 
     def write(self, post: Post, new_ids: list[str], force: bool = False) -> DayOutcome:
