@@ -18,13 +18,15 @@ from typing import Any
 
 import click
 
-from .config import load_config
+from .config import Config, load_config
 from .doctor import run_checks
 from .errors import DigestError, UsageError
 from .pipeline import PROGRESS_LOGGER, Digest, RunOutcome
 from .publish import commit_posts
 from .report import run_report, write_report
 from .runlock import run_lock
+from .serve import serve as start_server
+from .site import SiteOptions, build_site
 from .window import parse_day, utc_now
 
 log = logging.getLogger("arxiv_digest")
@@ -257,6 +259,85 @@ def run(digest: Digest, commit: bool) -> RunOutcome:
     return digest.run_latest()
 
 
+def site_options(config: Config, incremental: bool = True) -> SiteOptions:
+    return SiteOptions(
+        posts_dir=config.site.posts_dir,
+        site_dir=config.site.site_dir,
+        templates_dirs=(config.site.templates_dir / "site",),
+        title=config.site.title,
+        base_url=config.site.base_url,
+        per_page=config.site.per_page,
+        incremental=incremental,
+    )
+
+
+def _config_or_exit(ctx: click.Context) -> Config:
+    try:
+        return load_config(ctx.find_root().params["config"])
+    except DigestError as exc:
+        click.echo(f"error: {exc}", err=True)
+        ctx.exit(exc.exit_code)
+        raise  # unreachable: ctx.exit raises
+
+
+@main.command("site")
+@click.option("--full", is_flag=True, help="Rebuild every page instead of only what changed.")
+@click.pass_context
+def build(ctx: click.Context, full: bool) -> None:
+    """Build the HTML site (index, posts, categories, archive, feeds, search) into site.site_dir.
+
+    Only pages that depend on changed posts or templates are rebuilt; never calls arXiv or the LLM.
+
+    \b
+    Examples:
+      arxiv-digest site
+      arxiv-digest site --full
+    """
+    config = _config_or_exit(ctx)
+    try:
+        report = build_site(site_options(config, incremental=not full))
+    except DigestError as exc:
+        click.echo(f"error: {exc}", err=True)
+        ctx.exit(exc.exit_code)
+    if not ctx.find_root().params["quiet"]:
+        click.echo(f"site: {report.summary()} -> {_display(config.site.site_dir)}")
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to listen on (default: serve.host, 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default: serve.port, 8000; 0 = any free port).")
+@click.pass_context
+def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Preview the site locally: build into a temporary folder, serve it, rebuild and reload the
+    browser when posts, templates or the config change. Never calls arXiv or the LLM.
+
+    \b
+    Examples:
+      arxiv-digest serve
+      arxiv-digest serve --port 4000
+    """
+    config = _config_or_exit(ctx)
+    source = ctx.find_root().params["config"] or (Path("config.yaml") if Path("config.yaml").exists() else None)
+
+    def reload_options() -> SiteOptions:
+        return site_options(load_config(source))
+
+    handle = start_server(
+        site_options(config),
+        host=host or config.serve.host,
+        port=config.serve.port if port is None else port,
+        watch_paths=[p for p in (source, config.site.templates_dir) if p is not None],
+        reload_options=reload_options,
+    )
+    click.echo(f"serving {config.site.posts_dir} at {handle.url} (Ctrl-C to stop)")
+    try:
+        handle.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        handle.stop()
+
+
 @main.command()
 @click.pass_context
 def doctor(ctx: click.Context) -> None:
@@ -274,6 +355,7 @@ def doctor(ctx: click.Context) -> None:
     except DigestError as exc:
         click.echo(f"config     FAIL     {exc}")
         ctx.exit(exc.exit_code)
+        raise  # unreachable: ctx.exit raises
     click.echo(f"config     ok       {config.source or 'defaults (no config file)'}")
     failed = False
     for check in run_checks(config):

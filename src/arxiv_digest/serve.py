@@ -183,6 +183,10 @@ class ServeHandle:
             thread.join(timeout=5)
         self._tmp.cleanup()
 
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
+
     def wait(self) -> None:
         try:
             while not self._stopped.wait(0.5):

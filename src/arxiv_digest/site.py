@@ -3,11 +3,13 @@ archive, Atom feeds (site-wide and per category) and a static search index; incr
 
 Choices, and why:
 
-* Markdown goes through cmark-gfm (C, ``cmarkgfm``), not Python-Markdown. ``md_in_html`` leaves the
-  posts' ``<div markdown="1">`` unconverted when it sits in a raw ``<details>``, and its lists cannot
-  interrupt a paragraph, so it renders the posts unlike kramdown does; CommonMark HTML blocks end at a
-  blank line, which gives exactly kramdown's result for this format, at ~70 MB/s. Two kramdown rules
-  are applied on top: ``1)`` is not a list marker, and ``~`` is not strikethrough (Chinese ranges).
+* Markdown goes through pulldown-cmark (Rust, ``pyromark``), not Python-Markdown: ``md_in_html``
+  leaves the posts' ``<div markdown="1">`` unconverted when it sits in a raw ``<details>``, and its
+  lists cannot interrupt a paragraph, so it renders the posts unlike kramdown does. CommonMark HTML
+  blocks end at a blank line, which gives kramdown's result for this format. (cmark-gfm, via
+  ``cmarkgfm``, renders the same but leaks each parsed tree, ~0.75 MB a post, and is 3x slower.)
+  Two kramdown rules are applied on top: ``1)`` is not a list marker, and ``~`` is not strikethrough
+  (Chinese text writes ranges as ``2~6``).
 * The HTML is then sanitised with ammonia (``nh3``) against a whitelist: the pipeline's escaping is one
   layer, and a post must not be able to run anything even when that layer has a bug.
 * LaTeX (``$…$``, ``$$…$$``) is kept away from Markdown, so ``_`` and ``*`` stay TeX, and shown as its
@@ -34,19 +36,18 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from functools import partial
+from importlib.metadata import version
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-import cmarkgfm
 import jinja2
 import nh3
+import pyromark
 import yaml
-from cmarkgfm.cmark import Options
 from markupsafe import Markup
 
 from .errors import DigestError
@@ -55,11 +56,14 @@ from .render import default_template_dirs
 log = logging.getLogger(__name__)
 
 MANIFEST = ".build-manifest.json"
-CACHE_DIR = ".build-cache"
+CONTENT_START, CONTENT_END = "<!--post-content-->", "<!--/post-content-->"
 FEED_POSTS = 10
-CATEGORY_FEED_PAPERS = 30
+CATEGORY_FEED_PAPERS = 20
 SEARCH_SHARDS = 128
+TEMPLATES = ("base.html", "_macros.html", "index.html", "post.html", "category.html", "categories.html")
+TEMPLATES += ("archive.html", "search.html", "feed.xml")
 PARALLEL_MIN_POSTS = 48  # below this, starting worker processes costs more than it saves
+POSTS_PER_TASK = 25
 
 
 class SiteError(DigestError):
@@ -91,10 +95,6 @@ class BuildReport:
     seconds: float
     full: bool
 
-    @property
-    def pages_written(self) -> int:
-        return len(self.written)
-
     def summary(self) -> str:
         kind = "full" if self.full else "incremental"
         return (
@@ -113,7 +113,6 @@ class Paper:
 
     anchor: str
     title: str  # sanitised inline HTML
-    authors: tuple[str, ...]
     categories: tuple[str, ...]
     arxiv_id: str
 
@@ -151,14 +150,14 @@ class PostMeta:
             "date": self.date.isoformat(),
             "url": self.url,
             "tags": list(self.tags),
-            "papers": [[p.anchor, p.title, list(p.authors), list(p.categories), p.arxiv_id] for p in self.papers],
+            "papers": [[p.anchor, p.title, list(p.categories), p.arxiv_id] for p in self.papers],
             "search_id": self.search_id,
             "stamp": self.stamp,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PostMeta:
-        papers = tuple(Paper(a, t, tuple(au), tuple(c), i) for a, t, au, c, i in data["papers"])
+        papers = tuple(Paper(a, t, tuple(c), i) for a, t, c, i in data["papers"])
         return cls(
             data["source"],
             data["digest"],
@@ -295,7 +294,8 @@ _PLACEHOLDER = re.compile("\ue000(\\d+)\ue001")
 
 
 def _protect(text: str) -> tuple[str, list[str]]:
-    """Swap maths for placeholders (outside code) and escape ``1)`` so cmark reads it as kramdown does."""
+    """Swap maths for placeholders (outside code; pulldown-cmark's own maths option is laxer and turns
+    ``$5 and $10`` into maths) and escape ``1)``, so the parser reads the post as kramdown does."""
     maths: list[str] = []
 
     def swap(match: re.Match[str]) -> str:
@@ -345,7 +345,7 @@ def _kramdown_id(text: str) -> str:
 def markdown_to_html(body: str) -> str:
     """A post body after Liquid -> sanitised HTML whose headings carry kramdown's ids."""
     text, maths = _protect(body)
-    raw = cmarkgfm.cmark.markdown_to_html_with_extensions(text, options=Options.CMARK_OPT_UNSAFE, extensions=["table"])
+    raw = pyromark.html(text, options=pyromark.Options.ENABLE_TABLES)
     if maths:
         raw = _PLACEHOLDER.sub(lambda m: maths[int(m[1])] if int(m[1]) < len(maths) else "", raw)
     used: dict[str, int] = {}
@@ -357,7 +357,29 @@ def markdown_to_html(body: str) -> str:
         anchor = f"{anchor}-{seen}" if seen else anchor
         return f'<h{match[1]} id="{anchor}">{match[2]}</h{match[1]}>'
 
-    return _HEADING.sub(add_id, _CLEANER.clean(raw))
+    return _fold_authors(_HEADING.sub(add_id, _CLEANER.clean(raw)))
+
+
+_AUTHORS = re.compile(r"<li><strong>Authors</strong>: ([^<]*)</li>")
+_SUMMARY = re.compile(r"<summary>.*?</summary>", re.S)
+AUTHORS_SHOWN, AUTHORS_FOLDED = 10, 20
+
+
+def _fold_authors(body_html: str) -> str:
+    """An author list longer than 20 names (arXiv has papers with hundreds) would fill a phone's
+    screen: show ten and fold the rest into a ``<details>`` that says how many there are."""
+
+    def fold(match: re.Match[str]) -> str:
+        names = match[1].split(", ")
+        if len(names) <= AUTHORS_FOLDED:
+            return match[0]
+        shown, rest = ", ".join(names[:AUTHORS_SHOWN]), ", ".join(names[AUTHORS_SHOWN:])
+        return (
+            f'<li><strong>Authors</strong>: {shown}, <details class="more-authors">'
+            f"<summary>等 {len(names)} 位作者</summary>{rest}</details></li>"
+        )
+
+    return _AUTHORS.sub(fold, body_html)
 
 
 _H2 = re.compile(r'<h2 id="([^"]*)">(.*?)</h2>', re.S)
@@ -367,6 +389,7 @@ _TRANSLATION = re.compile(r"</ul>(.*?)(?:<details|<hr|\Z)", re.S)
 
 
 def split_sections(body_html: str) -> Content:
+    """Cut converted HTML at each ``<h2 id=…>``: a section is one paper in the post format."""
     starts = [m.start() for m in _H2.finditer(body_html)]
     bounds = [*starts, len(body_html)]
     sections = tuple(
@@ -376,22 +399,20 @@ def split_sections(body_html: str) -> Content:
     return Content(body_html[: bounds[0]], sections)
 
 
-def _paper(anchor: str, section: str) -> tuple[Paper, str] | None:
-    """The paper in a section, and its Chinese text for search; None for a section without authors."""
-    fields = {name: value for name, value in _FIELD.findall(section[: section.find("</ul>") + 5])}
+def _paper(anchor: str, section: str) -> tuple[Paper, list[str]] | None:
+    """The paper in a section and its search document row [anchor, title, authors, arXiv id,
+    Chinese text]; None for a section without an Authors line."""
+    fields = dict(_FIELD.findall(section[: section.find("</ul>") + 5]))
     if "Authors" not in fields:
         return None
     title = _H2.match(section)[2]  # type: ignore[index]
     found = _ARXIV_ID.search(fields.get("arXiv", ""))
     translation = _TRANSLATION.search(section)
-    paper = Paper(
-        anchor,
-        title,
-        tuple(a.strip() for a in plain(fields["Authors"]).split(",") if a.strip()),
-        tuple(c.strip() for c in plain(fields.get("Categories", "")).split(",") if c.strip()),
-        found[1] if found else "",
-    )
-    return paper, plain(translation[1]) if translation else ""
+    categories = tuple(c.strip() for c in plain(fields.get("Categories", "")).split(",") if c.strip())
+    paper = Paper(anchor, title, categories, found[1] if found else "")
+    names = plain(_SUMMARY.sub("", fields["Authors"])).split(",")
+    authors = ", ".join(a.strip() for a in names if a.strip())
+    return paper, [anchor, plain(title), authors, paper.arxiv_id, plain(translation[1]) if translation else ""]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -423,9 +444,8 @@ def shard_of(token: str) -> int:
     return (ord(token[0]) * 31 + ord(token[-1])) % SEARCH_SHARDS
 
 
-def _doc_tokens(doc: list[list[str]]) -> str:
-    """A search document's tokens as one string: far cheaper to send back from a worker than a set."""
-    return " ".join(search_tokens(" ".join(" ".join(paper[1:]) for paper in doc)))
+def _doc_tokens(doc: list[list[str]]) -> set[str]:
+    return search_tokens(" ".join(" ".join(paper[1:]) for paper in doc))
 
 
 def _b36(number: int) -> str:
@@ -458,16 +478,16 @@ class _SearchIndex:
         self.rebuild = rebuild or missing or next_id - live > live // 4
         self.postings: defaultdict[str, list[str]] = defaultdict(list)
 
-    def add(self, search_id: int, tokens: str) -> None:
-        pid = _b36(search_id)
-        postings = self.postings
-        for token in tokens.split():
-            postings[token].append(pid)
+    def add(self, postings: dict[str, str]) -> None:
+        """Merge a batch's postings (token -> comma-joined ids)."""
+        for token, ids in postings.items():
+            self.postings[token].append(ids)
 
     def add_doc(self, search_id: int) -> None:
         """Re-index an unchanged post from its search document (when rebuilding)."""
-        doc = json.loads((self.site_dir / f"search/d/{_b36(search_id)}.json").read_text(encoding="utf-8"))
-        self.add(search_id, _doc_tokens(doc))
+        doc = json.loads((self.site_dir / _doc_path(search_id)).read_text(encoding="utf-8"))
+        pid = _b36(search_id)
+        self.add(dict.fromkeys(_doc_tokens(doc), pid))
 
     def shards(self) -> Iterator[tuple[str, str | None]]:
         """Each shard's path and new text, or None when it is unchanged."""
@@ -529,8 +549,9 @@ class FeedEntry:
 
 
 def category_slug(name: str) -> str:
-    """A file-name-safe slug; names that needed changing get a hash suffix, so slugs never collide."""
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-") or "c"
+    """A file-name-safe slug (letters of any script stay, so 语音处理 keeps its name); names that
+    needed changing get a hash suffix, so slugs never collide."""
+    slug = re.sub(r"[^\w.-]+", "-", name).strip(".-") or "c"
     return slug if slug == name else f"{slug}-{hashlib.blake2b(name.encode(), digest_size=3).hexdigest()}"
 
 
@@ -600,12 +621,18 @@ def _environment(dirs: Sequence[Path], site_globals: dict[str, Any]) -> jinja2.E
     return env
 
 
-def _render(env: jinja2.Environment, template: str, path: str, **context: Any) -> str:
-    """Render with ``root``, the relative way back to the site root, so the site works from any folder."""
+def _compile(env: jinja2.Environment, template: str) -> jinja2.Template:
     try:
-        return env.get_template(template).render(root="../" * path.count("/"), path=path, **context)
+        return env.get_template(template)
     except jinja2.TemplateSyntaxError as exc:
         raise SiteError(f"template {exc.filename or exc.name}:{exc.lineno}: {exc.message}") from None
+
+
+def _render(env: jinja2.Environment, template: str, path: str, **context: Any) -> str:
+    """Render with ``root``, the relative way back to the site root, so the site works from any folder."""
+    template_object = _compile(env, template)
+    try:
+        return template_object.render(root="../" * path.count("/"), path=path, **context)
     except jinja2.TemplateError as exc:
         raise SiteError(f"template {template} (for {path}): {exc.message or exc}") from None
 
@@ -646,9 +673,9 @@ class _PostJob:
 
 
 @dataclass(frozen=True)
-class _PostResult:
-    meta: PostMeta
-    tokens: str | None
+class _BatchResult:
+    metas: list[PostMeta]
+    postings: dict[str, str]  # token -> comma-joined search ids of this batch's new posts
 
 
 _worker_state: tuple[_Worker, jinja2.Environment] | None = None
@@ -659,71 +686,84 @@ def _worker_init(worker: _Worker) -> None:
     _worker_state = (worker, _environment(worker.dirs, worker.site_globals))
 
 
-def _in_worker(function: Callable[[Any, _Worker, jinja2.Environment], Any], job: Any) -> Any:
+def _batch_in_worker(jobs: list[_PostJob]) -> _BatchResult:
     if _worker_state is None:
         raise RuntimeError("worker process was not initialised")
-    return function(job, *_worker_state)
+    return _process_batch(jobs, *_worker_state)
 
 
-def _cache_path(site_dir: Path, digest: str) -> Path:
-    return site_dir / CACHE_DIR / f"{digest}.json"
+def convert_post(path: Path) -> Content:
+    """A post file -> its sanitised HTML, in sections."""
+    parsed = read_post(path)
+    if parsed is None:
+        raise SiteError(f"{path}: front matter disappeared during the build")
+    try:
+        return split_sections(markdown_to_html(apply_liquid_raw(parsed[1])))
+    except ValueError as exc:
+        raise SiteError(f"{path}: {exc}") from None
 
 
-def load_content(site_dir: Path, digest: str) -> Content:
-    data = json.loads(_cache_path(site_dir, digest).read_text(encoding="utf-8"))
-    return Content(data["intro"], tuple((a, h) for a, h in data["sections"]))
+def page_content(page: Path) -> Content | None:
+    """The converted body kept in an earlier build's post page, between the markers that wrap
+    ``content`` (sanitising strips comments from posts, so a post cannot fake them). Reading it back
+    is ~20 times cheaper than converting again, and spares a cache as big as the site."""
+    try:
+        text = page.read_text(encoding="utf-8")
+    except OSError:
+        return None
+    start = text.find(CONTENT_START)
+    end = text.find(CONTENT_END, start)
+    return split_sections(text[start + len(CONTENT_START) : end]) if start >= 0 and end >= 0 else None
 
 
-def _process_post(job: _PostJob, worker: _Worker, env: jinja2.Environment) -> _PostResult:
-    """Convert a post (when it changed) and write its page, cache entry and search document."""
-    meta, tokens = job.meta, None
+def _process_post(job: _PostJob, worker: _Worker, env: jinja2.Environment) -> tuple[PostMeta, set[str]]:
+    """Convert a post (unless its page already holds the conversion) and write its page; a new or
+    changed post also gets its papers and search document."""
+    meta, tokens = job.meta, set()
+    content = None if job.convert else page_content(worker.site_dir / meta.url)
+    if content is None:
+        content = convert_post(job.path)
     if job.convert:
-        parsed = read_post(job.path)
-        if parsed is None:
-            raise SiteError(f"{job.path}: front matter disappeared during the build")
-        try:
-            content = split_sections(markdown_to_html(apply_liquid_raw(parsed[1])))
-        except ValueError as exc:
-            raise SiteError(f"{job.path}: {exc}") from None
-        papers, doc = [], []
-        for anchor, section in content.sections:
-            found = _paper(anchor, section)
-            if found:
-                papers.append(found[0])
-                doc.append([anchor, plain(found[0].title), ", ".join(found[0].authors), found[0].arxiv_id, found[1]])
+        found = [paper for paper in (_paper(a, section) for a, section in content.sections) if paper]
+        papers, doc = [paper for paper, _ in found], [row for _, row in found]
         if not doc:
             doc = [["", meta.title, "", "", plain(content.html)]]
         meta = replace(meta, papers=tuple(papers))
-        cache = {"intro": content.intro, "sections": [list(s) for s in content.sections]}
-        _write(worker.site_dir, f"{CACHE_DIR}/{meta.digest}.json", json.dumps(cache, ensure_ascii=False))
         doc_text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
-        _write(worker.site_dir, f"search/d/{_b36(meta.search_id)}.json", doc_text)
+        _write(worker.site_dir, _doc_path(meta.search_id), doc_text)
         tokens = _doc_tokens(doc)
-    else:
-        content = load_content(worker.site_dir, meta.digest)
     if job.page_key:
-        context = {"post": meta, "content": Markup(content.html), "newer": job.newer, "older": job.older}
+        body = Markup(CONTENT_START + content.html + CONTENT_END)
+        context = {"post": meta, "content": body, "newer": job.newer, "older": job.older}
         _write(worker.site_dir, meta.url, _render(env, "post.html", meta.url, page_title=meta.title, **context))
-    return _PostResult(meta, tokens)
+    return meta, tokens
 
 
-Runner = Callable[[Callable[[Any, _Worker, jinja2.Environment], Any], Sequence[Any]], Iterator[Any]]
+def _process_batch(jobs: list[_PostJob], worker: _Worker, env: jinja2.Environment) -> _BatchResult:
+    """Posts, and their postings merged here: one dict per batch is far cheaper to send back and to
+    merge in the parent than a token set per post."""
+    postings: defaultdict[str, list[str]] = defaultdict(list)
+    metas = []
+    for job in jobs:
+        meta, tokens = _process_post(job, worker, env)
+        metas.append(meta)
+        pid = _b36(meta.search_id)
+        for token in tokens:
+            postings[token].append(pid)
+    return _BatchResult(metas, {token: ",".join(ids) for token, ids in postings.items()})
 
 
-@contextmanager
-def _runner(worker: _Worker, env: jinja2.Environment, jobs: int) -> Iterator[Runner]:
-    """Runs jobs in order: in worker processes when there are enough to pay for starting them."""
+def _run_batches(batches: list[list[_PostJob]], worker: _Worker, env: jinja2.Environment) -> Iterator[_BatchResult]:
+    """Batches in order: in worker processes when there are enough posts to pay for starting them."""
     cpus = os.cpu_count() or 1
-    if jobs < PARALLEL_MIN_POSTS or cpus < 2:
-        yield lambda function, items: (function(item, worker, env) for item in items)
+    if sum(map(len, batches)) < PARALLEL_MIN_POSTS or cpus < 2:
+        for jobs in batches:
+            yield _process_batch(jobs, worker, env)
         return
     # fork is cheapest but unsafe once other threads run (serve() builds beside its server threads)
     context = get_context("fork" if threading.active_count() == 1 else "forkserver")
-    processes = min(cpus, 8)
-    with ProcessPoolExecutor(processes, mp_context=context, initializer=_worker_init, initargs=(worker,)) as pool:
-        yield lambda function, items: pool.map(
-            partial(_in_worker, function), items, chunksize=max(1, min(16, len(items) // (processes * 4)))
-        )
+    with ProcessPoolExecutor(min(cpus, 8), mp_context=context, initializer=_worker_init, initargs=(worker,)) as pool:
+        yield from pool.map(_batch_in_worker, batches)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -772,7 +812,7 @@ class _Manifest:
 def _renderer_version() -> str:
     """Changes whenever this module or the converters change, which invalidates cached conversions."""
     source = Path(__file__).read_bytes()
-    return _digest(_file_digest(source), getattr(cmarkgfm.cmark, "CMARK_VERSION", ""), nh3.__version__)
+    return _digest(_file_digest(source), version("pyromark"), version("nh3"))
 
 
 def _scan(options: SiteOptions, previous: dict[str, PostMeta], site_dir: Path) -> list[tuple[PostMeta, Path, bool]]:
@@ -788,8 +828,8 @@ def _scan(options: SiteOptions, previous: dict[str, PostMeta], site_dir: Path) -
         info = path.stat()
         stamp = f"{info.st_size}:{info.st_mtime_ns}"
         old = previous.get(source)
-        if old and not (_cache_path(site_dir, old.digest).is_file() and (site_dir / _doc_path(old)).is_file()):
-            old = None  # its converted content is gone: convert again
+        if old and not ((site_dir / old.url).is_file() and (site_dir / _doc_path(old.search_id)).is_file()):
+            old = None  # its page or search document is gone: convert again
         if old and old.stamp == stamp:
             found.append((old, path, False))
             continue
@@ -806,8 +846,8 @@ def _scan(options: SiteOptions, previous: dict[str, PostMeta], site_dir: Path) -
     return found
 
 
-def _doc_path(post: PostMeta) -> str:
-    return f"search/d/{_b36(post.search_id)}.json"
+def _doc_path(search_id: int) -> str:
+    return f"search/d/{_b36(search_id)}.json"
 
 
 class _Builder:
@@ -828,6 +868,8 @@ class _Builder:
         site = {"title": options.title, "base_url": options.base_url}
         self.worker = _Worker(self.site_dir, tuple(self.dirs), {"site": site, "asset_version": asset_version})
         self.env = _environment(self.dirs, self.worker.site_globals)
+        for name in TEMPLATES:  # a syntax error stops the build before it has touched anything
+            _compile(self.env, name)
         self.old = _Manifest.load(self.site_dir)
         self.full = not (options.incremental and self.old.complete and self.old.renderer == self.renderer)
         self.outputs: dict[str, str] = {}
@@ -858,7 +900,8 @@ class _Builder:
 
     def content(self, post: PostMeta) -> Content:
         if post.digest not in self._contents:
-            self._contents[post.digest] = load_content(self.site_dir, post.digest)
+            found = page_content(self.site_dir / post.url)
+            self._contents[post.digest] = found or convert_post(self.options.posts_dir / post.source)
         return self._contents[post.digest]
 
     def absolute(self, rel: str) -> str:
@@ -893,24 +936,23 @@ class _Builder:
             if meta.url in urls:
                 raise SiteError(f"{meta.source} and {urls[meta.url]} would both be written to {meta.url}")
             urls[meta.url] = meta.source
-            self.stale(_doc_path(meta), meta.digest)
+            self.stale(_doc_path(meta.search_id), meta.digest)
             if not convert and search.rebuild:
                 search.add_doc(meta.search_id)
             page_stale = self.stale(meta.url, key)
             if page_stale or convert:
                 jobs.append(_PostJob(meta, path, convert, key if page_stale else None, _bare(newer), _bare(older)))
 
-        with _runner(self.worker, self.env, len(jobs)) as run:
-            for result in run(_process_post, jobs):
-                posts[result.meta.source] = result.meta
-                if result.tokens is not None:
-                    search.add(result.meta.search_id, result.tokens)
+        batches = [jobs[i : i + POSTS_PER_TASK] for i in range(0, len(jobs), POSTS_PER_TASK)]
+        for result in _run_batches(batches, self.worker, self.env):
+            posts.update((meta.source, meta) for meta in result.metas)
+            search.add(result.postings)
         ordered = [posts[meta.source] for meta, _, _ in scanned]
         self._listings(ordered)
         self._feeds(ordered)
         self._search(ordered, search)
         self._static()
-        removed = self._clean(ordered)
+        removed = self._clean()
         _Manifest(self.renderer, self.config, True, posts, self.outputs, next_id).save(self.site_dir)
         seconds = time.perf_counter() - started
         return BuildReport(len(ordered), tuple(self.written), self.skipped, removed, seconds, self.full)
@@ -1049,8 +1091,8 @@ class _Builder:
             if self.stale(rel, digest):
                 _write(self.site_dir, rel, path.read_bytes())
 
-    def _clean(self, posts: list[PostMeta]) -> tuple[str, ...]:
-        """Delete what earlier builds wrote and this one did not, and unused cache entries."""
+    def _clean(self) -> tuple[str, ...]:
+        """Delete what earlier builds wrote and this one did not."""
         removed = sorted(set(self.old.outputs) - set(self.outputs))
         for rel in removed:
             target = self.site_dir / rel
@@ -1059,11 +1101,6 @@ class _Builder:
                 if parent == self.site_dir or any(parent.iterdir()):
                     break
                 parent.rmdir()
-        keep = {f"{p.digest}.json" for p in posts}
-        cache = self.site_dir / CACHE_DIR
-        for entry in cache.iterdir() if cache.is_dir() else ():
-            if entry.name not in keep:
-                entry.unlink()
         return tuple(removed)
 
 

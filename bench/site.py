@@ -1,0 +1,208 @@
+"""Site build benchmark: 1,000 daily posts of 20 papers each, in the reference post format.
+
+Run as ``.venv/bin/python bench/site.py [--posts N] [--keep DIR]``. Papers (titles with LaTeX, up
+to 133 authors, non-ASCII names, cross-listed categories) come from the real listings fixture; the
+Chinese translations and explainers are sentences of the reference posts, shuffled with a fixed
+seed, at the reference posts' lengths. Each build runs in a child process, so its peak memory
+(``ru_maxrss`` of the build process and of its largest worker) is measured on its own. Targets on
+the 2-core machine: full build < 10 s, incremental < 1 s, peak < 300 MB, faster than Jekyll.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LISTINGS = ROOT / "tests" / "fixtures" / "listings" / "cs.SD-eess.AS-2025-05-to-09.json"
+REFERENCES = sorted((ROOT / "tests" / "fixtures" / "reference").glob("daily-post-*.md"))
+PAPERS_PER_POST = 20
+BUILD_CHILD = """
+import json, resource, sys
+from pathlib import Path
+from arxiv_digest.site import SiteOptions, build_site
+
+if __name__ == "__main__":
+    report = build_site(SiteOptions(Path(sys.argv[1]), Path(sys.argv[2])))
+    print(json.dumps({
+        "seconds": report.seconds,
+        "written": len(report.written),
+        "skipped": report.skipped,
+        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }))
+"""
+
+
+def _inline(text: str) -> str:
+    """What the pipeline's ``md_inline`` does to arXiv text: no HTML, no table pipes, no Liquid."""
+    text = " ".join(text.split()).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return re.sub(r"\{(?=[{%])", "{% raw %}{{% endraw %}", text.replace("|", "\\|"))
+
+
+def _sentences() -> list[str]:
+    text = "".join(path.read_text(encoding="utf-8") for path in REFERENCES)
+    return [s.replace("*", "").strip() for s in re.findall(r"[^。\n>#\-]*[\u4e00-\u9fff][^。\n]*?。", text)]
+
+
+def _explainer(rng: random.Random, pool: list[str]) -> str:
+    parts = []
+    for number, heads in ((1, ("研究背景", "既有问题")), (2, ("核心方法", "解决思路")), (3, ("任务与效果", "结果"))):
+        lines = [f"{number})  "]
+        for head in heads:
+            lines.append(f"- **{head}**：{''.join(rng.sample(pool, 2))}  ")
+            lines += [f"  - {rng.choice(pool)}  " for _ in range(rng.randint(1, 3))]
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
+
+
+def write_posts(folder: Path, count: int, seed: int = 7) -> list[Path]:
+    """``count`` posts ``YYYY-MM-DD-arxiv.md``, one a day, ending on 2026-01-15."""
+    papers = json.loads(LISTINGS.read_text(encoding="utf-8"))
+    pool = _sentences()
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    first = date(2026, 1, 15) - timedelta(days=count - 1)
+    for n in range(count):
+        day = first + timedelta(days=n)
+        blocks = []
+        for k in range(PAPERS_PER_POST):
+            paper = papers[(n * PAPERS_PER_POST + k) % len(papers)]
+            abs_url = f"https://arxiv.org/abs/{paper['id']}v{paper['version']}"
+            translation = "".join(rng.sample(pool, rng.randint(5, 9)))
+            blocks.append(
+                f"## {_inline(paper['title'])}\n"
+                f"- **Authors**: {_inline(', '.join(paper['authors']))}\n"
+                f"- **Categories**: {', '.join(paper['categories'])}\n"
+                f"- **arXiv**: [{abs_url}]({abs_url})\n"
+                f"- **PDF**: [{abs_url.replace('/abs/', '/pdf/')}]({abs_url.replace('/abs/', '/pdf/')})\n\n"
+                f"{translation}\n\n"
+                f'<details>\n<summary>详细解读</summary>\n\n<div markdown="1">\n\n{_explainer(rng, pool)}\n</div>\n\n'
+                f"</details>\n\n---\n"
+            )
+        path = folder / f"{day.isoformat()}-arxiv.md"
+        path.write_text(
+            f'---\nlayout: post\ntitle: "arXiv Daily – {day.isoformat()}"\ntags: [arxiv, cs.SD, eess.AS]\n---\n\n'
+            f"以下为 {day.isoformat()}（CST，北京时间）窗口内更新的论文中文译文：\n"
+            f"- 时间窗口（锚点 08:50 CST）：{day - timedelta(days=1)} 08:50 — {day} 08:50\n"
+            f"- 抓取总数：{PAPERS_PER_POST} 篇 | 本页显示：{PAPERS_PER_POST} 篇（去重/过滤后）\n\n" + "\n".join(blocks),
+            encoding="utf-8",
+        )
+        written.append(path)
+    return written
+
+
+def _tree_pss_mb(root: int) -> float:
+    """Proportional set size of ``root`` and all its descendants (the build's workers), from /proc:
+    unlike summing RSS, pages the workers share with their parent are counted once."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    tree, grew = {root}, True
+    while grew:
+        more = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= more
+        grew = bool(more)
+    kilobytes = 0
+    for pid in tree:
+        try:
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        kilobytes += sum(int(line.split()[1]) for line in rollup.splitlines() if line.startswith("Pss:"))
+    return kilobytes / 1024
+
+
+def build(posts: Path, site: Path) -> dict[str, float]:
+    """One build in a child process; the memory of its process tree is sampled every 20 ms."""
+    started = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    child = subprocess.Popen(
+        [sys.executable, "-c", BUILD_CHILD, str(posts), str(site)], stdout=subprocess.PIPE, text=True
+    )
+    peak = 0.0
+    while child.poll() is None:
+        peak = max(peak, _tree_pss_mb(child.pid))
+        time.sleep(0.02)
+    stdout = child.stdout.read() if child.stdout else ""
+    if child.returncode:
+        raise SystemExit(f"build failed with exit code {child.returncode}")
+    result = json.loads(stdout.strip().splitlines()[-1])
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result["wall"] = time.perf_counter() - started
+    result["cpu"] = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    result["tree_mb"] = peak
+    return result
+
+
+def jekyll(posts: Path, work: Path) -> float | None:
+    """Jekyll 4 on the same posts (kramdown, a bare layout), or None when it is not installed."""
+    if not shutil.which("jekyll"):
+        return None
+    (work / "_layouts").mkdir(parents=True)
+    (work / "_layouts" / "post.html").write_text("<title>{{ page.title | escape }}</title>{{ content }}\n")
+    (work / "_config.yml").write_text("markdown: kramdown\nkramdown:\n  parse_block_html: true\n")
+    shutil.copytree(posts, work / "_posts")
+    started = time.perf_counter()
+    subprocess.run(["jekyll", "build", "--quiet", "--source", str(work)], check=True, cwd=work, capture_output=True)
+    return time.perf_counter() - started
+
+
+def _load() -> str:
+    """Other work on the machine skews wall times; the CPU seconds printed beside them do not."""
+    return Path("/proc/loadavg").read_text().split()[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--posts", type=int, default=1000)
+    parser.add_argument("--keep", type=Path, help="build here and keep the result (default: a temporary folder)")
+    args = parser.parse_args()
+    work = args.keep or Path(tempfile.mkdtemp(prefix="arxiv-digest-bench-"))
+    try:
+        posts = work / "posts"
+        write_posts(posts, args.posts + 1)
+        extra = max(posts.glob("*.md"))
+        held = work / extra.name
+        extra.rename(held)  # the newest post is added later, for the incremental build
+        size = sum(p.stat().st_size for p in posts.glob("*.md")) / 2**20
+        print(f"{args.posts} posts x {PAPERS_PER_POST} papers, {size:.0f} MB of Markdown; load average {_load()}")
+
+        full = build(posts, work / "site")
+        print(
+            f"full build:        {full['seconds']:6.2f} s  ({full['written']} files; wall {full['wall']:.2f} s, "
+            f"CPU {full['cpu']:.1f} s)  "
+            f"peak RSS {full['rss_mb']:.0f} MB in the build process; {full['tree_mb']:.0f} MB PSS with its workers"
+        )
+        held.rename(posts / held.name)
+        incremental = build(posts, work / "site")
+        print(
+            f"incremental build: {incremental['seconds']:6.2f} s  ({incremental['written']} files written, "
+            f"{incremental['skipped']} unchanged; wall {incremental['wall']:.2f} s, CPU {incremental['cpu']:.1f} s)  "
+            f"peak RSS {incremental['rss_mb']:.0f} MB"
+        )
+        seconds = jekyll(posts, work / "jekyll")
+        if seconds is None:
+            print("jekyll: not installed")
+        else:
+            print(f"jekyll build:      {seconds:6.2f} s  ({seconds / full['seconds']:.1f}x the full build's time)")
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

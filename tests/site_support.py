@@ -1,0 +1,166 @@
+"""Posts and checks shared by the site tests: the reference posts, a hostile post written through the
+pipeline's own escaping (what a nightly run would produce from malicious arXiv or LLM text), a raw
+post whose attacks skipped that escaping (to test the sanitiser alone), and inspectors for HTML."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import date
+from pathlib import Path
+
+import lxml.html
+
+from arxiv_digest.render import md_block, md_inline, md_url
+from arxiv_digest.site import normalize, search_tokens, shard_of
+
+REFERENCE = Path(__file__).parent / "fixtures" / "reference"
+REFERENCE_POSTS = ("daily-post-2025-10-31.md", "daily-post-2026-01-15.md")
+PWNED = "document.title='PWNED'"
+
+ATTACK_TITLE = (
+    f"Attack <script>{PWNED}</script> on $\\alpha_1$ & {{{{ site }}}} {{% include x %}} "
+    "\"quoted\" 'single' C:\\path\\to"
+)
+AUTHORS = [
+    "Zoë Ångström",
+    "李雷",
+    "Jörn Ostermann",
+    "Łukasz Żółć",
+    "Nguyễn Văn An",
+    "Seán O'Brien",
+    f'<img src=x onerror="{PWNED}">',
+    *(f"Author Number{n}" for n in range(126)),
+]
+ATTACK_TRANSLATION = (
+    f'这项研究关注量化方法。<script>{PWNED}</script> <img src=x onerror="{PWNED}"> '
+    f'<svg onload="{PWNED}"> {{{{ site.title }}}} {{% raw %}} 反斜杠 \\ 与 $x_{{i}}^{{*}} < y$ '
+    "\"引号\" 'single' | 竖线 `<b>code</b>`"
+)
+ATTACK_EXPLAINER = (
+    f'1)  \n- **研究背景**：<iframe src="javascript:{PWNED}"></iframe> 量化误差\n'
+    "- **方法**：`<script>code span</script>` 与 {{ page }}\n\n2)  \n- **结果**：2~6 dB"
+)
+# kramdown turns these into live script; the pipeline's escaping does not stop them (yet)
+KRAMDOWN_ATTACKS = f'[点我](javascript:{PWNED}) 与 **粗体**{{: onmouseover="{PWNED}"}}'
+
+ALLOWED_BODY_TAGS = {
+    *("details", "summary", "div", "p", "ul", "ol", "li", "a", "strong", "em", "code", "pre", "blockquote"),
+    *("h1", "h2", "h3", "h4", "h5", "h6", "hr", "br", "span", "del", "table", "thead", "tbody", "tr", "th", "td"),
+}
+
+
+def pipeline_post(day: date, translation: str = ATTACK_TRANSLATION, arxiv_id: str = "2601.00001") -> str:
+    """A post in the reference format whose arXiv and LLM text went through render.py's filters."""
+    abs_url = f"https://arxiv.org/abs/{arxiv_id}v1"
+    pdf_url = abs_url.replace("/abs/", "/pdf/")
+    return (
+        f'---\nlayout: post\ntitle: "arXiv Daily – {day.isoformat()}"\ntags: [arxiv, cs.SD, eess.AS]\n---\n\n'
+        f"以下为 {day.isoformat()}（CST，北京时间）窗口内更新的论文中文译文：\n\n"
+        f"## {md_inline(ATTACK_TITLE, heading=True)}\n"
+        f"- **Authors**: {md_inline(', '.join(AUTHORS))}\n"
+        f"- **Categories**: {md_inline('cs.SD, eess.AS, math.NA')}\n"
+        f"- **arXiv**: [{md_inline(abs_url)}]({md_url(abs_url)})\n"
+        f"- **PDF**: [{md_inline(pdf_url)}]({md_url(pdf_url)})\n\n"
+        f"{md_block(translation)}\n\n"
+        f'<details>\n<summary>详细解读</summary>\n\n<div markdown="1">\n\n{md_block(ATTACK_EXPLAINER)}\n</div>\n\n'
+        "</details>\n\n---\n"
+    )
+
+
+def raw_post(day: date) -> str:
+    """Attacks written straight into a post, as if the pipeline's escaping had failed."""
+    return f"""---
+layout: post
+title: "Raw <script>{PWNED}</script> \\"q\\" & more"
+tags: [arxiv, "<b>cs.XX</b>", cs.SD]
+date: {day.isoformat()}
+---
+
+## Raw attack <script>{PWNED}</script> $\\alpha_1$
+- **Authors**: <img src=x onerror="{PWNED}">, Zoë Ångström
+- **Categories**: cs.SD, <script>x</script>
+- **arXiv**: [https://arxiv.org/abs/2601.00002v1](https://arxiv.org/abs/2601.00002v1)
+
+正文量化 <script>{PWNED}</script> <img src=x onerror="{PWNED}"> <svg onload="{PWNED}"></svg>
+<a href="javascript:{PWNED}">a</a> <a href="JaVaScRiPt:{PWNED}">b</a> [c](javascript:{PWNED})
+<a href="  java&#x09;script:{PWNED}">d</a> <iframe src="javascript:{PWNED}"></iframe>
+<style>body {{ display: none }}</style> <form action="https://evil.example"><button>x</button></form>
+<math><mtext><script>{PWNED}</script></mtext></math> <object data="x"></object>
+<details open ontoggle="{PWNED}"><summary>s</summary>t</details> <span style="x" class="math evil">s</span>
+{KRAMDOWN_ATTACKS} {{{{ site.title }}}} {{% raw %}}{{{{{{% endraw %}} site }}}}
+<!--post-content--> <!--/post-content-->
+
+<div markdown="1" onclick="{PWNED}">
+
+- **inner** list
+</div>
+"""
+
+
+def write_posts(folder: Path, *, hostile: bool = True) -> None:
+    """The two reference posts byte for byte, plus (by default) the pipeline-escaped and raw attacks."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in REFERENCE_POSTS:
+        shutil.copyfile(REFERENCE / name, folder / name)
+    if hostile:
+        (folder / "2026-01-12-arxiv.md").write_text(pipeline_post(date(2026, 1, 12)), encoding="utf-8")
+        (folder / "2026-01-10-raw.md").write_text(raw_post(date(2026, 1, 10)), encoding="utf-8")
+
+
+def parse(path: Path) -> lxml.html.HtmlElement:
+    return lxml.html.fromstring(path.read_bytes())
+
+
+def script_problems(tree: lxml.html.HtmlElement, allowed_scripts: tuple[str, ...] = ()) -> list[str]:
+    """Everything in a page that could run script, except ``<script src>`` whose src starts with one of
+    ``allowed_scripts``."""
+    problems = []
+    for element in tree.iter():
+        if not isinstance(element.tag, str):
+            continue
+        tag = element.tag.lower()
+        if tag == "script" and not (element.get("src") or "").startswith(allowed_scripts or ("\0",)):
+            problems.append(f"<script> {lxml.html.tostring(element)[:80]!r}")
+        if tag in ("iframe", "object", "embed", "svg", "math", "img", "style", "base"):
+            problems.append(f"<{tag}>")
+        for name, value in element.attrib.items():
+            if name.lower().startswith("on"):
+                problems.append(f"{tag}[{name}]")
+            if name.lower() in ("href", "src", "action", "formaction", "data"):
+                scheme = "".join(value.split()).lower().split(":", 1)[0]
+                if ":" in value and scheme in ("javascript", "vbscript", "data"):
+                    problems.append(f"{tag}[{name}={value!r}]")
+    return problems
+
+
+def body_tags(tree: lxml.html.HtmlElement) -> set[str]:
+    """Tags used inside the converted post body."""
+    body = tree.find_class("post-body")
+    assert body, "post page has no .post-body"
+    return {el.tag for el in body[0].iter() if isinstance(el.tag, str)} - {body[0].tag}
+
+
+def text(tree: lxml.html.HtmlElement) -> str:
+    return " ".join(tree.text_content().split())
+
+
+def search(site: Path, query: str) -> list[tuple[str, str]]:
+    """search.js in Python: candidate posts from the index, then each paper checked for every term.
+    Returns (url#anchor, title) of the matches, newest first."""
+    listing = json.loads((site / "search" / "posts.json").read_text(encoding="utf-8"))
+    terms = normalize(query).split()
+    ids: set[str] | None = None
+    for token in sorted({t for term in terms for t in search_tokens(term)}):
+        shard = json.loads((site / f"search/i/{shard_of(token):02x}.json").read_text(encoding="utf-8"))
+        found = set(shard.get(token, "").split(",")) - {""}
+        ids = found if ids is None else ids & found
+    hits = []
+    for post_id, url, _day, _title in listing["posts"]:
+        if ids is not None and post_id not in ids:
+            continue
+        for anchor, title, *rest in json.loads((site / f"search/d/{post_id}.json").read_text(encoding="utf-8")):
+            haystack = normalize(" ".join([title, *rest]))
+            if all(term in haystack for term in terms):
+                hits.append((f"{url}#{anchor}", title))
+    return hits

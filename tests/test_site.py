@@ -1,0 +1,446 @@
+"""The HTML site: structure of the reference posts, inertness of hostile posts, Atom feeds, the search
+index, incremental builds, templates, and the preview server."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from datetime import date
+from pathlib import Path
+
+import feedparser
+import lxml.etree
+import lxml.html
+import pytest
+
+from arxiv_digest.serve import ServeHandle, safe_path, serve
+from arxiv_digest.site import (
+    BuildReport,
+    SiteError,
+    SiteOptions,
+    apply_liquid_raw,
+    build_site,
+    markdown_to_html,
+    search_tokens,
+)
+
+from .site_support import (
+    ALLOWED_BODY_TAGS,
+    AUTHORS,
+    PWNED,
+    REFERENCE,
+    REFERENCE_POSTS,
+    body_tags,
+    parse,
+    pipeline_post,
+    script_problems,
+    search,
+    text,
+    write_posts,
+)
+
+ATOM = "{http://www.w3.org/2005/Atom}"
+ATTACK_ANCHOR = "attack-scriptdocumenttitlepwnedscript-on-alpha1"
+
+
+def build(tmp_path: Path, **options: object) -> tuple[SiteOptions, BuildReport]:
+    site_options = SiteOptions(tmp_path / "posts", tmp_path / "site", **options)  # type: ignore[arg-type]
+    return site_options, build_site(site_options)
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    write_posts(tmp_path / "posts")
+    build(tmp_path, base_url="https://example.org/digest")
+    return tmp_path / "site"
+
+
+def test_fixture_posts_are_the_reference_posts() -> None:
+    shared = Path(__file__).resolve().parents[2] / "shared" / "reference"
+    for name in REFERENCE_POSTS:
+        if (shared / name).is_file():
+            assert (REFERENCE / name).read_bytes() == (shared / name).read_bytes()
+
+
+# -- conversion ------------------------------------------------------------------------------------
+
+
+def test_reference_post_renders_like_kramdown(site: Path) -> None:
+    page = parse(site / "2026/01/15/daily-post-2026-01-15.html")
+    body = page.find_class("post-body")[0]
+    headings = body.findall(".//h2")
+    assert len(headings) == 8
+    assert (
+        headings[0].get("id")
+        == "linear-complexity-self-supervised-learning-for-music-understanding-with-random-quantizer"
+    )
+    details = body.xpath(".//details[not(@class)]")
+    assert len(details) == 8
+    folded = body.find_class("more-authors")  # the one paper with 22 authors shows ten
+    assert len(folded) == 1 and folded[0].find("summary").text == "等 22 位作者"
+    for block in details:
+        assert block[0].tag == "summary" and block[0].text_content() == "详细解读"
+        div = block.find("div")
+        assert div is not None and div.get("markdown") is None
+        # kramdown: "1)" is a paragraph, not a list item, and the bullets under it are a real list
+        numbered = [p.text_content()[:2] for p in div.findall("p") if p.text_content()[1:2] == ")"]
+        assert numbered == ["1)", "2)", "3)"]
+        assert div.findall("ol") == []
+        assert div.find("ul/li/strong") is not None
+    first = details[0].find("div")
+    assert first.find("ul/li/strong").text == "研究背景"
+    assert first.find("ul/li/ul/li/strong") is not None  # the nested list under 解决思路
+    meta = headings[0].getnext()
+    assert meta.tag == "ul" and meta.find("li/strong").text == "Authors"
+    assert meta.find("li/a").get("href") == "https://arxiv.org/abs/2601.09603v1"
+    toc = page.find_class("toc")[0]
+    assert next(a.get("href") for a in toc.iter("a")) == f"#{headings[0].get('id')}"
+    assert page.find(".//title").text == "arXiv Daily – 2026-01-15"
+
+
+def test_post_page_links_categories_neighbours_and_works_from_any_folder(site: Path) -> None:
+    page = parse(site / "2026/01/15/daily-post-2026-01-15.html")
+    tags = [a.text for a in page.find_class("tag")]
+    assert tags[:2] == ["cs.SD", "eess.AS"] and "cs.AI" in tags and "arxiv" not in tags
+    nav = page.find_class("post-nav")[0]
+    assert [a.get("href") for a in nav.iter("a")] == ["../../../2026/01/12/arxiv.html"]
+    for link in page.iter("a", "link", "script"):
+        target = link.get("href") or link.get("src") or ""
+        if target and not target.startswith(("http", "#")):
+            assert (site / "2026/01/15" / target.split("#")[0].split("?")[0]).resolve().is_file(), target
+
+
+def test_maths_code_and_kramdown_rules() -> None:
+    html = markdown_to_html(
+        "Title $a*b*c_1$ and $$x^2$$, `$not maths$`, $5 and $10, 2~6 dB, a &lt;b&gt; $x&lt;y$\n\n1) item\n"
+    )
+    assert '<span class="math">$a*b*c_1$</span>' in html
+    assert '<span class="math display">$$x^2$$</span>' in html
+    assert "<code>$not maths$</code>" in html
+    assert "$5 and $10" in html and "<del>" not in html and "2~6" in html
+    assert '<span class="math">$x&lt;y$</span>' in html
+    assert "<p>1) item</p>" in html
+
+
+def test_liquid_raw_semantics() -> None:
+    assert apply_liquid_raw("{% raw %}{{{% endraw %} site }}") == "{{ site }}"
+    assert apply_liquid_raw("{% raw %}{{% endraw %}% include x %}") == "{% include x %}"
+    assert apply_liquid_raw("a {%- raw -%}{% raw %}{%endraw%} b") == "a {% raw %} b"
+    assert apply_liquid_raw("{{ page.title }} stays text") == "{{ page.title }} stays text"
+    with pytest.raises(ValueError, match="never closed"):
+        apply_liquid_raw("{% raw %} open")
+
+
+def test_unclosed_raw_tag_fails_the_build_naming_the_post(tmp_path: Path) -> None:
+    (tmp_path / "posts").mkdir()
+    (tmp_path / "posts" / "2026-01-01-x.md").write_text("---\ntitle: x\n---\n{% raw %} open\n", encoding="utf-8")
+    with pytest.raises(SiteError, match=r"2026-01-01-x\.md.*never closed"):
+        build(tmp_path)
+
+
+# -- hostile posts -----------------------------------------------------------------------------------
+
+
+def test_no_page_or_feed_can_run_a_posts_script(site: Path) -> None:
+    pages = sorted(site.rglob("*.html"))
+    assert len(pages) >= 15
+    for page in pages:
+        allowed = ("static/search.js?",) if page.name == "search.html" else ()
+        assert script_problems(parse(page), allowed) == [], page
+    for post in ("2026/01/12/arxiv.html", "2026/01/10/raw.html"):
+        assert body_tags(parse(site / post)) <= ALLOWED_BODY_TAGS
+    for feed in site.rglob("*.xml"):
+        for content in lxml.etree.parse(str(feed)).iter(f"{ATOM}content"):
+            assert script_problems(lxml.html.fromstring(f"<div>{content.text}</div>")) == [], feed
+
+
+def test_escaped_text_stays_visible_as_text(site: Path) -> None:
+    page = parse(site / "2026/01/12/arxiv.html")
+    words = text(page)
+    assert f"Attack <script>{PWNED}</script> on $\\alpha_1$ & {{{{ site }}}} {{% include x %}}" in words
+    assert "\"quoted\" 'single' C:\\path\\to" in words
+    assert f'<script>{PWNED}</script> <img src=x onerror="{PWNED}">' in words
+    assert "{{ site.title }} {% raw %} 反斜杠 \\ 与" in words
+    assert "`<script>code span</script>`" not in words and "<script>code span</script>" in words
+    maths = [span.text for span in page.find_class("math")]
+    assert "$\\alpha_1$" in maths and "$x_{i}^{*} < y$" in maths
+    authors = page.xpath("//li[strong='Authors']")[0].text_content()
+    assert "Zoë Ångström, 李雷, Jörn Ostermann, Łukasz Żółć, Nguyễn Văn An, Seán O'Brien" in authors
+    assert authors.count(",") == len(AUTHORS) - 1 and f"等 {len(AUTHORS)} 位作者" in authors
+    doc = json.loads((site / "search/d/2.json").read_text(encoding="utf-8"))
+    assert doc[0][2] == ", ".join(AUTHORS)  # folding is for the page only
+
+
+def test_raw_attacks_are_removed_and_front_matter_is_escaped(site: Path) -> None:
+    page = parse(site / "2026/01/10/raw.html")
+    assert page.find(".//h1").text == f'Raw <script>{PWNED}</script> "q" & more'
+    assert page.find(".//title").text.startswith("Raw <script>")
+    words = text(page)
+    assert "{{ site.title }} {{ site }}" in words and "正文量化" in words
+    assert [a.get("href") for a in page.find_class("post-body")[0].iter("a")][-1] is None  # javascript: dropped
+    assert all(span.get("class") in ("math", "math display") for span in page.iter("span"))
+    assert "<b>cs.XX</b>" in [a.text for a in page.find_class("tag")]
+    assert (site / "categories").is_dir() and not any("<" in p.name for p in (site / "categories").iterdir())
+
+
+# -- feeds and search ---------------------------------------------------------------------------------
+
+
+def test_feeds_are_valid_atom_with_absolute_links(site: Path) -> None:
+    feeds = [site / "feed.xml", *sorted((site / "categories").glob("*/feed.xml"))]
+    assert len(feeds) > 5
+    for path in feeds:
+        root = lxml.etree.parse(str(path)).getroot()
+        assert root.tag == f"{ATOM}feed"
+        parsed = feedparser.parse(path.read_bytes())
+        assert not parsed.bozo, (path, parsed.get("bozo_exception"))
+        for entry in root.iter(f"{ATOM}entry"):
+            for child in ("id", "title", "updated", "link", "content"):
+                assert entry.find(f"{ATOM}{child}") is not None
+            assert entry.find(f"{ATOM}link").get("href").startswith("https://example.org/digest/")
+    site_feed = feedparser.parse((site / "feed.xml").read_bytes())
+    assert [e.title for e in site_feed.entries][:2] == ["arXiv Daily – 2026-01-15", "arXiv Daily – 2026-01-12"]
+    assert "<details>" in site_feed.entries[0].content[0].value
+    paper_feed = feedparser.parse((site / "categories/math.NA/feed.xml").read_bytes())
+    assert paper_feed.entries[0].title.startswith(f"Attack <script>{PWNED}</script>")
+    assert paper_feed.entries[0].link.startswith(f"https://example.org/digest/2026/01/12/arxiv.html#{ATTACK_ANCHOR}")
+
+
+def test_search_index_finds_papers_by_chinese_word_author_and_title(site: Path) -> None:
+    assert search_tokens("量化 Zoë Transformer") == {"量化", "zoe", "tra"}
+    hits = search(site, "量化")
+    titles = [title for _, title in hits]
+    assert "Linear Complexity Self-Supervised Learning for Music Understanding with Random Quantizer" in titles
+    assert any(title.startswith("Attack <script>") for title in titles)
+    assert [url for url, _ in search(site, "鼓点")] == [
+        "2026/01/15/daily-post-2026-01-15.html#towards-realistic-synthetic-data-for-automatic-drum-transcription"
+    ]
+    assert len(search(site, "Jorn Ostermann")) == 2  # accents folded; one reference paper, one hostile
+    assert (
+        search(site, "drum transcription")[0][1] == "Towards Realistic Synthetic Data for Automatic Drum Transcription"
+    )
+    assert search(site, "量化 不存在的词") == []
+    listing = json.loads((site / "search/posts.json").read_text(encoding="utf-8"))
+    assert listing["posts"][0][1] == "2026/01/15/daily-post-2026-01-15.html"
+
+
+# -- incremental builds -------------------------------------------------------------------------------
+
+
+def test_adding_a_post_rewrites_only_what_shows_it(tmp_path: Path) -> None:
+    write_posts(tmp_path / "posts")
+    options, first = build(tmp_path, per_page=2)
+    assert first.full and first.skipped == 0
+    assert build_site(options).written == ()
+
+    new = pipeline_post(date(2026, 1, 20), translation="全新的论文，研究量化。", arxiv_id="2601.99999")
+    (tmp_path / "posts" / "2026-01-20-arxiv.md").write_text(new.replace("math.NA", "cs.NEW"), encoding="utf-8")
+    report = build_site(options)
+    written = set(report.written)
+    shards = {w for w in written if w.startswith("search/i/")}
+    assert 0 < len(shards) < len([w for w in first.written if w.startswith("search/i/")])
+    assert written - shards == {
+        "2026/01/20/arxiv.html",
+        "2026/01/15/daily-post-2026-01-15.html",  # its "newer" link now points at the new post
+        "index.html",
+        "page/2.html",  # 5 posts by 2: chunk 2 (posts 3-4 from the oldest) became a page of its own,
+        "page/1.html",  # so chunk 1's "newer" link now points at it instead of the first page
+        "archive/index.html",
+        "archive/2026-01.html",
+        "feed.xml",
+        "categories/index.html",
+        "categories/cs.SD/index.html",  # 5 posts now, like the index
+        "categories/cs.SD/2.html",
+        "categories/cs.SD/1.html",
+        "categories/cs.SD/feed.xml",
+        "categories/eess.AS/index.html",  # 4 posts: its chunk 1 still holds the same two, so stays
+        "categories/eess.AS/feed.xml",
+        "categories/cs.NEW/index.html",
+        "categories/cs.NEW/feed.xml",
+        "search/posts.json",
+        "search/d/4.json",
+    }
+    assert not report.full and report.skipped > 100
+    assert "2026/01/12/arxiv.html" not in written and "categories/math.NA/index.html" not in written
+    assert search(tmp_path / "site", "全新的论文")[0][0].startswith(f"2026/01/20/arxiv.html#{ATTACK_ANCHOR}")
+    assert build_site(options).written == ()
+
+
+def test_changing_and_removing_posts_keeps_the_site_consistent(tmp_path: Path) -> None:
+    write_posts(tmp_path / "posts")
+    options, _ = build(tmp_path)
+    post = tmp_path / "posts" / "2026-01-12-arxiv.md"
+    post.write_text(
+        post.read_text(encoding="utf-8").replace("这项研究关注量化方法", "这项研究关注蒸馏方法"), encoding="utf-8"
+    )
+    listing = json.loads((tmp_path / "site/search/posts.json").read_text(encoding="utf-8"))
+    old_id = next(post_id for post_id, url, *_ in listing["posts"] if url == "2026/01/12/arxiv.html")
+    changed = build_site(options)
+    assert "2026/01/12/arxiv.html" in changed.written and "search/d/4.json" in changed.written
+    assert changed.removed == (f"search/d/{old_id}.json",)  # a changed post is indexed under a new id
+    assert search(tmp_path / "site", "蒸馏方法") and not search(tmp_path / "site", "关注量化方法")
+
+    post.unlink()
+    removed = build_site(options)
+    assert "2026/01/12/arxiv.html" in removed.removed and "categories/math.NA/index.html" in removed.removed
+    assert not (tmp_path / "site/2026/01/12").exists()
+    assert not search(tmp_path / "site", "蒸馏方法")
+    nav = parse(tmp_path / "site/2026/01/15/daily-post-2026-01-15.html").find_class("post-nav")[0]
+    assert [a.get("href") for a in nav.iter("a")] == ["../../../2026/01/10/raw.html"]
+
+
+def test_template_change_rebuilds_every_page_and_user_templates_win(tmp_path: Path) -> None:
+    write_posts(tmp_path / "posts")
+    mine = tmp_path / "templates"
+    mine.mkdir()
+    options, _ = build(tmp_path, templates_dirs=(mine,))
+    (mine / "post.html").write_text(
+        '{% extends "!default/post.html" %}{% block head %}<meta name="theme" content="mine">{% endblock %}',
+        encoding="utf-8",
+    )
+    report = build_site(options)
+    pages = {
+        p.relative_to(tmp_path / "site").as_posix()
+        for p in (tmp_path / "site").rglob("*")
+        if p.suffix in (".html", ".xml")
+    }
+    assert pages <= set(report.written)
+    assert not any(w.startswith("search/") for w in report.written)  # the index does not depend on templates
+    page = parse(tmp_path / "site/2026/01/15/daily-post-2026-01-15.html")
+    assert page.find(".//meta[@name='theme']").get("content") == "mine"
+    assert page.find_class("post-body")  # the rest still comes from the packaged post.html
+
+    (mine / "post.html").write_text("{% block main %}{{ post.title ", encoding="utf-8")
+    with pytest.raises(SiteError, match=r"post.html:1"):
+        build_site(options)
+    (mine / "post.html").unlink()
+    assert not build_site(options).full  # templates are compiled before anything is written
+
+
+def test_build_refuses_two_posts_on_one_url(tmp_path: Path) -> None:
+    write_posts(tmp_path / "posts", hostile=False)
+    (tmp_path / "posts" / "again.md").write_text(
+        "---\ntitle: x\ndate: 2026-01-15\npermalink: /2026/01/15/daily-post-2026-01-15.html\n---\nx\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(SiteError, match=r"would both be written to 2026/01/15/daily-post-2026-01-15\.html"):
+        build(tmp_path)
+
+
+def test_files_without_front_matter_are_not_posts(tmp_path: Path) -> None:
+    write_posts(tmp_path / "posts", hostile=False)
+    (tmp_path / "posts" / "README.md").write_text("# notes\n", encoding="utf-8")
+    _, report = build(tmp_path)
+    assert report.posts == 2
+
+
+# -- the preview server -------------------------------------------------------------------------------
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 15) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.05)
+
+
+def fetch(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read().decode("utf-8")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode("utf-8", "replace")
+
+
+def raw_request(handle: ServeHandle, path: str) -> int:
+    """A request line sent as is, so the client cannot normalise ``..`` away."""
+    host, port = handle.url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(f"GET {path} HTTP/1.0\r\nHost: x\r\n\r\n".encode())
+        return int(sock.recv(64).split()[1])
+
+
+@pytest.fixture
+def preview(tmp_path: Path) -> Iterator[tuple[ServeHandle, Path]]:
+    write_posts(tmp_path / "posts", hostile=False)
+    (tmp_path / "templates").mkdir()
+    config = tmp_path / "config.yaml"
+    config.write_text("title: First\n", encoding="utf-8")
+
+    def options() -> SiteOptions:
+        title = config.read_text(encoding="utf-8").split(":", 1)[1].strip()
+        return SiteOptions(tmp_path / "posts", tmp_path / "unused", (tmp_path / "templates",), title=title)
+
+    ready: list[ServeHandle] = []
+    handle = serve(options(), port=0, watch_paths=(config,), on_ready=ready.append, reload_options=options)
+    try:
+        assert ready == [handle] and handle.build_count == 1 and handle.last_error is None
+        yield handle, tmp_path
+    finally:
+        handle.stop()
+    assert handle.stopped
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", int(handle.url.rsplit(":", 1)[1])), timeout=2).close()
+
+
+def test_serve_serves_with_live_reload_and_rejects_traversal(preview: tuple[ServeHandle, Path]) -> None:
+    handle, _ = preview
+    status, page = fetch(handle.url + "/")
+    assert status == 200 and '<script src="/__livereload.js?gen=1"></script></body>' in page
+    assert fetch(handle.url + "/2026/01/15/daily-post-2026-01-15.html")[0] == 200
+    assert fetch(handle.url + "/__livereload?gen=1") == (200, "retry: 1000\n\n")
+    assert "data: 1" in fetch(handle.url + "/__livereload?gen=0")[1]
+    for path in ("/../../etc/passwd", "/..%2f..%2fetc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/a/..%5c..%5cetc"):
+        assert raw_request(handle, path) == 400, path
+    assert raw_request(handle, "/%252e%252e/etc/passwd") == 404
+    assert fetch(handle.url + "/.build-manifest.json")[0] == 404
+    assert fetch(handle.url + "/categories/cs.SD")[0] == 200  # redirected to the folder's index
+    assert safe_path("/a/b/../c") is None and safe_path("/a//b/") == "a/b"
+
+
+def test_serve_rebuilds_on_changes_and_keeps_the_last_good_build(preview: tuple[ServeHandle, Path]) -> None:
+    handle, folder = preview
+    (folder / "posts" / "2026-01-20-arxiv.md").write_text(pipeline_post(date(2026, 1, 20)), encoding="utf-8")
+    wait_for(lambda: fetch(handle.url + "/2026/01/20/arxiv.html")[0] == 200)
+    assert handle.build_count >= 2
+    assert "data: " in fetch(handle.url + "/__livereload?gen=1")[1]
+
+    good = handle.build_count
+    (folder / "templates" / "post.html").write_text("{% block main %}{{ broken", encoding="utf-8")
+    wait_for(lambda: handle.last_error is not None)
+    assert "post.html" in handle.last_error and handle.build_count == good
+    status, page = fetch(handle.url + "/2026/01/20/arxiv.html")
+    assert status == 200 and "post-body" in page  # still the last good build
+    assert "event: failure" in fetch(f"{handle.url}/__livereload?gen={handle.generation}")[1]
+
+    (folder / "templates" / "post.html").unlink()
+    wait_for(lambda: handle.build_count > good and handle.last_error is None)
+
+    (folder / "config.yaml").write_text("title: Second\n", encoding="utf-8")
+    wait_for(lambda: "<title>Second</title>" in fetch(handle.url + "/index.html")[1])
+
+
+def test_serve_listens_on_loopback_only(tmp_path: Path) -> None:
+    write_posts(tmp_path / "posts", hostile=False)
+    with pytest.raises(SiteError, match="loopback"):
+        serve(SiteOptions(tmp_path / "posts", tmp_path / "site"), host="0.0.0.0", port=0)
+
+
+def test_serve_shows_why_the_first_build_failed(tmp_path: Path) -> None:
+    (tmp_path / "posts").mkdir()
+    (tmp_path / "posts" / "2026-01-01-x.md").write_text("---\ntitle: [unclosed\n---\n", encoding="utf-8")
+    handle = serve(SiteOptions(tmp_path / "posts", tmp_path / "site"), port=0)
+    try:
+        status, page = fetch(handle.url + "/")
+        assert status == 503 and "not valid YAML" in page and handle.build_count == 0
+        shutil.copyfile(REFERENCE / REFERENCE_POSTS[0], tmp_path / "posts" / "2026-01-01-x.md")
+        wait_for(lambda: handle.build_count >= 1)
+        assert fetch(handle.url + "/")[0] == 200
+    finally:
+        handle.stop()

@@ -1,0 +1,86 @@
+"""The served site in a real browser (headless Chromium): hostile posts run nothing, and the search
+page's JavaScript finds a paper by a two-character Chinese word. The search test also proves that
+script does run in this setup, so the absence of 'PWNED' in the other test means something."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import lxml.html
+import pytest
+
+from arxiv_digest.serve import ServeHandle, serve
+from arxiv_digest.site import SiteOptions
+
+from .site_support import PWNED, script_problems, text, write_posts
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="/usr/bin/chromium is missing (Debian: apt-get install -y chromium)"
+)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeHandle]:
+    folder = tmp_path_factory.mktemp("browser")
+    write_posts(folder / "posts")
+    handle = serve(SiteOptions(folder / "posts", folder / "unused"), port=0)
+    try:
+        yield handle
+    finally:
+        handle.stop()
+
+
+def dom_after_scripts(url: str, profile: Path) -> lxml.html.HtmlElement:
+    """The DOM once the page's scripts have run (3 s of virtual time), from a throwaway profile."""
+    done = subprocess.run(
+        [
+            str(CHROMIUM),
+            *("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"),
+            *("--disable-background-networking", "--disable-component-update", "--disable-sync"),
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=3000",
+            "--dump-dom",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return lxml.html.fromstring(done.stdout)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/index.html", "/2026/01/12/arxiv.html", "/2026/01/10/raw.html", "/categories/cs.SD/index.html"],
+)
+def test_hostile_posts_run_no_script_in_the_browser(served: ServeHandle, tmp_path: Path, path: str) -> None:
+    dom = dom_after_scripts(served.url + path, tmp_path / "profile")
+    assert dom.find(".//title").text != "PWNED"  # what every payload would have set
+    assert script_problems(dom, allowed_scripts=("/__livereload.js",)) == []
+    if path == "/2026/01/12/arxiv.html":
+        assert f"<script>{PWNED}</script>" in text(dom)  # shown, as text
+    if path == "/2026/01/10/raw.html":
+        assert dom.find(".//title").text == f'Raw <script>{PWNED}</script> "q" & more · arXiv Daily'
+
+
+def test_search_page_finds_papers_by_a_chinese_word(served: ServeHandle, tmp_path: Path) -> None:
+    dom = dom_after_scripts(f"{served.url}/search.html?q={quote('量化')}", tmp_path / "profile")
+    assert dom.get_element_by_id("search-status").text.startswith("找到")
+    titles = [a.text for a in dom.get_element_by_id("search-results").find_class("result-title")]
+    assert "Linear Complexity Self-Supervised Learning for Music Understanding with Random Quantizer" in titles
+    assert any(title.startswith("Attack <script>") for title in titles)  # as text, and it did not run
+    assert dom.find(".//title").text == "搜索 · arXiv Daily"
+
+    dom = dom_after_scripts(f"{served.url}/search.html?q={quote('鼓点')}", tmp_path / "profile2")
+    results = dom.get_element_by_id("search-results").find_class("result-title")
+    assert [a.text for a in results] == ["Towards Realistic Synthetic Data for Automatic Drum Transcription"]
+    assert results[0].get("href") == (
+        f"{served.url}/2026/01/15/daily-post-2026-01-15.html"
+        "#towards-realistic-synthetic-data-for-automatic-drum-transcription"
+    )
+    assert dom.get_element_by_id("search-results").find(".//mark").text == "鼓点"
