@@ -222,3 +222,10 @@ def test_store_records_what_the_model_read(llm_ws: LLMWorkspace) -> None:
     with sqlite3.connect(llm_ws.ws.root / "state" / "digest.sqlite3") as db:
         rows = sorted(db.execute("SELECT kind, source, model FROM texts"))
     assert rows == [("explainer", "abstract", "deepseek-chat"), ("translation", "abstract", "deepseek-chat")]
+
+
+def test_jekyll_parse_block_html_option_writes_a_span_summary(llm_ws: LLMWorkspace) -> None:
+    add_papers(llm_ws.ws, 1)
+    llm_ws.ws.configure(site={"kramdown_parse_block_html": True})
+    assert llm_ws.generate().returncode == 0
+    assert '<details>\n<summary markdown="span">详细解读</summary>\n\n<div markdown="1">' in llm_ws.text()

@@ -1,7 +1,7 @@
 """The same posts under real Jekyll 4 (kramdown): the blog can still be published with Jekyll, the
 escaped text stays text there too, and site.py renders the reference format as kramdown does.
 
-Two strict xfails record what real Jekyll does today that it should not; each turns into a failure
+A strict xfail records what real Jekyll does today that it should not; it turns into a failure
 when it is fixed, so the marker gets removed then."""
 
 from __future__ import annotations
@@ -130,13 +130,23 @@ def test_parse_block_html_keeps_each_summary_to_its_label(tmp_path: Path) -> Non
     assert [s.text_content().strip() for s in summaries] == ["详细解读"] * 8
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="render.md_block/md_inline let '[x](javascript:…)' and kramdown attribute lists '{: onclick=…}' "
-    "through, and kramdown turns both into live script; site.py's sanitiser removes them, Jekyll has none",
-)
 def test_pipeline_escaping_stops_kramdown_links_and_attribute_lists(tmp_path: Path) -> None:
     out = jekyll(
         tmp_path, PARSE_BLOCK_HTML, {"2026-01-12-arxiv.md": pipeline_post(date(2026, 1, 12), KRAMDOWN_ATTACKS)}
     )
     assert script_problems(parse(out / "2026/01/12/arxiv.html")) == []
+
+
+def test_the_parse_block_html_option_keeps_each_summary_to_its_label(tmp_path: Path) -> None:
+    """With ``site.kramdown_parse_block_html: true`` the posts write ``<summary markdown="span">``."""
+    from arxiv_digest import render
+
+    from .reference_posts import reference_post
+
+    env = render.environment()
+    env.globals["SUMMARY_OPEN"] = '<summary markdown="span">'
+    post, _ = reference_post("daily-post-2026-01-15.md")
+    out = jekyll(tmp_path, PARSE_BLOCK_HTML, {"2026-01-15-daily.md": render.render_post(post, env)})
+    tree = parse(out / "2026/01/15/daily.html")
+    assert [s.text_content().strip() for s in tree.findall(".//summary")] == ["详细解读"] * 8
+    assert all(details.find(".//ul") is not None for details in tree.findall(".//details"))

@@ -137,6 +137,9 @@ class SiteConfig:
     title: str = setting("arXiv Daily", text(), "site title")
     base_url: str = setting("", text(allow_empty=True), "public URL of the site, for absolute links in feeds")
     per_page: int = setting(20, number(1, integer=True), "posts per index page")
+    kramdown_parse_block_html: bool = setting(
+        False, boolean, "true if your Jekyll uses kramdown's parse_block_html (posts then write a span summary)"
+    )
 
 
 @dataclass(frozen=True)

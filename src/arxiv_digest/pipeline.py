@@ -95,6 +95,8 @@ class Digest:
     def __post_init__(self) -> None:
         self.store = Store(self.config.store.path)
         self.env = render.environment(self.config.site.templates_dir)
+        if self.config.site.kramdown_parse_block_html:
+            self.env.globals["SUMMARY_OPEN"] = '<summary markdown="span">'
         self.prompts = {
             "translation": load_prompt(self.env, "prompts/translate.j2"),
             "explainer": load_prompt(self.env, "prompts/explain.j2"),

@@ -23,6 +23,9 @@ REPO_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 CODE_SPAN = re.compile(r"(`+)(?!`)(.+?)(?<!`)\1(?!`)", re.DOTALL)
 ENTITY_LIKE = re.compile(r"&(?=#\d+;|#[xX][0-9a-fA-F]+;|[A-Za-z][A-Za-z0-9]*;)")
 LIQUID_OPENER = re.compile(r"\{(?=[{%])")
+SAFE_TARGET = r"(?!\s*(?:https?://|/(?!/)|#))"
+UNSAFE_INLINE_LINK = re.compile(r"(\]\(\s*)" + SAFE_TARGET + r"[^)]*\)")
+UNSAFE_REFERENCE = re.compile(r"^(\s{0,3}\[[^\]]+\]:\s*)" + SAFE_TARGET + r"\S+", re.MULTILINE)
 BLOCK_START = re.compile(r"^(\s*)(#|[-+*=](?=\s|$)|\d+[.)](?=\s|$))")
 
 
@@ -61,6 +64,7 @@ def environment(user_dir: Path | None = None, subdir: str = "") -> jinja2.Enviro
     )
     env.filters["local"] = local_time
     env.globals["PENDING_LINE"] = PENDING_LINE
+    env.globals["SUMMARY_OPEN"] = "<summary>"
     return env
 
 
@@ -70,7 +74,15 @@ def protect_liquid(text: str) -> str:
 
 
 def _escape_html(text: str) -> str:
-    return ENTITY_LIKE.sub("&amp;", text).replace("<", "&lt;").replace(">", "&gt;")
+    """No raw HTML, and no kramdown attribute lists or extensions (``{: onclick=...}``, ``{::...}``)."""
+    escaped = ENTITY_LIKE.sub("&amp;", text).replace("<", "&lt;").replace(">", "&gt;")
+    return escaped.replace("{:", "\\{:")
+
+
+def _safe_links(text: str) -> str:
+    """Markdown links and reference definitions may only point at http(s), a site path or an anchor."""
+    text = UNSAFE_INLINE_LINK.sub(r"\1#)", text)
+    return UNSAFE_REFERENCE.sub(r"\1#", text)
 
 
 def _outside_code(text: str, transform: Any) -> str:
@@ -87,7 +99,7 @@ def _outside_code(text: str, transform: Any) -> str:
 def md_inline(text: str, heading: bool = False) -> str:
     """One line of arXiv text as literal Markdown: no HTML, no tables, no block syntax."""
     text = " ".join(str(text).split())
-    text = _outside_code(text, lambda part: _escape_html(part).replace("|", "\\|"))
+    text = _outside_code(text, lambda part: _safe_links(_escape_html(part)).replace("|", "&#124;"))
     text = BLOCK_START.sub(r"\1\\\2", text)
     if heading and text.endswith("#"):
         text = text[:-1] + "\\#"
@@ -96,7 +108,7 @@ def md_inline(text: str, heading: bool = False) -> str:
 
 def md_block(text: str) -> str:
     """Multi-line LLM Markdown: its structure is kept, raw HTML and Liquid are neutralised."""
-    return protect_liquid(_outside_code(str(text).strip("\n"), _escape_html))
+    return protect_liquid(_outside_code(str(text).strip("\n"), lambda part: _safe_links(_escape_html(part))))
 
 
 def md_code(text: str) -> str:
@@ -169,4 +181,4 @@ def post_quality(text: str) -> tuple[int, int, int]:
     """(papers, translated, explained) of a rendered post; a rewrite must not lower any of them."""
     papers = len(re.findall(r"^## (?!补录)", text, re.MULTILINE))
     pending = text.count(PENDING_LINE)
-    return papers, papers - pending, text.count("<summary>详细解读</summary>")
+    return papers, papers - pending, len(re.findall(r"<summary[^>]*>详细解读</summary>", text))
