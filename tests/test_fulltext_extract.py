@@ -1,6 +1,6 @@
 """Tests for arxiv_digest.fulltext_extract against stored arXiv HTML captures and tiny PDFs.
 
-The HTML fixtures are byte-identical copies of /work/shared/fixtures/fulltext (see the
+The HTML fixtures are byte-identical copies of the shared fixtures/fulltext folder (see the
 MANIFEST there): one 2026-template page (2508.08468v6) and one ar5iv-template page
 (2501.11120v1).  Everything runs offline.
 """
