@@ -229,3 +229,19 @@ def test_jekyll_parse_block_html_option_writes_a_span_summary(llm_ws: LLMWorkspa
     llm_ws.ws.configure(site={"kramdown_parse_block_html": True})
     assert llm_ws.generate().returncode == 0
     assert '<details>\n<summary markdown="span">详细解读</summary>\n\n<div markdown="1">' in llm_ws.text()
+
+
+def test_a_full_text_too_long_for_the_model_is_halved_and_kept_short(llm_ws: LLMWorkspace) -> None:
+    add_papers(llm_ws.ws, 1)
+    html = (FULLTEXT / "2508.08468v6_av_speech_enhancement.html").read_bytes()
+    llm_ws.ws.arxiv.files["/html/2601.00001v1"] = (200, html, "text/html; charset=utf-8")
+    llm_ws.ws.configure(llm={"concurrency": 1})
+    llm_ws.llm.inject(Fault("gzip"), Fault("context_length"))  # translation first, then the explainer
+    result = llm_ws.generate()
+    assert result.returncode == 0, result.stderr
+    sizes = [len(r.json["messages"][1]["content"]) for r in chat_requests(llm_ws.llm) if task(r.json) == "explainer"]
+    assert len(sizes) == 2 and sizes[1] < sizes[0] * 0.7
+    assert PENDING_LINE not in llm_ws.text()
+    llm_ws.ws.post(DAY).unlink()
+    again = llm_ws.generate()
+    assert "LLM 0 calls" in again.stdout  # the shorter text was kept, so the cache key holds

@@ -9,6 +9,7 @@ Retry-After; failures that retrying cannot fix (bad key, exhausted quota, reject
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from .polite import RetryPolicy, retry_after_seconds
 
 log = logging.getLogger(__name__)
 
+CONTEXT_OVERFLOW = re.compile(r"context.length|context window|too many tokens|maximum.*tokens", re.IGNORECASE)
 TRANSIENT_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 
 
@@ -31,6 +33,10 @@ class LLMError(DigestError):
 
 class LLMFatal(LLMError):
     """Retrying cannot help (bad key, no quota, unsupported request): stop calling for this run."""
+
+
+class LLMTooLong(LLMError):
+    """The prompt exceeds the model's context window: a shorter text may still work."""
 
 
 class LLMTransient(LLMError):
@@ -70,8 +76,8 @@ def _classify(response: httpx.Response) -> LLMError:
         return LLMFatal(f"the LLM account has no quota left (HTTP 429): {message}")
     if status in TRANSIENT_STATUS:
         return LLMTransient(f"HTTP {status}: {message}", retry_after_seconds(_retry_after(response)))
-    if status == 400 and "context length" in message.lower():
-        return LLMError(f"the text is too long for the model: {message}")
+    if status in (400, 413) and CONTEXT_OVERFLOW.search(message):
+        return LLMTooLong(f"the text is too long for the model: {message}")
     if status == 404:
         return LLMFatal(f"no chat endpoint at {response.request.url} (HTTP 404): check llm.base_url and llm.model")
     return LLMFatal(f"the LLM endpoint refused the request (HTTP {status}): {message}")

@@ -23,7 +23,8 @@ from tqdm import tqdm
 from . import fulltext, render
 from .arxiv import ArxivClient, submitted_range_query
 from .config import Config
-from .llm import ChatClient, LLMError, LLMFatal
+from .fulltext_extract import trim_for_llm
+from .llm import ChatClient, LLMError, LLMFatal, LLMTooLong
 from .models import LateNote, Paper, PaperPage, Post, PostEntry, Texts, Window
 from .polite import PoliteHttp, RetryPolicy
 from .select import select
@@ -327,8 +328,22 @@ class Digest:
                         bar.total += 1
                     continue
                 assert isinstance(subject, Job) and isinstance(payload, Future)
-                fatal = self._collect(subject, payload, usage) or fatal
+                try:
+                    fatal = self._collect(subject, payload, usage) or fatal
+                except LLMTooLong:
+                    results.put(("fulltext", subject.paper, self._shorter_fulltext(subject.paper)))
+                    outstanding += 1
+                    bar.total += 1
         return usage, fatal
+
+    def _shorter_fulltext(self, paper: Paper) -> fulltext.FullText:
+        """Half the text the model could not take (the abstract in the end); kept for later runs."""
+        current = self.stored_fulltext(paper) or fulltext.abstract_only(paper)
+        if current.source == "abstract" or len(current.text) < 4000:
+            return fulltext.abstract_only(paper)
+        shorter = trim_for_llm(current.text, len(current.text) // 2)
+        log.info("%s: full text too long for the model; retrying with %d characters", paper.versioned_id, len(shorter))
+        return fulltext.FullText(current.source, shorter)
 
     def _job(
         self, kind: str, paper: Paper, key: str, check: Callable[[str], str], source: str, values: dict[str, object]
@@ -365,6 +380,14 @@ class Digest:
         except LLMFatal as exc:
             usage.failed()
             return str(exc)
+        except LLMTooLong:
+            if job.kind == "explainer" and job.source != "abstract":
+                raise
+            usage.failed()
+            log.warning(
+                "%s %s stays pending: the abstract alone is too long for the model", job.paper.versioned_id, job.kind
+            )
+            return None
         except LLMError as exc:
             usage.failed()
             log.warning("%s %s stays pending: %s", job.paper.versioned_id, job.kind, exc)
