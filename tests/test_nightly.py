@@ -211,3 +211,17 @@ def test_an_interrupted_backfill_resumes_where_it_stopped(workspace: Workspace, 
     before_clean = len(ws.arxiv.api_requests())
     assert posts_of(ws) == clean_copy(tmp_path, ws, *args)
     assert resumed < len(ws.arxiv.api_requests()) - before_clean  # fewer pages than starting over
+
+
+def test_late_notes_for_a_day_without_a_post_move_to_the_next_post(workspace: Workspace) -> None:
+    workspace.configure(window={"refresh_days": 3})
+    workspace.arxiv.papers.append(make_paper("2601.00001", datetime(2026, 1, 12, 3, 0, tzinfo=UTC), title="First"))
+    assert workspace.cli("run", now="2026-01-13T02:30:00Z").returncode == 0  # writes 01-13
+    workspace.arxiv.papers.append(make_paper("2601.00002", datetime(2026, 1, 12, 4, 0, tzinfo=UTC), title="Late"))
+    assert workspace.cli("run", now="2026-01-14T02:30:00Z").returncode == 0  # 01-14 window is empty: no post
+    assert workspace.posts() == ["2026-01-13-arxiv.md"]
+    workspace.arxiv.papers.append(make_paper("2601.00003", datetime(2026, 1, 14, 3, 0, tzinfo=UTC), title="Next"))
+    assert workspace.cli("run", now="2026-01-15T02:30:00Z").returncode == 0
+    assert "- 2026-01-13：[Late](https://arxiv.org/abs/2601.00002v1)" in workspace.post("2026-01-15").read_text(
+        encoding="utf-8"
+    )

@@ -474,6 +474,9 @@ class Digest:
             papers = [entry.paper for w in windows for entry in self.post_for(w)[0].entries]
             usage, fatal = self.fill_texts(papers)
         windows.sort(key=lambda w: (w.day == late_into, w.day))
+        if late_into:
+            with self.store.transaction():
+                self.store.adopt_unlisted_late_notes(late_into)
         outcomes, late = [], 0
         for window in windows:
             published_before = self.store.post_sha(window.day) is not None

@@ -251,6 +251,13 @@ class Store:
             [(arxiv_id, listed_in.isoformat(), _iso(now)) for arxiv_id in ids],
         )
 
+    def adopt_unlisted_late_notes(self, listed_in: date) -> None:
+        """Notes meant for an earlier day that never got a post (no papers) move to ``listed_in``."""
+        self.db.execute(
+            "UPDATE late_notes SET listed_in = ? WHERE listed_in < ? AND listed_in NOT IN (SELECT day FROM posts)",
+            (listed_in.isoformat(), listed_in.isoformat()),
+        )
+
     def late_notes(self, listed_in: date) -> list[tuple[date, Paper]]:
         rows = self.db.execute(
             """SELECT pp.day, p.data FROM late_notes l JOIN post_papers pp USING (arxiv_id)
