@@ -1,11 +1,14 @@
 """Site build benchmark: 1,000 daily posts of 20 papers each, in the reference post format.
 
-Run as ``.venv/bin/python bench/site.py [--posts N] [--keep DIR]``. Papers (titles with LaTeX, up
-to 133 authors, non-ASCII names, cross-listed categories) come from the real listings fixture; the
-Chinese translations and explainers are sentences of the reference posts, shuffled with a fixed
-seed, at the reference posts' lengths. Each build runs in a child process, so its peak memory
-(``ru_maxrss`` of the build process and of its largest worker) is measured on its own. Targets on
-the 2-core machine: full build < 10 s, incremental < 1 s, peak < 300 MB, faster than Jekyll.
+Run as ``.venv/bin/python bench/site.py [--posts N] [--pages] [--no-jekyll] [--keep DIR]``. Papers
+(titles with LaTeX, up to 133 authors, non-ASCII names, cross-listed categories) come from the real
+listings fixture; the Chinese translations and explainers are sentences of the reference posts,
+shuffled with a fixed seed, at the reference posts' lengths. ``--pages`` adds one page per paper in
+the format of ``templates/paper.md.j2`` (one class of five, 2-4 tags of 150, most of them rare),
+linked from the post, as with ``pages.enabled``; the incremental build then adds a post and its 20
+pages. Each build runs in a child process, so its peak memory (``ru_maxrss`` of the build process
+and of its largest worker) is measured on its own. Targets on the 2-core machine: full build
+< 10 s, incremental < 1 s, peak < 300 MB, faster than Jekyll.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LISTINGS = ROOT / "tests" / "fixtures" / "listings" / "cs.SD-eess.AS-2025-05-to-09.json"
 REFERENCES = sorted((ROOT / "tests" / "fixtures" / "reference").glob("daily-post-*.md"))
 PAPERS_PER_POST = 20
+TAXONOMY = ("语音识别", "语音合成", "音乐", "音频理解", "其他")
 BUILD_CHILD = """
 import json, resource, sys
 from pathlib import Path
@@ -36,6 +40,7 @@ if __name__ == "__main__":
     report = build_site(SiteOptions(Path(sys.argv[1]), Path(sys.argv[2])))
     print(json.dumps({
         "seconds": report.seconds,
+        "pages": report.pages,
         "written": len(report.written),
         "skipped": report.skipped,
         "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -65,8 +70,48 @@ def _explainer(rng: random.Random, pool: list[str]) -> str:
     return "\n\n".join(parts)
 
 
-def write_posts(folder: Path, count: int, seed: int = 7) -> list[Path]:
-    """``count`` posts ``YYYY-MM-DD-arxiv.md``, one a day, ending on 2026-01-15."""
+_TAG_TAILS = [
+    "增强",
+    "分离",
+    "识别",
+    "合成",
+    "编码",
+    "检索",
+    "生成",
+    "理解",
+    "评估",
+    "表征",
+    *(f"任务{i}" for i in range(15)),
+]
+TAG_VOCABULARY = [f"{a}{b}" for a in ("语音", "音频", "音乐", "声学", "说话人", "多模态") for b in _TAG_TAILS]
+
+
+def _tags(rng: random.Random) -> list[str]:
+    """2-4 tags of 150, a few common and most rare, as an LLM's free choice would be."""
+    picks = (TAG_VOCABULARY[min(int(rng.paretovariate(0.8)) - 1, 149)] for _ in range(rng.randint(2, 4)))
+    return list(dict.fromkeys(picks))
+
+
+def _page(
+    day: date, arxiv_id: str, title: str, rng: random.Random, pool: list[str], translation: str, paper: dict
+) -> str:
+    """A paper page as templates/paper.md.j2 writes it."""
+    tags = _tags(rng)
+    category = rng.choice(TAXONOMY)
+    quoted = ", ".join(json.dumps(t, ensure_ascii=False) for t in tags)
+    return (
+        f'---\nlayout: post\ntitle: "{title}"\ndate: {day.isoformat()}\npermalink: "/papers/{arxiv_id}/"\n'
+        f'categories: ["{category}"]\ntags: [{quoted}]\narxiv_id: "{arxiv_id}"\n---\n'
+        f"# {title}\n\n发布时间：{day:%Y年%m月%d日}\n\n`{category}\n\n理由：{rng.choice(pool)}`"
+        + "".join(f" `{t}`" for t in tags)
+        + f"\n\n\n> {_inline(paper['title'])}\n\n# 摘要\n\n> {translation}\n\n> {_inline(paper['abstract'])}\n\n"
+        f"[Arxiv](https://arxiv.org/abs/{arxiv_id})"
+    )
+
+
+def write_posts(folder: Path, count: int, seed: int = 7, pages: bool = False) -> list[Path]:
+    """``count`` posts ``YYYY-MM-DD-arxiv.md``, one a day, ending on 2026-01-15; with ``pages``, each
+    paper's page ``YYYY-MM-DD-<id>.md`` too (ids are made unique: the fixture has fewer papers)."""
     papers = json.loads(LISTINGS.read_text(encoding="utf-8"))
     pool = _sentences()
     rng = random.Random(seed)
@@ -78,14 +123,23 @@ def write_posts(folder: Path, count: int, seed: int = 7) -> list[Path]:
         blocks = []
         for k in range(PAPERS_PER_POST):
             paper = papers[(n * PAPERS_PER_POST + k) % len(papers)]
-            abs_url = f"https://arxiv.org/abs/{paper['id']}v{paper['version']}"
+            arxiv_id = f"{day:%y%m}.{n * PAPERS_PER_POST + k:05d}" if pages else paper["id"]
+            abs_url = f"https://arxiv.org/abs/{arxiv_id}v{paper['version']}"
             translation = "".join(rng.sample(pool, rng.randint(5, 9)))
+            page_line = ""
+            if pages:
+                title = rng.choice(pool)[:24].rstrip("。，")
+                page = folder / f"{day.isoformat()}-{arxiv_id}.md"
+                page.write_text(_page(day, arxiv_id, title, rng, pool, translation, paper), encoding="utf-8")
+                written.append(page)
+                page_line = f"- **中文页面**: [{title}](/papers/{arxiv_id}/)\n"
             blocks.append(
                 f"## {_inline(paper['title'])}\n"
                 f"- **Authors**: {_inline(', '.join(paper['authors']))}\n"
                 f"- **Categories**: {', '.join(paper['categories'])}\n"
                 f"- **arXiv**: [{abs_url}]({abs_url})\n"
-                f"- **PDF**: [{abs_url.replace('/abs/', '/pdf/')}]({abs_url.replace('/abs/', '/pdf/')})\n\n"
+                f"- **PDF**: [{abs_url.replace('/abs/', '/pdf/')}]({abs_url.replace('/abs/', '/pdf/')})\n"
+                f"{page_line}\n"
                 f"{translation}\n\n"
                 f'<details>\n<summary>详细解读</summary>\n\n<div markdown="1">\n\n{_explainer(rng, pool)}\n</div>\n\n'
                 f"</details>\n\n---\n"
@@ -169,17 +223,24 @@ def _load() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--posts", type=int, default=1000)
+    parser.add_argument("--pages", action="store_true", help="one page per paper as well (pages.enabled)")
+    parser.add_argument("--no-jekyll", action="store_true", help="skip the Jekyll comparison")
     parser.add_argument("--keep", type=Path, help="build here and keep the result (default: a temporary folder)")
     args = parser.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="arxiv-digest-bench-"))
     try:
         posts = work / "posts"
-        write_posts(posts, args.posts + 1)
-        extra = max(posts.glob("*.md"))
-        held = work / extra.name
-        extra.rename(held)  # the newest post is added later, for the incremental build
+        write_posts(posts, args.posts + 1, pages=args.pages)
+        newest = max(posts.glob("*.md")).name[:10]
+        held = work / "held"
+        held.mkdir()
+        for extra in posts.glob(f"{newest}-*.md"):  # the newest day is added later, for the incremental build
+            extra.rename(held / extra.name)
         size = sum(p.stat().st_size for p in posts.glob("*.md")) / 2**20
-        print(f"{args.posts} posts x {PAPERS_PER_POST} papers, {size:.0f} MB of Markdown; load average {_load()}")
+        pages = f" + {args.posts * PAPERS_PER_POST} paper pages" if args.pages else ""
+        print(
+            f"{args.posts} posts x {PAPERS_PER_POST} papers{pages}, {size:.0f} MB of Markdown; load average {_load()}"
+        )
 
         full = build(posts, work / "site")
         print(
@@ -187,16 +248,17 @@ def main() -> None:
             f"CPU {full['cpu']:.1f} s)  "
             f"peak RSS {full['rss_mb']:.0f} MB in the build process; {full['tree_mb']:.0f} MB PSS with its workers"
         )
-        held.rename(posts / held.name)
+        for extra in held.iterdir():
+            extra.rename(posts / extra.name)
         incremental = build(posts, work / "site")
         print(
             f"incremental build: {incremental['seconds']:6.2f} s  ({incremental['written']} files written, "
             f"{incremental['skipped']} unchanged; wall {incremental['wall']:.2f} s, CPU {incremental['cpu']:.1f} s)  "
             f"peak RSS {incremental['rss_mb']:.0f} MB"
         )
-        seconds = jekyll(posts, work / "jekyll")
+        seconds = None if args.no_jekyll else jekyll(posts, work / "jekyll")
         if seconds is None:
-            print("jekyll: not installed")
+            print("jekyll: skipped" if args.no_jekyll else "jekyll: not installed")
         else:
             print(f"jekyll build:      {seconds:6.2f} s  ({seconds / full['seconds']:.1f}x the full build's time)")
     finally:

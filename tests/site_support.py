@@ -1,21 +1,26 @@
 """Posts and checks shared by the site tests: the reference posts, a hostile post written through the
 pipeline's own escaping (what a nightly run would produce from malicious arXiv or LLM text), a raw
-post whose attacks skipped that escaping (to test the sanitiser alone), and inspectors for HTML."""
+post whose attacks skipped that escaping (to test the sanitiser alone), per-paper pages (the reference
+page, and pages rendered by the pipeline's own paper.md.j2, one of them hostile), and inspectors for
+HTML."""
 
 from __future__ import annotations
 
 import json
 import shutil
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import lxml.html
 
+from arxiv_digest import render
+from arxiv_digest.models import Author, PageInfo, Paper, PaperPage
 from arxiv_digest.render import md_block, md_inline, md_url
 from arxiv_digest.site import normalize, search_tokens, shard_of
 
 REFERENCE = Path(__file__).parent / "fixtures" / "reference"
 REFERENCE_POSTS = ("daily-post-2025-10-31.md", "daily-post-2026-01-15.md")
+REFERENCE_PAGE = "paper-page-2501.11999.md"
 PWNED = "document.title='PWNED'"
 
 ATTACK_TITLE = (
@@ -50,10 +55,83 @@ ALLOWED_BODY_TAGS = {
 }
 
 
-def pipeline_post(day: date, translation: str = ATTACK_TRANSLATION, arxiv_id: str = "2601.00001") -> str:
-    """A post in the reference format whose arXiv and LLM text went through render.py's filters."""
+ATTACK_PAGE_TITLE = f"攻击 <script>{PWNED}</script> {{{{ site }}}} 的中文标题"
+ATTACK_PAGE_INFO = PageInfo(
+    ATTACK_PAGE_TITLE,
+    "语音合成",
+    f'理由含 <img src=x onerror="{PWNED}"> 与 `反引号` {{% raw %}}',
+    ("<b>标签</b>", "语音处理", "a/b c"),
+)
+# (file name, arXiv id, date, page info, English title, translation) of the pipeline-rendered pages
+PAGES = (
+    (
+        "2026-01-15-2601.09603.md",
+        "2601.09603",
+        date(2026, 1, 15),
+        PageInfo(
+            "基于随机量化器的线性复杂度音乐理解自监督学习",
+            "音乐",
+            "论文研究音乐信息检索中的自监督基础模型，属于音乐类。",
+            ("音乐信息检索", "自监督学习", "模型压缩"),
+        ),
+        "Linear Complexity Self-Supervised Learning for Music Understanding with Random Quantizer",
+        "本文聚焦于音乐信息检索任务中基础模型的规模压缩问题。\n\n模型规模压缩了8.5%至12.3%。",
+    ),
+    ("2026-01-12-2601.00001.md", "2601.00001", date(2026, 1, 12), ATTACK_PAGE_INFO, ATTACK_TITLE, ATTACK_TRANSLATION),
+)
+
+
+def paper_page(
+    arxiv_id: str, day: date, info: PageInfo, title: str, translation: str, summary: str = "We study $x_1$ & more."
+) -> str:
+    """A paper page as the pipeline writes it: templates/paper.md.j2 through render.render_page."""
+    when = datetime(day.year, day.month, day.day, 3, tzinfo=UTC)
+    paper = Paper(
+        arxiv_id=arxiv_id,
+        version=1,
+        entry_id=f"http://arxiv.org/abs/{arxiv_id}v1",
+        title=title,
+        summary=summary,
+        authors=(Author("A"),),
+        published=when,
+        updated=when,
+        primary_category="cs.SD",
+        categories=("cs.SD",),
+        abs_url=f"https://arxiv.org/abs/{arxiv_id}v1",
+        pdf_url=f"https://arxiv.org/pdf/{arxiv_id}v1",
+    )
+    page = PaperPage(paper, day, translation, info, f"/papers/{arxiv_id}/")
+    return render.render_page(page, render.environment())
+
+
+def reference_page() -> str:
+    """The reference paper page below the front matter paper.md.j2 writes for it."""
+    front = (
+        '---\nlayout: post\ntitle: "速率感知的智能语音压缩"\ndate: 2025-01-21\npermalink: "/papers/2501.11999/"\n'
+        'categories: ["其他"]\ntags: ["语音处理"]\narxiv_id: "2501.11999"\n---\n'
+    )
+    return front + (REFERENCE / REFERENCE_PAGE).read_text(encoding="utf-8")
+
+
+def write_pages(folder: Path) -> None:
+    """The reference paper page and the pipeline-rendered ones (one hostile), beside the posts."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "2025-01-21-2501.11999.md").write_text(reference_page(), encoding="utf-8")
+    for name, arxiv_id, day, info, title, translation in PAGES:
+        (folder / name).write_text(paper_page(arxiv_id, day, info, title, translation), encoding="utf-8")
+
+
+def pipeline_post(
+    day: date,
+    translation: str = ATTACK_TRANSLATION,
+    arxiv_id: str = "2601.00001",
+    page: tuple[str, str] | None = None,
+) -> str:
+    """A post in the reference format whose arXiv and LLM text went through render.py's filters;
+    ``page`` (Chinese title, permalink) adds the line that links the paper to its own page."""
     abs_url = f"https://arxiv.org/abs/{arxiv_id}v1"
     pdf_url = abs_url.replace("/abs/", "/pdf/")
+    page_line = f"- **中文页面**: [{md_inline(page[0])}]({md_url(page[1])})\n" if page else ""
     return (
         f'---\nlayout: post\ntitle: "arXiv Daily – {day.isoformat()}"\ntags: [arxiv, cs.SD, eess.AS]\n---\n\n'
         f"以下为 {day.isoformat()}（CST，北京时间）窗口内更新的论文中文译文：\n\n"
@@ -61,7 +139,7 @@ def pipeline_post(day: date, translation: str = ATTACK_TRANSLATION, arxiv_id: st
         f"- **Authors**: {md_inline(', '.join(AUTHORS))}\n"
         f"- **Categories**: {md_inline('cs.SD, eess.AS, math.NA')}\n"
         f"- **arXiv**: [{md_inline(abs_url)}]({md_url(abs_url)})\n"
-        f"- **PDF**: [{md_inline(pdf_url)}]({md_url(pdf_url)})\n\n"
+        f"- **PDF**: [{md_inline(pdf_url)}]({md_url(pdf_url)})\n{page_line}\n"
         f"{md_block(translation)}\n\n"
         f'<details>\n<summary>详细解读</summary>\n\n<div markdown="1">\n\n{md_block(ATTACK_EXPLAINER)}\n</div>\n\n'
         "</details>\n\n---\n"
@@ -98,14 +176,18 @@ date: {day.isoformat()}
 """
 
 
-def write_posts(folder: Path, *, hostile: bool = True) -> None:
-    """The two reference posts byte for byte, plus (by default) the pipeline-escaped and raw attacks."""
+def write_posts(folder: Path, *, hostile: bool = True, pages: bool = False) -> None:
+    """The two reference posts byte for byte, plus (by default) the pipeline-escaped and raw attacks;
+    with ``pages``, the paper pages too, and the pipeline-escaped post links its paper to its page."""
     folder.mkdir(parents=True, exist_ok=True)
     for name in REFERENCE_POSTS:
         shutil.copyfile(REFERENCE / name, folder / name)
     if hostile:
-        (folder / "2026-01-12-arxiv.md").write_text(pipeline_post(date(2026, 1, 12)), encoding="utf-8")
+        link = (ATTACK_PAGE_TITLE, "/papers/2601.00001/") if pages else None
+        (folder / "2026-01-12-arxiv.md").write_text(pipeline_post(date(2026, 1, 12), page=link), encoding="utf-8")
         (folder / "2026-01-10-raw.md").write_text(raw_post(date(2026, 1, 10)), encoding="utf-8")
+    if pages:
+        write_pages(folder)
 
 
 def parse(path: Path) -> lxml.html.HtmlElement:
@@ -147,7 +229,7 @@ def text(tree: lxml.html.HtmlElement) -> str:
 
 def search(site: Path, query: str) -> list[tuple[str, str]]:
     """search.js in Python: candidate posts from the index, then each paper checked for every term.
-    Returns (url#anchor, title) of the matches, newest first."""
+    Returns (url#anchor, title) of the matches, newest first (a paper page's has no #anchor)."""
     listing = json.loads((site / "search" / "posts.json").read_text(encoding="utf-8"))
     terms = normalize(query).split()
     ids: set[str] | None = None
@@ -162,5 +244,5 @@ def search(site: Path, query: str) -> list[tuple[str, str]]:
         for anchor, title, *rest in json.loads((site / f"search/d/{post_id}.json").read_text(encoding="utf-8")):
             haystack = normalize(" ".join([title, *rest]))
             if all(term in haystack for term in terms):
-                hits.append((f"{url}#{anchor}", title))
+                hits.append((f"{url}#{anchor}" if anchor else url, title))
     return hits

@@ -1,5 +1,6 @@
 """The HTML site: structure of the reference posts, inertness of hostile posts, Atom feeds, the search
-index, incremental builds, templates, and the preview server."""
+index, incremental builds, templates, per-paper pages with their class and tag pages, and the preview
+server."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
+from urllib.parse import quote, urljoin
 
 import feedparser
 import lxml.etree
 import lxml.html
 import pytest
 
+from arxiv_digest.models import PageInfo
 from arxiv_digest.serve import ServeHandle, safe_path, serve
 from arxiv_digest.site import (
     BuildReport,
@@ -26,16 +29,21 @@ from arxiv_digest.site import (
     apply_liquid_raw,
     build_site,
     markdown_to_html,
+    relative_links,
     search_tokens,
 )
 
 from .site_support import (
     ALLOWED_BODY_TAGS,
+    ATTACK_PAGE_TITLE,
+    ATTACK_TITLE,
     AUTHORS,
+    PAGES,
     PWNED,
     REFERENCE,
     REFERENCE_POSTS,
     body_tags,
+    paper_page,
     parse,
     pipeline_post,
     script_problems,
@@ -46,6 +54,11 @@ from .site_support import (
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 ATTACK_ANCHOR = "attack-scriptdocumenttitlepwnedscript-on-alpha1"
+BASE = "https://example.org/digest"
+REFERENCE_PAGE_URL = "papers/2501.11999/index.html"
+MUSIC_PAGE_URL = "papers/2601.09603/index.html"
+ATTACK_PAGE_URL = "papers/2601.00001/index.html"
+PAGE_URLS = (REFERENCE_PAGE_URL, MUSIC_PAGE_URL, ATTACK_PAGE_URL)
 
 
 def build(tmp_path: Path, **options: object) -> tuple[SiteOptions, BuildReport]:
@@ -58,6 +71,24 @@ def site(tmp_path: Path) -> Path:
     write_posts(tmp_path / "posts")
     build(tmp_path, base_url="https://example.org/digest")
     return tmp_path / "site"
+
+
+@pytest.fixture
+def paper_site(tmp_path: Path) -> Path:
+    """The posts of ``site``, three paper pages, and the hostile post linking its paper to its page."""
+    write_posts(tmp_path / "posts", pages=True)
+    _, report = build(tmp_path, base_url=BASE)
+    assert (report.posts, report.pages) == (4, 3)
+    return tmp_path / "site"
+
+
+def links_resolve(site: Path, rel: str) -> None:
+    """Every relative link, stylesheet and script of the page at ``rel`` names a file of the site."""
+    folder = (site / rel).parent
+    for link in parse(site / rel).iter("a", "link", "script"):
+        target = link.get("href") or link.get("src") or ""
+        if target and not target.startswith(("http", "#")):
+            assert (folder / target.split("#")[0].split("?")[0]).resolve().is_file(), (rel, target)
 
 
 def test_fixture_posts_are_the_reference_posts() -> None:
@@ -339,6 +370,242 @@ def test_files_without_front_matter_are_not_posts(tmp_path: Path) -> None:
     assert report.posts == 2
 
 
+# -- per-paper pages -----------------------------------------------------------------------------------
+
+
+def test_paper_page_is_rendered_at_its_permalink_with_all_its_parts(paper_site: Path) -> None:
+    page = parse(paper_site / REFERENCE_PAGE_URL)
+    assert page.find(".//h1").text == "速率感知的智能语音压缩"
+    assert page.find(".//title").text == "速率感知的智能语音压缩 · arXiv Daily"
+    assert page.find(".//time").get("datetime") == "2025-01-21"
+    facts = page.find_class("paper-facts")[0]
+    classes = facts.xpath("dt[.='类别']/following-sibling::dd[1]/a")
+    assert [(a.text, a.get("href")) for a in classes] == [("其他", "../../classes/其他/index.html")]
+    reason = page.find_class("paper-reason")[0].text_content()
+    assert reason.startswith("理由：这篇论文主要讨论的是语音压缩技术") and reason.endswith("将其分类为“其他”更为合适。")
+    tags = facts.xpath("dt[.='标签']/following-sibling::dd[1]/a")
+    assert [(a.text, a.get("href")) for a in tags] == [("语音处理", "../../tags/语音处理/index.html")]
+    assert page.find_class("paper-title-en")[0].text_content() == "Rate-Aware Learned Speech Compression"
+    zh, en = page.find_class("abstract")
+    assert zh.get("lang") == "zh-CN" and text(zh).startswith("摘要 实时通信和大型语言模型的迅猛发展")
+    assert "平均节省53.51%的BD-Rate比特率" in text(zh) and "（1）量化器性能欠佳" in text(zh)
+    assert en.get("lang") == "en" and text(en).startswith("Abstract The rapid rise of real-time communication")
+    assert "https://arxiv.org/abs/2501.11999" in [a.get("href") for a in page.iter("a")]
+    assert not page.find_class("paper-other")  # the body is in the paper-page layout: nothing left over
+    assert page.xpath("//nav[@class='site-nav']/a[.='类别与标签']/@href") == ["../../classes/index.html"]
+    for rel in PAGE_URLS:
+        links_resolve(paper_site, rel)
+
+
+def test_paper_pages_are_not_listed_as_daily_posts(paper_site: Path) -> None:
+    titles = ["速率感知的智能语音压缩", "基于随机量化器的线性复杂度音乐理解自监督学习", "攻击"]
+    listings = ["index.html", "archive/index.html", "archive/2026-01.html", "archive/2025-01.html"]
+    listings += [p.relative_to(paper_site).as_posix() for p in (paper_site / "categories").rglob("*.html")]
+    for rel in listings:
+        if not (paper_site / rel).is_file():
+            assert rel == "archive/2025-01.html"  # the reference paper page's month has no daily post
+            continue
+        tree = parse(paper_site / rel)
+        assert not [a.get("href") for a in tree.iter("a") if "papers/" in a.get("href", "")], rel
+        assert not [t for t in titles if t in text(tree.find(".//main"))], rel
+    for feed in [paper_site / "feed.xml", *(paper_site / "categories").glob("*/feed.xml")]:
+        parsed = feedparser.parse(feed.read_bytes())
+        assert not [e.link for e in parsed.entries if "/papers/" in e.link], feed
+    assert [e.title for e in feedparser.parse((paper_site / "feed.xml").read_bytes()).entries] == [
+        "arXiv Daily – 2026-01-15",
+        "arXiv Daily – 2026-01-12",
+        f'Raw <script>{PWNED}</script> "q" & more',
+        "arXiv Daily – 2025-10-31",
+    ]
+    # the paper page of 2026-01-15 sits between two daily posts by date, but is no neighbour
+    nav = parse(paper_site / "2026/01/15/daily-post-2026-01-15.html").find_class("post-nav")[0]
+    assert [a.get("href") for a in nav.iter("a")] == ["../../../2026/01/12/arxiv.html"]
+    assert not parse(paper_site / MUSIC_PAGE_URL).find_class("post-nav")
+
+
+def test_hostile_paper_page_shows_its_text_and_runs_nothing(paper_site: Path) -> None:
+    for page in sorted(paper_site.rglob("*.html")):
+        allowed = ("static/search.js?",) if page.name == "search.html" else ()
+        assert script_problems(parse(page), allowed) == [], page
+    page = parse(paper_site / ATTACK_PAGE_URL)
+    assert page.find(".//h1").text == ATTACK_PAGE_TITLE.replace("<", "＜").replace(">", "＞")
+    assert (
+        text(page.find_class("paper-reason")[0])
+        == f"理由：理由含 <img src=x onerror=\"{PWNED}\"> 与 '反引号' {{% raw %}}"
+    )
+    assert text(page.find_class("paper-title-en")[0]).startswith(
+        f"Attack <script>{PWNED}</script> on $\\alpha_1$ & {{{{ site }}}}"
+    )
+    zh = text(page.find_class("abstract")[0])
+    assert f'<script>{PWNED}</script> <img src=x onerror="{PWNED}">' in zh and "{{ site.title }}" in zh
+    assert "$x_{i}^{*} < y$" in [span.text for span in page.find_class("math")]
+    tags = page.xpath("//dt[.='标签']/following-sibling::dd[1]/a")
+    assert [a.text for a in tags] == ["<b>标签</b>", "语音处理", "a/b c"]
+    for a in tags:  # odd tag names still get a page of their own, at a plain file name
+        assert "<" not in a.get("href") and (paper_site / "papers/2601.00001" / a.get("href")).resolve().is_file()
+
+
+def test_class_and_tag_pages_list_the_papers_and_have_atom_feeds(paper_site: Path) -> None:
+    for overview in ("classes/index.html", "tags/index.html"):
+        tree = parse(paper_site / overview)
+        classes = tree.get_element_by_id("classes").xpath(".//li/a[1]")
+        assert [(a.text, a.get("href")) for a in classes] == [
+            ("其他", "../classes/其他/index.html"),
+            ("语音合成", "../classes/语音合成/index.html"),
+            ("音乐", "../classes/音乐/index.html"),
+        ]
+        tags = [a.text.strip() for a in tree.get_element_by_id("tags").find_class("tag")]
+        assert tags[0] == "语音处理" and len(tags) == 6  # the one tag of two papers first
+        links_resolve(paper_site, overview)
+    listing = parse(paper_site / "tags/语音处理/index.html")
+    assert listing.find(".//h1").text == "标签：语音处理"
+    items = listing.find_class("paper-item")
+    assert [item.find("a").get("href") for item in items] == [f"../../{ATTACK_PAGE_URL}", f"../../{REFERENCE_PAGE_URL}"]
+    assert items[1].find_class("paper-title-en")[0].text == "Rate-Aware Learned Speech Compression"
+    links_resolve(paper_site, "tags/语音处理/index.html")
+
+    feeds = sorted([*(paper_site / "classes").glob("*/feed.xml"), *(paper_site / "tags").glob("*/feed.xml")])
+    assert len(feeds) == 9
+    for path in feeds:
+        root = lxml.etree.parse(str(path)).getroot()
+        assert root.tag == f"{ATOM}feed"
+        parsed = feedparser.parse(path.read_bytes())
+        assert not parsed.bozo, (path, parsed.get("bozo_exception"))
+        assert parsed.entries and all(e.link.startswith(f"{BASE}/papers/") for e in parsed.entries)
+        for content in root.iter(f"{ATOM}content"):
+            body = lxml.html.fromstring(f"<div>{content.text}</div>")
+            assert script_problems(body) == [], path
+            hrefs = [a.get("href") for a in body.iter("a")]
+            assert hrefs and all(h.startswith(("https://arxiv.org/", f"{BASE}/")) for h in hrefs), hrefs
+    music = feedparser.parse((paper_site / "classes/音乐/feed.xml").read_bytes())
+    assert music.feed.title == "arXiv Daily · 类别：音乐"
+    assert music.feed.link == f"{BASE}/classes/音乐/index.html"
+    entry = music.entries[0]
+    assert entry.title == "基于随机量化器的线性复杂度音乐理解自监督学习" and entry.link == f"{BASE}/{MUSIC_PAGE_URL}"
+    assert [t.term for t in entry.tags] == ["音乐", "音乐信息检索", "自监督学习", "模型压缩"]
+    content = entry.content[0].value
+    assert "模型规模压缩了8.5%至12.3%" in content and "论文研究音乐信息检索中的自监督基础模型" in content
+    assert f'href="{BASE}/tags/模型压缩/index.html"' in content
+    attack = feedparser.parse((paper_site / "classes/语音合成/feed.xml").read_bytes()).entries[0]
+    assert attack.title == ATTACK_PAGE_TITLE.replace("<", "＜").replace(">", "＞")
+
+
+def test_search_finds_paper_pages_by_chinese_title_class_and_tag(paper_site: Path) -> None:
+    assert search(paper_site, "智能语音压缩") == [(REFERENCE_PAGE_URL, "速率感知的智能语音压缩")]
+    assert (MUSIC_PAGE_URL, "基于随机量化器的线性复杂度音乐理解自监督学习") in search(paper_site, "模型压缩")
+    assert ATTACK_PAGE_URL in [url for url, _ in search(paper_site, "语音合成")]  # its class
+    assert [url for url, _ in search(paper_site, "语音处理")][:2] == [ATTACK_PAGE_URL, REFERENCE_PAGE_URL]
+    assert search(paper_site, "2501.11999") == [(REFERENCE_PAGE_URL, "速率感知的智能语音压缩")]
+    # and the daily posts are still found as before
+    assert search(paper_site, "鼓点")[0][0].startswith("2026/01/15/daily-post-2026-01-15.html#")
+
+
+def test_links_to_paper_pages_work_under_a_sub_path_and_in_feeds(paper_site: Path) -> None:
+    post = parse(paper_site / "2026/01/12/arxiv.html")
+    link = post.xpath("//li[strong='中文页面']/a")[0]
+    assert link.text == ATTACK_PAGE_TITLE and link.get("href") == f"../../../{ATTACK_PAGE_URL}"
+    assert urljoin(f"{BASE}/2026/01/12/arxiv.html", link.get("href")) == f"{BASE}/{ATTACK_PAGE_URL}"
+    links_resolve(paper_site, "2026/01/12/arxiv.html")
+    site_feed = feedparser.parse((paper_site / "feed.xml").read_bytes())
+    daily = next(e for e in site_feed.entries if e.title == "arXiv Daily – 2026-01-12")
+    assert f'href="{BASE}/{ATTACK_PAGE_URL}"' in daily.content[0].value
+    paper = feedparser.parse((paper_site / "categories/math.NA/feed.xml").read_bytes()).entries[0]
+    assert paper.title == ATTACK_TITLE and f'href="{BASE}/{ATTACK_PAGE_URL}"' in paper.content[0].value
+    assert relative_links('<a href="/papers/x/?a=1#b" rel="n">x</a> <a href="/">r</a>', "2026/01/12/p.html") == (
+        '<a href="../../../papers/x/index.html?a=1#b" rel="n">x</a> <a href="../../../index.html">r</a>'
+    )
+    kept = '<a href="//evil.example/x">a</a> <a href="https://arxiv.org/abs/1">b</a> <a href="#s">c</a>'
+    assert relative_links(kept, "a/b.html") == kept
+
+
+def test_adding_a_paper_page_rewrites_only_what_depends_on_it(tmp_path: Path) -> None:
+    write_posts(tmp_path / "posts", pages=True)
+    options, _ = build(tmp_path)
+    assert build_site(options).written == ()
+    info = PageInfo("一篇新的音乐论文", "音乐", "论文研究音乐生成。", ("音乐信息检索", "新标签"))
+    new = tmp_path / "posts" / "2026-01-16-2601.00009.md"
+    new.write_text(
+        paper_page("2601.00009", date(2026, 1, 16), info, "A New Music Paper", "新的译文。"), encoding="utf-8"
+    )
+    report = build_site(options)
+    written = set(report.written)
+    shards = {w for w in written if w.startswith("search/i/")}
+    assert 0 < len(shards) < 20
+    assert written - shards == {
+        "papers/2601.00009/index.html",
+        "classes/index.html",
+        "tags/index.html",
+        "classes/音乐/index.html",
+        "classes/音乐/feed.xml",
+        "tags/音乐信息检索/index.html",
+        "tags/音乐信息检索/feed.xml",
+        "tags/新标签/index.html",
+        "tags/新标签/feed.xml",
+        "search/posts.json",
+        "search/d/7.json",
+    }
+    assert (report.posts, report.pages, report.removed) == (4, 4, ())
+    assert search(tmp_path / "site", "新的音乐论文") == [("papers/2601.00009/index.html", "一篇新的音乐论文")]
+    assert build_site(options).written == ()
+
+    new.write_text(new.read_text(encoding="utf-8").replace('["音乐"]', '["语音识别"]'), encoding="utf-8")
+    moved = build_site(options)
+    assert {"classes/语音识别/index.html", "classes/音乐/index.html", "tags/新标签/index.html"} <= set(moved.written)
+    assert "classes/其他/index.html" not in moved.written and "tags/语音处理/index.html" not in moved.written
+    assert moved.removed == ("search/d/7.json",)
+    new.unlink()
+    removed = build_site(options)
+    assert set(removed.removed) == {
+        "papers/2601.00009/index.html",
+        "classes/语音识别/index.html",
+        "classes/语音识别/feed.xml",
+        "tags/新标签/index.html",
+        "tags/新标签/feed.xml",
+        "search/d/8.json",
+    }
+    assert not (tmp_path / "site/papers/2601.00009").exists() and not search(tmp_path / "site", "新的音乐论文")
+
+
+def test_first_paper_page_adds_the_overview_to_the_navigation_of_every_page(tmp_path: Path) -> None:
+    write_posts(tmp_path / "posts", hostile=False)
+    options, _ = build(tmp_path)
+    assert not parse(tmp_path / "site/index.html").xpath("//nav//a[.='类别与标签']")
+    page = tmp_path / "posts" / "2026-01-15-2601.09603.md"
+    _, arxiv_id, day, info, title, translation = PAGES[0]
+    page.write_text(paper_page(arxiv_id, day, info, title, translation), encoding="utf-8")
+    report = build_site(options)
+    html_pages = {p.relative_to(tmp_path / "site").as_posix() for p in (tmp_path / "site").rglob("*.html")}
+    assert html_pages <= set(report.written)
+    assert parse(tmp_path / "site/index.html").xpath("//nav//a[.='类别与标签']/@href") == ["classes/index.html"]
+    page.unlink()
+    report = build_site(options)
+    assert not parse(tmp_path / "site/index.html").xpath("//nav//a[.='类别与标签']")
+    assert not (tmp_path / "site/classes").exists() and not (tmp_path / "site/tags").exists()
+
+
+def test_hand_written_paper_pages_and_paginated_topics(tmp_path: Path) -> None:
+    write_posts(tmp_path / "posts", hostile=False, pages=True)
+    (tmp_path / "posts" / "2026-01-01-2601.10010.md").write_text(
+        "---\ntitle: 手写的页面\ndate: 2026-01-01\npermalink: /papers/2601.10010/\ncategories: 音乐\n"
+        "tags: [模型压缩]\narxiv_id: 2601.10010\n---\n# 手写的页面\n\n随便写点 **粗体** 与 <script>x</script>\n",
+        encoding="utf-8",
+    )
+    _, report = build(tmp_path, papers_per_page=1)
+    assert report.pages == 4
+    page = parse(tmp_path / "site/papers/2601.10010/index.html")
+    assert [h.text for h in page.iter("h1")] == ["手写的页面"]  # the body's own title is not repeated
+    other = page.find_class("paper-other")[0]
+    assert other.find(".//strong").text == "粗体" and script_problems(page) == []
+    assert "https://arxiv.org/abs/2601.10010" in [a.get("href") for a in page.iter("a")]  # unquoted id kept whole
+    assert not page.find_class("paper-reason") and not page.find_class("abstract")
+    first = parse(tmp_path / "site/classes/音乐/index.html")
+    assert [a.get("href") for a in first.find_class("paper-item-title")] == [f"../../{MUSIC_PAGE_URL}"]
+    assert first.xpath("//nav[@class='pager']/a/@href") == ["../../classes/音乐/1.html"]
+    older = parse(tmp_path / "site/classes/音乐/1.html")
+    assert [a.get("href") for a in older.find_class("paper-item-title")] == ["../../papers/2601.10010/index.html"]
+    assert "tags/模型压缩/1.html" in report.written
+
+
 # -- the preview server -------------------------------------------------------------------------------
 
 
@@ -424,6 +691,25 @@ def test_serve_rebuilds_on_changes_and_keeps_the_last_good_build(preview: tuple[
 
     (folder / "config.yaml").write_text("title: Second\n", encoding="utf-8")
     wait_for(lambda: "<title>Second</title>" in fetch(handle.url + "/index.html")[1])
+
+
+def test_serve_resolves_links_from_posts_to_paper_pages(preview: tuple[ServeHandle, Path]) -> None:
+    handle, folder = preview
+    _, arxiv_id, day, info, title, translation = PAGES[1]
+    (folder / "posts" / "2026-01-12-2601.00001.md").write_text(
+        paper_page(arxiv_id, day, info, title, translation), encoding="utf-8"
+    )
+    post = pipeline_post(date(2026, 1, 20), page=(ATTACK_PAGE_TITLE, "/papers/2601.00001/"))
+    (folder / "posts" / "2026-01-20-arxiv.md").write_text(post, encoding="utf-8")
+    post_url = handle.url + "/2026/01/20/arxiv.html"
+    wait_for(lambda: fetch(post_url)[0] == 200 and fetch(handle.url + "/papers/2601.00001/")[0] == 200)
+    href = lxml.html.fromstring(fetch(post_url)[1]).xpath("//li[strong='中文页面']/a/@href")[0]
+    status, page = fetch(urljoin(post_url, href))
+    assert status == 200 and "<h1>攻击 ＜script＞" in page
+    assert fetch(handle.url + "/papers/2601.00001")[0] == 200  # redirected to the folder's index
+    tag = lxml.html.fromstring(page).xpath("//dt[.='标签']/following-sibling::dd[1]/a/@href")[0]
+    status, listing = fetch(quote(urljoin(handle.url + "/papers/2601.00001/", tag), safe=":/"))  # as a browser does
+    assert status == 200 and "<h1>标签：&lt;b&gt;标签&lt;/b&gt;</h1>" in listing
 
 
 def test_serve_listens_on_loopback_only(tmp_path: Path) -> None:

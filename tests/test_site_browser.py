@@ -1,6 +1,7 @@
-"""The served site in a real browser (headless Chromium): hostile posts run nothing, and the search
-page's JavaScript finds a paper by a two-character Chinese word. The search test also proves that
-script does run in this setup, so the absence of 'PWNED' in the other test means something."""
+"""The served site in a real browser (headless Chromium): hostile posts and paper pages run nothing,
+and the search page's JavaScript finds a paper by a two-character Chinese word, and a paper page by
+its tag. The search test also proves that script does run in this setup, so the absence of 'PWNED'
+in the other test means something."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeHandle]:
     folder = tmp_path_factory.mktemp("browser")
-    write_posts(folder / "posts")
+    write_posts(folder / "posts", pages=True)
     handle = serve(SiteOptions(folder / "posts", folder / "unused"), port=0)
     try:
         yield handle
@@ -56,7 +57,15 @@ def dom_after_scripts(url: str, profile: Path) -> lxml.html.HtmlElement:
 
 @pytest.mark.parametrize(
     "path",
-    ["/index.html", "/2026/01/12/arxiv.html", "/2026/01/10/raw.html", "/categories/cs.SD/index.html"],
+    [
+        "/index.html",
+        "/2026/01/12/arxiv.html",
+        "/2026/01/10/raw.html",
+        "/categories/cs.SD/index.html",
+        "/papers/2601.00001/",
+        "/tags/index.html",
+        f"/tags/{quote('语音处理')}/index.html",
+    ],
 )
 def test_hostile_posts_run_no_script_in_the_browser(served: ServeHandle, tmp_path: Path, path: str) -> None:
     dom = dom_after_scripts(served.url + path, tmp_path / "profile")
@@ -66,6 +75,8 @@ def test_hostile_posts_run_no_script_in_the_browser(served: ServeHandle, tmp_pat
         assert f"<script>{PWNED}</script>" in text(dom)  # shown, as text
     if path == "/2026/01/10/raw.html":
         assert dom.find(".//title").text == f'Raw <script>{PWNED}</script> "q" & more · arXiv Daily'
+    if path == "/papers/2601.00001/":
+        assert f'理由含 <img src=x onerror="{PWNED}">' in text(dom)
 
 
 def test_search_page_finds_papers_by_a_chinese_word(served: ServeHandle, tmp_path: Path) -> None:
@@ -84,3 +95,12 @@ def test_search_page_finds_papers_by_a_chinese_word(served: ServeHandle, tmp_pat
         "#towards-realistic-synthetic-data-for-automatic-drum-transcription"
     )
     assert dom.get_element_by_id("search-results").find(".//mark").text == "鼓点"
+
+
+def test_search_page_finds_paper_pages_by_tag(served: ServeHandle, tmp_path: Path) -> None:
+    dom = dom_after_scripts(f"{served.url}/search.html?q={quote('模型压缩')}", tmp_path / "profile")
+    results = dom.get_element_by_id("search-results")
+    links = {a.text: a.get("href") for a in results.find_class("result-title")}
+    assert links["基于随机量化器的线性复杂度音乐理解自监督学习"] == f"{served.url}/papers/2601.09603/index.html"
+    item = next(li for li in results.iter("li") if "基于随机量化器" in text(li))
+    assert "2601.09603" in text(item.find_class("meta")[0]) and "标签：音乐信息检索、自监督学习、模型压缩" in text(item)

@@ -200,6 +200,10 @@ def main(config: Path | None, verbose: int, quiet: bool) -> None:
       arxiv-digest generate --date 2026-01-15
       arxiv-digest generate --from 2026-01-01 --to 2026-01-31
       arxiv-digest -c ~/digest/config.yaml -v run
+
+    \b
+    Exit codes: 0 done, 1 failure, 2 usage or config error,
+    3 finished with papers still pending, 4 another run is in progress.
     """
     _setup_logging(verbose, quiet)
 

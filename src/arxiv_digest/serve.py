@@ -7,7 +7,9 @@ served and is swapped in only when it succeeded, and each folder's own manifest 
 incremental. Changes are watched with ``watchfiles`` (inotify through Rust's ``notify``) rather than
 by polling mtimes: polling a thousand posts every 300 ms costs CPU all day and misses nothing only by
 luck, while inotify reports atomic renames (how editors and the pipeline write) as they happen; its
-``step`` waits until changes settle (300 ms) before a rebuild. Pages get one injected script that
+``step`` waits until changes settle (300 ms) before a rebuild. The watches are in place before the
+first build starts, so a change made while it runs, or right after ``serve`` returns, is never
+missed. Pages get one injected script that
 polls ``/__livereload`` (server-sent events, reconnecting every second) and reloads, or shows
 why a rebuild failed.
 """
@@ -25,6 +27,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -36,6 +39,8 @@ from .site import SiteError, SiteOptions, build_site, template_dirs
 log = logging.getLogger(__name__)
 
 SETTLE_MS = 300
+WATCH_TICK_MS = 200  # the watcher reports in this often, the first time once its watches are set up
+WATCH_READY_SECONDS = 10
 LIVERELOAD_JS = b"""(() => {
   "use strict";
   const gen = new URL(document.currentScript.src).searchParams.get("gen");
@@ -136,21 +141,30 @@ class ServeHandle:
         parents = sorted({p.resolve().parent for p in self._watch_paths if not p.is_dir()})
         return [f.resolve() for f in folders if f.is_dir()], parents
 
-    def _watch(self, roots: list[Path], recursive: bool) -> None:
+    def _watch(self, roots: list[Path], recursive: bool, ready: threading.Event) -> None:
+        """Watch ``roots``; ``ready`` is set once the watches exist (watchfiles sets them up when the
+        generator starts and says so only by yielding: on a change, or an empty set on a tick)."""
         files = {p.resolve() for p in self._watch_paths if not p.is_dir()}
 
         def wanted(change: watchfiles.Change, path: str) -> bool:
             return watchfiles.DefaultFilter()(change, path) and (recursive or Path(path) in files)
 
-        for _ in watchfiles.watch(
-            *roots,
-            watch_filter=wanted,
-            step=SETTLE_MS,
-            stop_event=self._stopped,
-            recursive=recursive,
-            raise_interrupt=False,
-        ):
-            self._dirty.set()
+        try:
+            for changes in watchfiles.watch(
+                *roots,
+                watch_filter=wanted,
+                step=SETTLE_MS,
+                stop_event=self._stopped,
+                recursive=recursive,
+                raise_interrupt=False,
+                yield_on_timeout=True,
+                rust_timeout=WATCH_TICK_MS,
+            ):
+                ready.set()
+                if changes:
+                    self._dirty.set()
+        finally:
+            ready.set()
 
     def _rebuild_loop(self) -> None:
         while not self._stopped.is_set():
@@ -161,17 +175,23 @@ class ServeHandle:
     # -- lifecycle --------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self.build()
+        """Watch, then build, then serve: a change during the first build triggers a rebuild."""
         folders, parents = self._watch_roots()
-        targets: list[Callable[[], None]] = [self._server.serve_forever, self._rebuild_loop]
-        if folders:
-            targets.append(lambda: self._watch(folders, recursive=True))
-        if parents:
-            targets.append(lambda: self._watch(parents, recursive=False))
-        for target in targets:
-            thread = threading.Thread(target=target, daemon=True, name="arxiv-digest-serve")
-            thread.start()
-            self._threads.append(thread)
+        ready = []
+        for roots, recursive in ((folders, True), (parents, False)):
+            if roots:
+                ready.append(threading.Event())
+                self._thread(partial(self._watch, roots, recursive, ready[-1]))
+        for event in ready:
+            event.wait(WATCH_READY_SECONDS)
+        self.build()
+        self._thread(self._server.serve_forever)
+        self._thread(self._rebuild_loop)
+
+    def _thread(self, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, daemon=True, name="arxiv-digest-serve")
+        thread.start()
+        self._threads.append(thread)
 
     def stop(self) -> None:
         if self._stopped.is_set():

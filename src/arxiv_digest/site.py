@@ -1,5 +1,7 @@
 """Markdown posts -> static HTML site: paginated index, one page per post, category pages, a monthly
 archive, Atom feeds (site-wide and per category) and a static search index; incremental by manifest.
+Per-paper pages (front matter with ``arxiv_id``, written by ``templates/paper.md.j2``) get their own
+page, class and tag pages with Atom feeds, and search entries, but are not listed as daily posts.
 
 Choices, and why:
 
@@ -42,7 +44,8 @@ from functools import partial
 from importlib.metadata import version
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+from urllib.parse import urljoin
 
 import jinja2
 import nh3
@@ -61,7 +64,7 @@ FEED_POSTS = 10
 CATEGORY_FEED_PAPERS = 20
 SEARCH_SHARDS = 128
 TEMPLATES = ("base.html", "_macros.html", "index.html", "post.html", "category.html", "categories.html")
-TEMPLATES += ("archive.html", "search.html", "feed.xml")
+TEMPLATES += ("archive.html", "search.html", "feed.xml", "paper.html", "topic.html", "topics.html")
 PARALLEL_MIN_POSTS = 48  # below this, starting worker processes costs more than it saves
 POSTS_PER_TASK = 25
 
@@ -82,6 +85,7 @@ class SiteOptions:
     base_url: str = ""
     per_page: int = 20
     incremental: bool = True
+    papers_per_page: int = 50  # paper pages per class or tag page
 
 
 @dataclass(frozen=True)
@@ -94,11 +98,13 @@ class BuildReport:
     removed: tuple[str, ...]
     seconds: float
     full: bool
+    pages: int = 0  # per-paper pages; ``posts`` counts the daily posts only
 
     def summary(self) -> str:
         kind = "full" if self.full else "incremental"
+        pages = f"{self.pages} paper pages, " if self.pages else ""
         return (
-            f"Done: {self.posts} posts, {len(self.written)} files written, {self.skipped} unchanged, "
+            f"Done: {self.posts} posts, {pages}{len(self.written)} files written, {self.skipped} unchanged, "
             f"{len(self.removed)} removed ({kind} build) in {self.seconds:.2f} s"
         )
 
@@ -107,9 +113,9 @@ class BuildReport:
 # Posts: front matter, Liquid raw, Markdown, sanitising, papers
 
 
-@dataclass(frozen=True, slots=True)
-class Paper:
-    """One ``## title`` section that carries the ``- **Authors**:`` line of the post format."""
+class Paper(NamedTuple):
+    """One ``## title`` section that carries the ``- **Authors**:`` line of the post format (a named
+    tuple: the manifest holds one per paper of every post, and tuples load fastest)."""
 
     anchor: str
     title: str  # sanitised inline HTML
@@ -119,7 +125,9 @@ class Paper:
 
 @dataclass(frozen=True, slots=True)
 class PostMeta:
-    """Everything the listing pages need about a post, kept in the manifest between builds."""
+    """Everything the listing pages need about a post, kept in the manifest between builds. A
+    per-paper page is one too: it has an ``arxiv_id``, its ``classes`` (front-matter ``categories``:
+    its class in the pipeline's taxonomy) and ``tags``, and one ``papers`` entry for its English title."""
 
     source: str
     digest: str
@@ -130,6 +138,17 @@ class PostMeta:
     papers: tuple[Paper, ...] = ()
     search_id: int = -1
     stamp: str = ""  # size and mtime of the source, to skip reading unchanged files
+    arxiv_id: str = ""  # only on a per-paper page
+    classes: tuple[str, ...] = ()
+
+    @property
+    def is_paper(self) -> bool:
+        return bool(self.arxiv_id)
+
+    @property
+    def en_title(self) -> str:
+        """A paper page's English title (sanitised inline HTML), once converted."""
+        return self.papers[0].title if self.is_paper and self.papers else ""
 
     @property
     def categories(self) -> tuple[str, ...]:
@@ -143,7 +162,8 @@ class PostMeta:
         return f"{self.date:%Y-%m}"
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        extra = {"arxiv_id": self.arxiv_id, "classes": list(self.classes)} if self.is_paper else {}
+        return extra | {
             "source": self.source,
             "digest": self.digest,
             "title": self.title,
@@ -168,6 +188,8 @@ class PostMeta:
             papers,
             data["search_id"],
             data["stamp"],
+            data.get("arxiv_id", ""),
+            tuple(data.get("classes", ())),
         )
 
 
@@ -211,6 +233,14 @@ def _front_matter(text: str, path: Path) -> tuple[dict[str, Any], int] | None:
     return front, match.end()
 
 
+def read_body(path: Path) -> str | None:
+    """The body of a post whose front matter was read before (by the scan), without parsing it again;
+    None when it has lost its front matter since."""
+    text = _decode(path.read_bytes(), path)
+    match = _FRONT_MATTER.match(text)
+    return _XML_INVALID.sub("", text[match.end() :]) if match else None
+
+
 def read_post(path: Path) -> tuple[dict[str, Any], str] | None:
     """Front matter and body of ``path``, or None when it is not a post. Control characters that
     XML cannot carry are dropped from the body here, once, so pages and feeds stay valid."""
@@ -238,12 +268,26 @@ def _head(source: str, path: Path, digest: str, stamp: str, front: dict[str, Any
             day = date.fromisoformat(found[0])
         except ValueError:
             raise SiteError(f"{path}: invalid date {found[0]!r}") from None
-    tags = front.get("tags") or []
-    if isinstance(tags, str):
-        tags = tags.split()
     url = _permalink(str(front["permalink"]), path) if front.get("permalink") else f"{day:%Y/%m/%d}/{_slug(slug)}.html"
     title = str(front.get("title") or stem)
-    return PostMeta(source, digest, title, day, url, tuple(str(t) for t in tags), stamp=stamp)
+    arxiv_id, classes = front.get("arxiv_id"), ()
+    if arxiv_id is not None and str(arxiv_id).strip():
+        if not isinstance(arxiv_id, str) and slug.startswith(str(arxiv_id)):
+            arxiv_id = slug  # unquoted YAML read 2601.10010 as a number and dropped the trailing 0
+        arxiv_id, classes = str(arxiv_id).strip(), _names(front.get("categories"))
+    else:
+        arxiv_id = ""
+    return PostMeta(
+        source, digest, title, day, url, _names(front.get("tags")), stamp=stamp, arxiv_id=arxiv_id, classes=classes
+    )
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    """A front-matter list (``tags``, ``categories``); a string is split on spaces, as Jekyll does."""
+    if not value:
+        return ()
+    names = value.split() if isinstance(value, str) else value if isinstance(value, list) else [value]
+    return tuple(dict.fromkeys(str(n).strip() for n in names if n is not None and str(n).strip()))
 
 
 def _permalink(value: str, path: Path) -> str:
@@ -416,6 +460,137 @@ def _paper(anchor: str, section: str) -> tuple[Paper, list[str]] | None:
 
 
 # ---------------------------------------------------------------------------------------------------
+# Per-paper pages and links between pages
+
+
+_PAPER_BODY = re.compile(  # the layout of templates/paper.md.j2 (and the reference paper page)
+    r"\A\s*#[ \t][^\n]*\n"  # the Chinese title, also in the front matter
+    r"(?:\s*发布时间：[^\n]*\n)?"
+    r"\s*`[^`\n]*\n[ \t]*\n理由：(?P<reason>[^`]*)`(?:[ \t]*`[^`\n]*`)*[ \t]*\n"  # class, reason, tags
+    r"\s*(?P<title>(?:>[^\n]*\n)+)"
+    r"\s*#[ \t]+摘要[ \t]*\n"
+    r"\s*(?P<zh>(?:>[^\n]*(?:\n|\Z))+)"
+    r"\s*(?P<en>(?:>[^\n]*(?:\n|\Z))+)"
+    r"\s*(?P<rest>.*)\Z",
+    re.S,
+)
+_ARXIV_LINK = re.compile(r"\A\[Arxiv\]\([^)\s]*\)\s*\Z")
+_PART = re.compile(r"<!--paper:(\w+)-->(.*?)<!--/paper:\1-->", re.S)
+_PARAGRAPH = re.compile(r"\A\s*<p>(.*)</p>\s*\Z", re.S)
+
+
+class _Part(Markup):
+    """A part of a paper page as the page template gets it: wrapped in comments that let a later
+    build read it back (sanitising strips comments from the part itself, so it cannot fake them),
+    and false when the part is empty, so ``{% if parts.reason %}`` still means what it says."""
+
+    def __bool__(self) -> bool:
+        found = _PART.fullmatch(self)
+        return bool(found[2]) if found else len(self) > 0
+
+
+_NO_HTML = Markup()
+
+
+@dataclass(frozen=True)
+class PaperParts:
+    """A paper page's body in parts, each sanitised HTML: the reason for its class, the English
+    title (inline), the Chinese and the English abstract, and ``other``: what follows them, or the
+    whole body when it is not in the paper-page layout (a hand-edited page), so nothing is lost."""
+
+    reason: Markup = _NO_HTML
+    title: Markup = _NO_HTML
+    abstract_zh: Markup = _NO_HTML
+    abstract_en: Markup = _NO_HTML
+    other: Markup = _NO_HTML
+
+    def marked(self) -> PaperParts:
+        return PaperParts(
+            **{name: _Part(f"<!--paper:{name}-->{value}<!--/paper:{name}-->") for name, value in self._items()}
+        )
+
+    def _items(self) -> list[tuple[str, Markup]]:
+        return [(name, getattr(self, name)) for name in PaperParts.__dataclass_fields__]
+
+
+def _unquote(block: str) -> str:
+    return "\n".join(re.sub(r"^>[ \t]?", "", line) for line in block.rstrip("\n").split("\n"))
+
+
+def paper_parts(body: str) -> PaperParts:
+    """A paper page's body (after Liquid) -> its parts."""
+    found = _PAPER_BODY.match(body)
+    if found is None:  # the page template shows the title: drop the body's own leading one
+        return PaperParts(other=Markup(re.sub(r"\A\s*<h1[^>]*>.*?</h1>\s*", "", markdown_to_html(body), flags=re.S)))
+    title = markdown_to_html(_unquote(found["title"]))
+    inline = _PARAGRAPH.match(title)
+    rest = found["rest"].strip()
+    return PaperParts(
+        reason=Markup(html.escape(" ".join(found["reason"].split()), quote=False)),
+        title=Markup(inline[1] if inline and "<p>" not in inline[1] else title),
+        abstract_zh=Markup(markdown_to_html(_unquote(found["zh"]))),
+        abstract_en=Markup(markdown_to_html(_unquote(found["en"]))),
+        other=Markup(markdown_to_html(rest) if rest and not _ARXIV_LINK.match(rest) else ""),
+    )
+
+
+def convert_paper(path: Path) -> PaperParts:
+    body = read_body(path)
+    if body is None:
+        raise SiteError(f"{path}: front matter disappeared during the build")
+    try:
+        return paper_parts(apply_liquid_raw(body))
+    except ValueError as exc:
+        raise SiteError(f"{path}: {exc}") from None
+
+
+def page_parts(page: Path) -> PaperParts | None:
+    """The parts kept in an earlier build's paper page, or None when one is missing."""
+    try:
+        text = page.read_text(encoding="utf-8")
+    except OSError:
+        return None
+    found = {name: Markup(value) for name, value in _PART.findall(text)}
+    names = PaperParts.__dataclass_fields__
+    return PaperParts(**{n: found[n] for n in names}) if all(n in found for n in names) else None
+
+
+def _paper_doc(meta: PostMeta) -> list[str]:
+    """A paper page's search document row: found by its Chinese title, class, tags, English title
+    and arXiv id; the abstracts are already indexed with the daily post that shows the paper."""
+    facts = [
+        f"类别：{'、'.join(meta.classes)}" if meta.classes else "",
+        f"标签：{'、'.join(meta.tags)}" if meta.tags else "",
+    ]
+    text = "　".join(f for f in [*facts, plain(meta.en_title)] if f)
+    return ["", meta.title, "", meta.arxiv_id, text]
+
+
+_ROOT_LINK = re.compile(r'(<a\s[^>]*?\bhref=")/(?!/)([^"]*)"')
+_RELATIVE_LINK = re.compile(r'(<a\s[^>]*?\bhref=")(?![a-zA-Z][a-zA-Z0-9+.-]*:)([^"]*)"')
+
+
+def relative_links(body_html: str, url: str) -> str:
+    """Root-relative links in a post (the daily post links each paper to ``/papers/<id>/``) made
+    relative to the page at ``url``, like every link the site writes: they then keep working when the
+    site is served from a sub-path (``base_url``) or opened from a folder. A link to a folder gets its
+    ``index.html``, as the site's own links do."""
+    if 'href="/' not in body_html:
+        return body_html
+    root = "../" * url.count("/")
+
+    def fix(match: re.Match[str]) -> str:
+        target = match[2]
+        cut = min((i for i in (target.find("?"), target.find("#")) if i >= 0), default=len(target))
+        path = target[:cut]
+        if not path or path.endswith("/"):
+            path += "index.html"
+        return f'{match[1]}{root}{path}{target[cut:]}"'
+
+    return _ROOT_LINK.sub(fix, body_html)
+
+
+# ---------------------------------------------------------------------------------------------------
 # Search index
 
 
@@ -539,6 +714,28 @@ class Category:
 
 
 @dataclass(frozen=True)
+class Topic:
+    """A class of the paper taxonomy (``kind`` "classes") or a tag ("tags"), from the paper pages."""
+
+    kind: str
+    name: str
+    slug: str
+    papers: int
+
+    @property
+    def label(self) -> str:
+        return "类别" if self.kind == "classes" else "标签"
+
+    @property
+    def url(self) -> str:
+        return f"{self.kind}/{self.slug}/index.html"
+
+    @property
+    def feed_url(self) -> str:
+        return f"{self.kind}/{self.slug}/feed.xml"
+
+
+@dataclass(frozen=True)
 class FeedEntry:
     title: str
     url: str
@@ -580,6 +777,11 @@ def _pages(
 
 def _digest(*parts: Any) -> str:
     return hashlib.blake2b(json.dumps(parts, default=str).encode(), digest_size=12).hexdigest()
+
+
+def _key(*parts: str) -> str:
+    """``_digest`` of strings, cheaper: it runs for every post of every build."""
+    return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=12).hexdigest()
 
 
 def _file_digest(data: bytes) -> str:
@@ -638,14 +840,20 @@ def _render(env: jinja2.Environment, template: str, path: str, **context: Any) -
 
 
 def _write(site_dir: Path, rel: str, data: str | bytes) -> None:
-    """Temp file and rename, so a server reading the folder never sees half a page."""
-    target = site_dir / rel
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    if isinstance(data, str):
-        tmp.write_text(data, encoding="utf-8")
-    else:
-        tmp.write_bytes(data)
+    """Temp file and rename, so a server reading the folder never sees half a page. The folder is
+    made only when the file cannot be created: tens of thousands of ``mkdir`` calls for folders that
+    exist cost a full build of a site with paper pages seconds."""
+    target = os.path.join(site_dir, rel)
+    folder, name = os.path.split(target)
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    try:
+        fd = os.open(tmp, flags, 0o666)
+    except FileNotFoundError:
+        os.makedirs(folder, exist_ok=True)
+        fd = os.open(tmp, flags, 0o666)
+    with open(fd, "wb") as handle:
+        handle.write(data.encode("utf-8") if isinstance(data, str) else data)
     os.replace(tmp, target)
 
 
@@ -694,11 +902,11 @@ def _batch_in_worker(jobs: list[_PostJob]) -> _BatchResult:
 
 def convert_post(path: Path) -> Content:
     """A post file -> its sanitised HTML, in sections."""
-    parsed = read_post(path)
-    if parsed is None:
+    body = read_body(path)
+    if body is None:
         raise SiteError(f"{path}: front matter disappeared during the build")
     try:
-        return split_sections(markdown_to_html(apply_liquid_raw(parsed[1])))
+        return split_sections(markdown_to_html(apply_liquid_raw(body)))
     except ValueError as exc:
         raise SiteError(f"{path}: {exc}") from None
 
@@ -716,9 +924,28 @@ def page_content(page: Path) -> Content | None:
     return split_sections(text[start + len(CONTENT_START) : end]) if start >= 0 and end >= 0 else None
 
 
+def _process_paper(job: _PostJob, worker: _Worker, env: jinja2.Environment) -> tuple[PostMeta, set[str]]:
+    """A paper page: as a post, but converted into parts and written with ``paper.html``."""
+    meta, tokens = job.meta, set()
+    parts = None if job.convert else page_parts(worker.site_dir / meta.url)
+    if parts is None:
+        parts = convert_paper(job.path)
+    if job.convert:
+        meta = replace(meta, papers=(Paper("", str(parts.title), (), meta.arxiv_id),))
+        doc = [_paper_doc(meta)]
+        _write(worker.site_dir, _doc_path(meta.search_id), json.dumps(doc, ensure_ascii=False, separators=(",", ":")))
+        tokens = _doc_tokens(doc)
+    if job.page_key:
+        context = {"page": meta, "parts": parts.marked(), "page_title": meta.title}
+        _write(worker.site_dir, meta.url, _render(env, "paper.html", meta.url, **context))
+    return meta, tokens
+
+
 def _process_post(job: _PostJob, worker: _Worker, env: jinja2.Environment) -> tuple[PostMeta, set[str]]:
     """Convert a post (unless its page already holds the conversion) and write its page; a new or
     changed post also gets its papers and search document."""
+    if job.meta.is_paper:
+        return _process_paper(job, worker, env)
     meta, tokens = job.meta, set()
     content = None if job.convert else page_content(worker.site_dir / meta.url)
     if content is None:
@@ -733,7 +960,7 @@ def _process_post(job: _PostJob, worker: _Worker, env: jinja2.Environment) -> tu
         _write(worker.site_dir, _doc_path(meta.search_id), doc_text)
         tokens = _doc_tokens(doc)
     if job.page_key:
-        body = Markup(CONTENT_START + content.html + CONTENT_END)
+        body = Markup(CONTENT_START + relative_links(content.html, meta.url) + CONTENT_END)
         context = {"post": meta, "content": body, "newer": job.newer, "older": job.older}
         _write(worker.site_dir, meta.url, _render(env, "post.html", meta.url, page_title=meta.title, **context))
     return meta, tokens
@@ -781,28 +1008,36 @@ class _Manifest:
     posts: dict[str, PostMeta] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
     next_search_id: int = 0
+    # each post as loaded and its JSON, which is saved again as is while the post is that same object
+    loaded: dict[str, tuple[PostMeta, dict[str, Any]]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, site_dir: Path) -> _Manifest:
         try:
             data = json.loads((site_dir / MANIFEST).read_text(encoding="utf-8"))
+            loaded = {k: (PostMeta.from_json(v), v) for k, v in data["posts"].items()}
             return cls(
                 data["renderer"],
                 data["config"],
                 data["complete"],
-                {k: PostMeta.from_json(v) for k, v in data["posts"].items()},
+                {k: meta for k, (meta, _) in loaded.items()},
                 data["outputs"],
                 data["next_search_id"],
+                loaded,
             )
         except (OSError, ValueError, KeyError, TypeError):
             return cls()
+
+    def _post_json(self, source: str, meta: PostMeta) -> dict[str, Any]:
+        known = self.loaded.get(source)
+        return known[1] if known and known[0] is meta else meta.to_json()
 
     def save(self, site_dir: Path) -> None:
         data = {
             "renderer": self.renderer,
             "config": self.config,
             "complete": self.complete,
-            "posts": {k: v.to_json() for k, v in self.posts.items()},
+            "posts": {k: self._post_json(k, v) for k, v in self.posts.items()},
             "outputs": self.outputs,
             "next_search_id": self.next_search_id,
         }
@@ -815,34 +1050,51 @@ def _renderer_version() -> str:
     return _digest(_file_digest(source), version("pyromark"), version("nh3"))
 
 
-def _scan(options: SiteOptions, previous: dict[str, PostMeta], site_dir: Path) -> list[tuple[PostMeta, Path, bool]]:
+def _sources(posts_dir: Path) -> list[tuple[str, str]]:
+    """(posts_dir-relative name, path) of every ``.md``/``.markdown`` file, skipping names that start
+    with ``.`` or ``_`` and folders named so. ``os.walk`` on strings: a site with a page per paper has
+    tens of thousands of them, and pathlib's per-file objects cost more than the stat calls."""
+    found = []
+    root = str(posts_dir)
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith((".", "_"))]
+        prefix = os.path.relpath(folder, root).replace(os.sep, "/") + "/"
+        prefix = "" if prefix == "./" else prefix
+        found += [
+            (prefix + name, folder + os.sep + name)
+            for name in files
+            if name.endswith((".md", ".markdown")) and not name.startswith((".", "_"))
+        ]
+    return sorted(found)
+
+
+def _scan(options: SiteOptions, previous: dict[str, PostMeta], site_dir: Path) -> list[tuple[PostMeta, str, bool]]:
     """Every post, its metadata and whether it must be converted. A file whose size and mtime match
     the manifest is not even read; one whose bytes match is not parsed."""
     if not options.posts_dir.is_dir():
         raise SiteError(f"posts folder {options.posts_dir} does not exist")
     found = []
-    for path in sorted(p for ext in ("*.md", "*.markdown") for p in options.posts_dir.rglob(ext)):
-        source = path.relative_to(options.posts_dir).as_posix()
-        if any(part.startswith((".", "_")) for part in source.split("/")):
-            continue
-        info = path.stat()
+    site = str(site_dir) + os.sep
+    for source, path in _sources(options.posts_dir):
+        info = os.stat(path)
         stamp = f"{info.st_size}:{info.st_mtime_ns}"
         old = previous.get(source)
-        if old and not ((site_dir / old.url).is_file() and (site_dir / _doc_path(old.search_id)).is_file()):
+        if old and not (os.path.isfile(site + old.url) and os.path.isfile(site + _doc_path(old.search_id))):
             old = None  # its page or search document is gone: convert again
         if old and old.stamp == stamp:
             found.append((old, path, False))
             continue
-        data = path.read_bytes()
+        file = Path(path)
+        data = file.read_bytes()
         digest = _file_digest(data)
         if old and old.digest == digest:
             found.append((replace(old, stamp=stamp), path, False))
             continue
-        front = _front_matter(_decode(data, path), path)
+        front = _front_matter(_decode(data, file), file)
         if front is None:
             log.warning("%s: no front matter, not a post; skipped", path)
             continue
-        found.append((_head(source, path, digest, stamp, front[0]), path, True))
+        found.append((_head(source, file, digest, stamp, front[0]), path, True))
     return found
 
 
@@ -856,17 +1108,24 @@ class _Builder:
     def __init__(self, options: SiteOptions) -> None:
         self.options = options
         self.site_dir = options.site_dir
+        self.site_prefix = str(self.site_dir) + os.sep
         self.per_page = max(1, options.per_page)
         self.dirs = template_dirs(options.templates_dirs)
         tree = [(rel, _file_digest(path.read_bytes()), path) for path, rel in _tree(reversed(self.dirs))]
         self.static = {rel: (d, path) for rel, d, path in tree if rel.startswith("static/")}
         self.renderer = _renderer_version()
         self.config = _digest(
-            self.renderer, options.title, options.base_url, options.per_page, [(r, d) for r, d, _ in tree]
+            self.renderer,
+            options.title,
+            options.base_url,
+            options.per_page,
+            options.papers_per_page,
+            [(r, d) for r, d, _ in tree],
         )
         asset_version = _digest(sorted((r, d) for r, (d, _) in self.static.items()))[:10]
         site = {"title": options.title, "base_url": options.base_url}
-        self.worker = _Worker(self.site_dir, tuple(self.dirs), {"site": site, "asset_version": asset_version})
+        site_globals = {"site": site, "asset_version": asset_version, "paper_pages": False}
+        self.worker = _Worker(self.site_dir, tuple(self.dirs), site_globals)
         self.env = _environment(self.dirs, self.worker.site_globals)
         for name in TEMPLATES:  # a syntax error stops the build before it has touched anything
             _compile(self.env, name)
@@ -876,8 +1135,11 @@ class _Builder:
         self.written: list[str] = []
         self.skipped = 0
         self._contents: dict[str, Content] = {}
+        self._parts: dict[str, PaperParts] = {}
+        self._entries: dict[str, str] = {}
         self.categories: dict[str, Category] = {}
         self.by_category: dict[str, list[tuple[PostMeta, tuple[Paper, ...]]]] = {}
+        self.topics: list[tuple[Topic, list[PostMeta]]] = []
 
     # -- bookkeeping ------------------------------------------------------------------------------
 
@@ -886,7 +1148,7 @@ class _Builder:
         if rel in self.outputs:
             raise SiteError(f"two pages would be written to {rel}")
         self.outputs[rel] = key
-        if not self.full and self.old.outputs.get(rel) == key and (self.site_dir / rel).is_file():
+        if not self.full and self.old.outputs.get(rel) == key and os.path.isfile(self.site_prefix + rel):
             self.skipped += 1
             return False
         self.written.append(rel)
@@ -903,6 +1165,20 @@ class _Builder:
             found = page_content(self.site_dir / post.url)
             self._contents[post.digest] = found or convert_post(self.options.posts_dir / post.source)
         return self._contents[post.digest]
+
+    def parts(self, page: PostMeta) -> PaperParts:
+        if page.digest not in self._parts:
+            found = page_parts(self.site_dir / page.url)
+            self._parts[page.digest] = found or convert_paper(self.options.posts_dir / page.source)
+        return self._parts[page.digest]
+
+    def absolute_links(self, body_html: str, rel: str) -> str:
+        """Links of a page's content, for a feed: resolved against the page's public URL."""
+        page_url = self.absolute(rel)
+        return _RELATIVE_LINK.sub(
+            lambda m: f'{m[1]}{html.escape(urljoin(page_url, html.unescape(m[2])))}"',
+            relative_links(body_html, rel),
+        )
 
     def absolute(self, rel: str) -> str:
         return f"{self.options.base_url.rstrip('/')}/{rel}"
@@ -924,14 +1200,24 @@ class _Builder:
                 scanned[index] = (replace(meta, search_id=next_id), path, convert)
                 next_id += 1
         scanned.sort(key=lambda item: (item[0].date, item[0].source), reverse=True)
+        self._paper_pages(any(meta.is_paper for meta, _, _ in scanned))
         self._mark_incomplete()
         search = _SearchIndex(self.site_dir, live=len(scanned), next_id=next_id, rebuild=self.full)
 
+        daily = [meta for meta, _, _ in scanned if not meta.is_paper]
+        neighbours = {
+            meta.source: (daily[i - 1] if i else None, daily[i + 1] if i + 1 < len(daily) else None)
+            for i, meta in enumerate(daily)
+        }
         jobs, posts, urls = [], {}, {}
-        for i, (meta, path, convert) in enumerate(scanned):
-            newer = scanned[i - 1][0] if i else None
-            older = scanned[i + 1][0] if i + 1 < len(scanned) else None
-            key = _digest(self.config, "post.html", meta.url, meta.digest, _ref(newer), _ref(older))
+        for meta, path, convert in scanned:
+            newer, older = neighbours.get(meta.source, (None, None))
+            if meta.is_paper:
+                key = _key(self.config, "paper.html", meta.url, meta.digest)
+            else:
+                key = _key(
+                    self.config, "post.html", meta.url, meta.digest, *(_ref(newer) or ["-"]), *(_ref(older) or ["-"])
+                )
             posts[meta.source] = meta
             if meta.url in urls:
                 raise SiteError(f"{meta.source} and {urls[meta.url]} would both be written to {meta.url}")
@@ -941,21 +1227,34 @@ class _Builder:
                 search.add_doc(meta.search_id)
             page_stale = self.stale(meta.url, key)
             if page_stale or convert:
-                jobs.append(_PostJob(meta, path, convert, key if page_stale else None, _bare(newer), _bare(older)))
+                job = _PostJob(meta, Path(path), convert, key if page_stale else None, _bare(newer), _bare(older))
+                jobs.append(job)
 
         batches = [jobs[i : i + POSTS_PER_TASK] for i in range(0, len(jobs), POSTS_PER_TASK)]
         for result in _run_batches(batches, self.worker, self.env):
             posts.update((meta.source, meta) for meta in result.metas)
             search.add(result.postings)
         ordered = [posts[meta.source] for meta, _, _ in scanned]
-        self._listings(ordered)
-        self._feeds(ordered)
+        daily = [p for p in ordered if not p.is_paper]
+        pages = [p for p in ordered if p.is_paper]
+        self._listings(daily)
+        self._topics(pages)
+        self._feeds(daily)
+        self._topic_feeds()
         self._search(ordered, search)
         self._static()
         removed = self._clean()
-        _Manifest(self.renderer, self.config, True, posts, self.outputs, next_id).save(self.site_dir)
+        _Manifest(self.renderer, self.config, True, posts, self.outputs, next_id, self.old.loaded).save(self.site_dir)
         seconds = time.perf_counter() - started
-        return BuildReport(len(ordered), tuple(self.written), self.skipped, removed, seconds, self.full)
+        written = tuple(self.written)
+        return BuildReport(len(daily), written, self.skipped, removed, seconds, self.full, len(pages))
+
+    def _paper_pages(self, present: bool) -> None:
+        """Whether the site has paper pages: the navigation links their overview only then, so every
+        page depends on it."""
+        self.config = _digest(self.config, present)
+        self.env.globals["paper_pages"] = present
+        self.worker.site_globals["paper_pages"] = present
 
     def _mark_incomplete(self) -> None:
         """From here on files change: a crash must not leave a manifest that vouches for them."""
@@ -1007,6 +1306,41 @@ class _Builder:
             )
         self.page("search.html", [], "search.html", page_title="搜索")
 
+    def _topics(self, pages: list[PostMeta]) -> None:
+        """A page per class and per tag listing its paper pages (newest first, paginated like the
+        index), and an overview of both at ``classes/`` and ``tags/``. A listing shows only what the
+        paper page's source holds, so it changes only when one of its pages does."""
+        topics: list[tuple[Topic, list[PostMeta]]] = []
+        for kind, names_of in (("classes", lambda p: p.classes), ("tags", lambda p: p.tags)):
+            members: dict[str, list[PostMeta]] = {}
+            for page in pages:
+                for name in names_of(page):
+                    members.setdefault(name, []).append(page)
+            found = sorted(
+                (Topic(kind, n, category_slug(n), len(m)) for n, m in members.items()),
+                key=lambda t: (-t.papers, t.name),
+            )
+            topics += [(topic, members[topic.name]) for topic in found]
+        self.topics = topics
+        if not pages:
+            return
+        classes = [t for t, _ in topics if t.kind == "classes"]
+        tags = [t for t, _ in topics if t.kind == "tags"]
+        summary = [[t.kind, t.name, t.papers] for t, _ in topics]
+        for kind in ("classes", "tags"):  # the same overview at both, so neither folder is a dead end
+            self.page(f"{kind}/index.html", summary, "topics.html", classes=classes, tags=tags, page_title="类别与标签")
+        for topic, members in topics:
+            self._paginate(
+                members,
+                partial(_topic_path, topic.kind, topic.slug),
+                "topic.html",
+                lambda page: page.date,
+                [topic.papers],
+                per_page=self.options.papers_per_page,
+                topic=topic,
+                page_title=f"{topic.label}：{topic.name}",
+            )
+
     def _paginate(
         self,
         items: Sequence[Any],
@@ -1014,11 +1348,12 @@ class _Builder:
         template: str,
         day_of: Callable[[Any], date],
         first_key: list[Any],
+        per_page: int | None = None,
         **extra: Any,
     ) -> None:
         """Listing pages; ``first_key`` is what only the first page shows (a category's totals), so
         that older pages stay untouched when it changes."""
-        for rel, chunk, pagination in _pages(items, self.per_page, path_of, day_of):
+        for rel, chunk, pagination in _pages(items, max(1, per_page or self.per_page), path_of, day_of):
             refs = [
                 _ref(item) if isinstance(item, PostMeta) else [_ref(item[0]), [p.anchor for p in item[1]]]
                 for item in chunk
@@ -1036,7 +1371,7 @@ class _Builder:
                     self.absolute(p.url),
                     self.atom_id(p.url),
                     _stamp(p.date),
-                    self.content(p).html,
+                    self.absolute_links(self.content(p).html, p.url),
                     p.categories,
                 )
                 for p in latest
@@ -1059,11 +1394,42 @@ class _Builder:
                         self.absolute(link),
                         self.atom_id(link),
                         _stamp(post.date),
-                        body,
+                        self.absolute_links(body, post.url),
                         paper.categories,
                     )
                 )
             self._write_feed(category.feed_url, f"{self.options.title} · {name}", category.url, entries)
+
+    def _topic_feeds(self) -> None:
+        """Atom with full content per class and per tag: its latest paper pages."""
+        for topic, members in self.topics:
+            latest = members[:CATEGORY_FEED_PAPERS]
+            if not self.stale(
+                topic.feed_url, _digest(self.config, "feed", topic.kind, topic.name, [_ref(p) for p in latest])
+            ):
+                continue
+            entries = [
+                FeedEntry(
+                    page.title,
+                    self.absolute(page.url),
+                    self.atom_id(page.url),
+                    _stamp(page.date),
+                    self.paper_entry(page),
+                    (*page.classes, *page.tags),
+                )
+                for page in latest
+            ]
+            title = f"{self.options.title} · {topic.label}：{topic.name}"
+            self._write_feed(topic.feed_url, title, topic.url, entries)
+
+    def paper_entry(self, page: PostMeta) -> str:
+        """A paper page's feed content: ``paper_details`` of ``_macros.html``, as on the page, with
+        absolute links."""
+        if page.digest not in self._entries:
+            details = _compile(self.env, "_macros.html").module.paper_details  # type: ignore[attr-defined]
+            body = str(details(page, self.parts(page), self.absolute("")))
+            self._entries[page.digest] = self.absolute_links(body, page.url)
+        return self._entries[page.digest]
 
     def _write_feed(self, rel: str, title: str, page: str, entries: list[FeedEntry]) -> None:
         feed = {
@@ -1123,6 +1489,10 @@ def _index_path(number: int) -> str:
 
 def _category_path(slug: str, number: int) -> str:
     return f"categories/{slug}/index.html" if number == 0 else f"categories/{slug}/{number}.html"
+
+
+def _topic_path(kind: str, slug: str, number: int) -> str:
+    return f"{kind}/{slug}/index.html" if number == 0 else f"{kind}/{slug}/{number}.html"
 
 
 def build_site(options: SiteOptions) -> BuildReport:
