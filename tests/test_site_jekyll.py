@@ -175,13 +175,6 @@ def test_jekyll_writes_paper_pages_at_their_permalinks(paper_pages_site: Path) -
     assert link == ["/papers/2601.00001/"]  # right when the site is served from the domain's root
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="paper.md.j2 opens a code span before the class and closes it after the reason, with a blank "
-    "line between: kramdown (like CommonMark) ends the paragraph there, so the reason and the tags are not "
-    "code but Markdown and raw HTML, and render.md_code does not escape HTML: an <img onerror> in the LLM's "
-    "reason runs. site.py shows the reason as text",
-)
 def test_hostile_paper_page_runs_no_script_under_jekyll(paper_pages_site: Path) -> None:
     assert script_problems(parse(paper_pages_site / "papers/2601.00001/index.html")) == []
 

@@ -306,6 +306,9 @@ def load_config(path: Path | None = None) -> Config:
         if key not in SECTIONS:
             log.warning("config: unknown section %s ignored", key)
     sections = {name: _build_section(name, cls, raw.get(name), base, problems) for name, cls in SECTIONS.items()}
+    pages, site = sections["pages"], sections["site"]
+    if pages and site and pages.dir and not pages.dir.is_relative_to(site.posts_dir):
+        problems.append(f"pages.dir: expected site.posts_dir or a folder inside it, got {pages.dir}")
     if problems:
         raise ConfigError(problems, str(path) if path else "config")
     return Config(**sections, source=path.resolve() if path else None)

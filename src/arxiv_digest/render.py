@@ -112,8 +112,8 @@ def md_block(text: str) -> str:
 
 
 def md_code(text: str) -> str:
-    """Text inside a code span: it cannot hold a backtick; Liquid still runs there."""
-    return protect_liquid(str(text).replace("`", "'"))
+    """Text between the template's backticks: it must not bring backticks of its own."""
+    return str(text).replace("`", "'")
 
 
 def md_quote(text: str) -> str:
