@@ -94,6 +94,6 @@ def test_llm_auto_follows_the_key_variable(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_pages_must_live_where_the_site_reads_posts(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="pages.dir: expected site.posts_dir or a folder inside it"):
+    with pytest.raises(ConfigError, match=r"pages\.dir: expected site\.posts_dir or a folder inside it"):
         load_config(write(tmp_path, "site: {posts_dir: posts}\npages: {dir: elsewhere}\n"))
     assert load_config(write(tmp_path, "pages: {dir: posts/papers}\n")).pages.dir == tmp_path / "posts" / "papers"
