@@ -517,17 +517,22 @@ def _unquote(block: str) -> str:
     return "\n".join(re.sub(r"^>[ \t]?", "", line) for line in block.rstrip("\n").split("\n"))
 
 
+def _inline(fragment: str) -> str:
+    """The content of a lone paragraph, so a one-line value can sit inside a heading or a line."""
+    inline = _PARAGRAPH.match(fragment)
+    return inline[1] if inline and "<p>" not in inline[1] else fragment
+
+
 def paper_parts(body: str) -> PaperParts:
     """A paper page's body (after Liquid) -> its parts."""
     found = _PAPER_BODY.match(body)
     if found is None:  # the page template shows the title: drop the body's own leading one
         return PaperParts(other=Markup(re.sub(r"\A\s*<h1[^>]*>.*?</h1>\s*", "", markdown_to_html(body), flags=re.S)))
-    title = markdown_to_html(_unquote(found["title"]))
-    inline = _PARAGRAPH.match(title)
+    title, reason = (_inline(markdown_to_html(text)) for text in (_unquote(found["title"]), found["reason"]))
     rest = found["rest"].strip()
     return PaperParts(
-        reason=Markup(html.escape(" ".join(found["reason"].split()), quote=False)),
-        title=Markup(inline[1] if inline and "<p>" not in inline[1] else title),
+        reason=Markup(reason),  # the pipeline writes it as escaped Markdown text
+        title=Markup(title),
         abstract_zh=Markup(markdown_to_html(_unquote(found["zh"]))),
         abstract_en=Markup(markdown_to_html(_unquote(found["en"]))),
         other=Markup(markdown_to_html(rest) if rest and not _ARXIV_LINK.match(rest) else ""),
