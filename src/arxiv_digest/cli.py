@@ -146,6 +146,7 @@ def command(func: Callable[..., RunOutcome]) -> Callable[..., None]:
         error: str | None = None
         code = 0
         config = None
+        commit = kwargs.pop("commit", False)
         try:
             config = load_config(opts["config"])
             with run_lock(config.store.path):
@@ -156,7 +157,7 @@ def command(func: Callable[..., RunOutcome]) -> Callable[..., None]:
                     digest.close()
             code = exit_code(outcome)
             error = outcome.llm_error
-            if kwargs.get("commit"):
+            if commit:
                 click.echo(commit_posts_of(outcome))
         except DigestError as exc:
             code, error = exc.exit_code, str(exc)
@@ -217,7 +218,7 @@ def main(config: Path | None, verbose: int, quiet: bool) -> None:
 @COMMIT_OPTION
 @command
 def generate(
-    digest: Digest, day: str | None, first: str | None, last: str | None, refetch: bool, force: bool, commit: bool
+    digest: Digest, day: str | None, first: str | None, last: str | None, refetch: bool, force: bool
 ) -> RunOutcome:
     """Write the post of one date, or of every date in a range.
 
@@ -249,7 +250,7 @@ def _days(day: str | None, first: str | None, last: str | None) -> list[date]:
 @main.command()
 @COMMIT_OPTION
 @command
-def run(digest: Digest, commit: bool) -> RunOutcome:
+def run(digest: Digest) -> RunOutcome:
     """Write the post of the latest window that has ended (the nightly job).
 
     It also re-checks the previous window.refresh_days windows, so papers that arXiv announces

@@ -241,14 +241,6 @@ def read_body(path: Path) -> str | None:
     return _XML_INVALID.sub("", text[match.end() :]) if match else None
 
 
-def read_post(path: Path) -> tuple[dict[str, Any], str] | None:
-    """Front matter and body of ``path``, or None when it is not a post. Control characters that
-    XML cannot carry are dropped from the body here, once, so pages and feeds stay valid."""
-    text = _decode(path.read_bytes(), path)
-    found = _front_matter(text, path)
-    return (found[0], _XML_INVALID.sub("", text[found[1] :])) if found else None
-
-
 def _head(source: str, path: Path, digest: str, stamp: str, front: dict[str, Any]) -> PostMeta:
     """Date from ``date:``, else the Jekyll file name ``YYYY-MM-DD-slug``, else any date in the name."""
     stem = path.stem
