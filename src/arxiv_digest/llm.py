@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from .errors import DigestError
-from .polite import RetryPolicy, retry_after_seconds
+from .polite import RetriesExhausted, Retryable, RetryPolicy, retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +37,6 @@ class LLMFatal(LLMError):
 
 class LLMTooLong(LLMError):
     """The prompt exceeds the model's context window: a shorter text may still work."""
-
-
-class LLMTransient(LLMError):
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -68,14 +62,14 @@ def _error_message(response: httpx.Response) -> str:
     return str(error)[:200]
 
 
-def _classify(response: httpx.Response) -> LLMError:
+def _classify(response: httpx.Response) -> LLMError | Retryable:
     status, message = response.status_code, _error_message(response)
     if status in (401, 403):
         return LLMFatal(f"the LLM endpoint rejected the API key (HTTP {status}): {message}")
     if status == 429 and "insufficient_quota" in response.text:
         return LLMFatal(f"the LLM account has no quota left (HTTP 429): {message}")
     if status in TRANSIENT_STATUS:
-        return LLMTransient(f"HTTP {status}: {message}", retry_after_seconds(_retry_after(response)))
+        return Retryable(f"HTTP {status}: {message}", retry_after_seconds(_retry_after(response)))
     if status in (400, 413) and CONTEXT_OVERFLOW.search(message):
         return LLMTooLong(f"the text is too long for the model: {message}")
     if status == 404:
@@ -99,7 +93,7 @@ def _completion(response: httpx.Response, requested_model: str) -> Completion:
         choice = body["choices"][0]
         message = choice.get("message") or {}
     except (ValueError, KeyError, IndexError, TypeError):
-        raise LLMTransient("the LLM answered with unreadable JSON") from None
+        raise Retryable("the LLM answered with unreadable JSON") from None
     usage = body.get("usage") or {}
     return Completion(
         content=message.get("content") or "",
@@ -137,28 +131,25 @@ class ChatClient:
             "max_tokens": max_tokens,
             "stream": False,
         }
-        attempts = self.policy.retries + 1
-        for attempt in range(1, attempts + 1):
+
+        def once() -> Completion:
             if self._fatal:
                 raise self._fatal
             try:
                 response = self.client.post(self.url, json=payload, headers=self.headers)
-                if response.status_code != 200:
-                    raise _classify(response)
-                return _completion(response, model)
             except httpx.TimeoutException:
-                problem: LLMError = LLMTransient("the LLM call timed out")
+                raise Retryable("the LLM call timed out") from None
             except httpx.TransportError as exc:
-                problem = LLMTransient(f"cannot reach the LLM endpoint ({type(exc).__name__})")
-            except LLMFatal as exc:
-                with self._lock:
-                    self._fatal = exc
-                raise
-            except LLMTransient as exc:
-                problem = exc
-            if attempt == attempts:
-                raise LLMError(f"{problem} (after {attempts} attempts)")
-            wait = self.policy.delay(attempt, getattr(problem, "retry_after", None))
-            log.info("LLM: %s; retry %d/%d in %.1fs", problem, attempt, self.policy.retries, wait)
-            self.sleep(wait)
-        raise AssertionError("unreachable")
+                raise Retryable(f"cannot reach the LLM endpoint ({type(exc).__name__})") from None
+            if response.status_code != 200:
+                error = _classify(response)
+                if isinstance(error, LLMFatal):
+                    with self._lock:
+                        self._fatal = error  # every other worker stops calling too
+                raise error
+            return _completion(response, model)
+
+        try:
+            return self.policy.call(once, self.sleep, "LLM")
+        except RetriesExhausted as exc:
+            raise LLMError(f"{exc} (after {exc.attempts} attempts)") from None

@@ -28,7 +28,19 @@ RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 
 
 class Retryable(Exception):
-    """Raised by a response parser when the answer is transiently bad (empty, unparseable...)."""
+    """A transient failure (429, 5xx, timeout, empty or unparseable answer): try again later."""
+
+    def __init__(self, problem: str, retry_after: float | None = None) -> None:
+        super().__init__(problem)
+        self.retry_after = retry_after  # what the server asked for, in seconds
+
+
+class RetriesExhausted(Exception):
+    """Every attempt failed transiently; carries the last problem."""
+
+    def __init__(self, problem: str, attempts: int) -> None:
+        super().__init__(problem)
+        self.attempts = attempts
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,21 @@ class RetryPolicy:
         if retry_after is not None:
             wait = max(wait, min(retry_after, self.max_retry_after))
         return wait
+
+    def call(self, once: Callable[[], T], sleep: Callable[[float], None], what: str) -> T:
+        """Run ``once`` until it stops raising ``Retryable``, waiting ``delay`` between attempts;
+        the one retry loop shared by the arXiv and LLM clients."""
+        attempt = 1
+        while True:
+            try:
+                return once()
+            except Retryable as exc:
+                if attempt > self.retries:
+                    raise RetriesExhausted(str(exc), attempt) from None
+                wait = self.delay(attempt, exc.retry_after)
+                log.info("%s: %s; retry %d/%d in %.1fs", what, exc, attempt, self.retries, wait)
+                sleep(wait)
+                attempt += 1
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
@@ -92,30 +119,25 @@ class PoliteHttp:
 
     def get(self, url: str, parse: Callable[[httpx.Response], T], params: dict[str, str] | None = None) -> T:
         """GET ``url`` and hand the response to ``parse``; retry on 429/5xx/timeouts/``Retryable``."""
-        attempts = self.policy.retries + 1
-        last_problem = ""
+
+        def once() -> T:
+            self._wait_turn()
+            self.requests += 1
+            try:
+                response = self.client.get(url, params=params)
+                if response.status_code in RETRYABLE_STATUS:
+                    reason = f"HTTP {response.status_code} {response.reason_phrase or ''}".strip()
+                    raise Retryable(reason, retry_after_seconds(response.headers.get("retry-after")))
+                return parse(response)
+            except httpx.TimeoutException:
+                raise Retryable("timed out") from None
+            except httpx.TransportError as exc:
+                raise Retryable(f"connection failed ({type(exc).__name__})") from None
+            finally:
+                self._last_done = self.clock()
+
         with self._lock:  # one request at a time, across threads
-            for attempt in range(1, attempts + 1):
-                self._wait_turn()
-                retry_after: float | None = None
-                try:
-                    self.requests += 1
-                    response = self.client.get(url, params=params)
-                    if response.status_code in RETRYABLE_STATUS:
-                        retry_after = retry_after_seconds(response.headers.get("retry-after"))
-                        reason = response.reason_phrase or ""
-                        raise Retryable(f"HTTP {response.status_code} {reason}".strip())
-                    return parse(response)
-                except httpx.TimeoutException:
-                    last_problem = "timed out"
-                except httpx.TransportError as exc:
-                    last_problem = f"connection failed ({type(exc).__name__})"
-                except Retryable as exc:
-                    last_problem = str(exc)
-                finally:
-                    self._last_done = self.clock()
-                if attempt < attempts:
-                    wait = self.policy.delay(attempt, retry_after)
-                    log.info("%s: %s; retry %d/%d in %.1fs", url, last_problem, attempt, self.policy.retries, wait)
-                    self.sleep(wait)
-        raise ArxivError(f"{last_problem} for {url}", url=url, attempts=attempts)
+            try:
+                return self.policy.call(once, self.sleep, url)
+            except RetriesExhausted as exc:
+                raise ArxivError(f"{exc} for {url}", url=url, attempts=exc.attempts) from None
