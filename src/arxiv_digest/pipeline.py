@@ -145,7 +145,16 @@ class Digest:
         start, end = pending[0].start, pending[-1].end
         client = ArxivClient(self.http, self.config.arxiv.api_url, self.config.arxiv.page_size)
         papers: dict[str, Paper] = {}
-        requests_before = self.http.requests
+        recorded = self.http.requests  # requests already stored with an earlier batch of windows
+
+        def save(complete: list[Window]) -> None:
+            nonlocal recorded
+            low, high = complete[0].start, complete[-1].end
+            chosen = [p for p in papers.values() if low <= p.published < high]
+            self.store.save_fetch(chosen, complete, self.http.requests - recorded, self.now())
+            recorded = self.http.requests
+            progress.info("arXiv: stored %d papers for %s .. %s", len(chosen), complete[0].day, complete[-1].day)
+
         query = submitted_range_query(self.config.arxiv.categories, start, end)
         with tqdm(desc="arXiv", unit="page", disable=None, leave=False) as bar:
             for page in client.pages(query):
@@ -157,16 +166,10 @@ class Digest:
                 horizon = max((p.published for p in page.papers), default=end)
                 done = [w for w in pending if w.end <= horizon]
                 if done:
-                    self._save_windows(done, papers, requests_before)
+                    save(done)
                     pending = [w for w in pending if w not in done]
         if pending:
-            self._save_windows(pending, papers, requests_before)
-
-    def _save_windows(self, windows: list[Window], papers: dict[str, Paper], requests_before: int) -> None:
-        low, high = windows[0].start, windows[-1].end
-        chosen = [p for p in papers.values() if low <= p.published < high]
-        self.store.save_fetch(chosen, windows, self.http.requests - requests_before, self.now())
-        progress.info("arXiv: stored %d papers for %s .. %s", len(chosen), windows[0].day, windows[-1].day)
+            save(pending)
 
     def stored_fulltext(self, paper: Paper) -> fulltext.FullText | None:
         if not self.config.fulltext.enabled:
@@ -174,20 +177,23 @@ class Digest:
         found = self.store.fulltext(paper.versioned_id)
         return fulltext.FullText(*found) if found else None
 
-    def keys(self, paper: Paper) -> tuple[str, str | None]:
-        """Cache keys of the paper's translation and explainer (None until its full text is known)."""
-        source = self.stored_fulltext(paper)
-        return (
-            translation_key(paper, self.prompts["translation"], self.models["translation"]),
-            explainer_key(paper, source, self.prompts["explainer"], self.models["explainer"]) if source else None,
-        )
+    def translation_key(self, paper: Paper) -> str:
+        return translation_key(paper, self.prompts["translation"], self.models["translation"])
+
+    def explainer_key(self, paper: Paper, source: fulltext.FullText) -> str:
+        return explainer_key(paper, source, self.prompts["explainer"], self.models["explainer"])
 
     def page_key(self, paper: Paper) -> str:
         return page_key(paper, self.prompts["page"], self.models["page"], self.taxonomy)
 
     def texts(self, paper: Paper) -> Texts:
         """Current texts, else the newest valid ones of an older prompt/model (never worse than none)."""
-        keys = (*self.keys(paper), self.page_key(paper) if self.config.pages.enabled else None)
+        source = self.stored_fulltext(paper)
+        keys = (
+            self.translation_key(paper),
+            self.explainer_key(paper, source) if source else None,  # unknown until the full text is
+            self.page_key(paper) if self.config.pages.enabled else None,
+        )
         found = [
             (self.store.text(key) if key else None) or self.store.latest_text(paper.arxiv_id, kind)
             for key, kind in zip(keys, ("translation", "explainer", "page"), strict=True)
@@ -255,29 +261,15 @@ class Digest:
         jobs: list[Job] = []
         downloads: list[Paper] = []
         for paper in papers:
-            t_key = self.keys(paper)[0]
-            if self.store.text(t_key) is None:
+            key = self.translation_key(paper)
+            if not self._cached(key, usage):
+                check = partial(check_translation, paper=paper)
+                jobs.append(self._job("translation", paper, key, check, "abstract", {"paper": paper}))
+            if self.config.pages.enabled and not self._cached(key := self.page_key(paper), usage):
+                check = partial(self._check_page, paper=paper)
                 jobs.append(
-                    self._job(
-                        "translation",
-                        paper,
-                        t_key,
-                        partial(check_translation, paper=paper),
-                        "abstract",
-                        {"paper": paper},
-                    )
+                    self._job("page", paper, key, check, "abstract", {"paper": paper, "taxonomy": self.taxonomy})
                 )
-            else:
-                usage.cache_hits += 1
-            if self.config.pages.enabled:
-                p_key = self.page_key(paper)
-                if self.store.text(p_key) is None:
-                    check = partial(self._check_page, paper=paper)
-                    jobs.append(
-                        self._job("page", paper, p_key, check, "abstract", {"paper": paper, "taxonomy": self.taxonomy})
-                    )
-                else:
-                    usage.cache_hits += 1
             source = self.stored_fulltext(paper)
             if source is None:
                 downloads.append(paper)
@@ -353,10 +345,16 @@ class Digest:
     def _check_page(self, answer: str, paper: Paper) -> str:
         return page_to_json(check_page(answer, paper, self.taxonomy))
 
+    def _cached(self, key: str, usage: Usage) -> bool:
+        """Whether the store already holds the text for ``key`` (counted as a cache hit)."""
+        if self.store.text(key) is None:
+            return False
+        usage.cache_hits += 1
+        return True
+
     def _explainer_job(self, paper: Paper, source: fulltext.FullText, usage: Usage) -> Job | None:
-        key = explainer_key(paper, source, self.prompts["explainer"], self.models["explainer"])
-        if self.store.text(key) is not None:
-            usage.cache_hits += 1
+        key = self.explainer_key(paper, source)
+        if self._cached(key, usage):
             return None
         values = {"paper": paper, "fulltext": source.text, "source_label": source.label}
         return self._job("explainer", paper, key, check_explainer, source.source, values)
