@@ -71,9 +71,10 @@ def closing_line(outcome: RunOutcome) -> str:
     written = [d for d in outcome.days if d.path is not None]
     if len(outcome.days) == 1:
         day = outcome.days[0]
-        what = f"wrote {_display(day.path)}" if day.path else (day.note or "wrote nothing")
-        if day.note == "unchanged":
-            what = f"{_display(day.path)} unchanged" if day.path else what
+        if day.path is None:
+            what = day.note or "wrote nothing"
+        else:
+            what = f"{_display(day.path)} unchanged" if day.note == "unchanged" else f"wrote {_display(day.path)}"
         head = f"{day.day}: fetched {day.fetched}, shown {day.shown}, {what}"
     else:
         first, last = outcome.days[0].day, outcome.days[-1].day
@@ -322,7 +323,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
       arxiv-digest serve --port 4000
     """
     config = _config_or_exit(ctx)
-    source = ctx.find_root().params["config"] or (Path("config.yaml") if Path("config.yaml").exists() else None)
+    source = config.source
 
     def reload_options() -> SiteOptions:
         return site_options(load_config(source))
