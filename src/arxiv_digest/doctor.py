@@ -69,7 +69,7 @@ def check_templates(config: Config) -> Check:
     front = yaml.safe_load(text.split("---\n")[1])
     if not isinstance(front, dict) or "title" not in front:
         return Check("templates", False, "post.md.j2 does not produce front matter with a title")
-    for name in ("prompts/translate.j2", "prompts/explain.j2"):
+    for name in ("prompts/translate.j2", "prompts/explain.j2", "prompts/page.j2"):
         blocks = env.get_template(name).blocks
         if not {"system", "user"} <= set(blocks):
             return Check("templates", False, f"{name} needs blocks 'system' and 'user'")

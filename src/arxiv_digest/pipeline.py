@@ -460,7 +460,8 @@ class Digest:
         started = time.monotonic()
         now = self.now()
         cfg = self.config.window
-        render.remove_stale_temp_files(self.config.site.posts_dir)
+        for folder in {self.config.site.posts_dir, self.config.pages.dir or self.config.site.posts_dir}:
+            render.remove_stale_temp_files(folder)
         windows = [closed_window(day, cfg.timezone, cfg.anchor, now) for day in days]
         missing = [w for w in windows if refetch or self.store.window_fetched_at(w.day) is None]
         requests_before = self._http.requests if self._http else 0

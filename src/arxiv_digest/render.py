@@ -26,6 +26,7 @@ LIQUID_OPENER = re.compile(r"\{(?=[{%])")
 SAFE_TARGET = r"(?!\s*(?:https?://|/(?!/)|#))"
 UNSAFE_INLINE_LINK = re.compile(r"(\]\(\s*)" + SAFE_TARGET + r"[^)]*\)")
 UNSAFE_REFERENCE = re.compile(r"^(\s{0,3}\[[^\]]+\]:\s*)" + SAFE_TARGET + r"\S+", re.MULTILINE)
+YAML_PLAIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 BLOCK_START = re.compile(r"^(\s*)(#|[-+*=](?=\s|$)|\d+[.)](?=\s|$))")
 
 
@@ -41,9 +42,9 @@ def default_template_dirs() -> list[Path]:
     return [d for d in (PACKAGE_TEMPLATES, REPO_TEMPLATES) if d.is_dir()]
 
 
-def environment(user_dir: Path | None = None, subdir: str = "") -> jinja2.Environment:
+def environment(user_dir: Path | None = None) -> jinja2.Environment:
     """A user's ``templates/`` overrides the packaged copy file by file."""
-    dirs = [d / subdir for d in ([user_dir] if user_dir else []) + default_template_dirs()]
+    dirs = ([user_dir] if user_dir else []) + default_template_dirs()
     unique = list(dict.fromkeys(d.resolve() for d in dirs if d.is_dir()))
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader([str(d) for d in unique]),
@@ -85,6 +86,11 @@ def _safe_links(text: str) -> str:
     return UNSAFE_REFERENCE.sub(r"\1#", text)
 
 
+def _inert(text: str) -> str:
+    """Text outside code spans, made inert for HTML, kramdown and link targets."""
+    return _safe_links(_escape_html(text))
+
+
 def _outside_code(text: str, transform: Any) -> str:
     """Apply ``transform`` to the parts of ``text`` that are not Markdown code spans."""
     parts, last = [], 0
@@ -99,7 +105,7 @@ def _outside_code(text: str, transform: Any) -> str:
 def md_inline(text: str, heading: bool = False) -> str:
     """One line of arXiv text as literal Markdown: no HTML, no tables, no block syntax."""
     text = " ".join(str(text).split())
-    text = _outside_code(text, lambda part: _safe_links(_escape_html(part)).replace("|", "&#124;"))
+    text = _outside_code(text, lambda part: _inert(part).replace("|", "&#124;"))
     text = BLOCK_START.sub(r"\1\\\2", text)
     if heading and text.endswith("#"):
         text = text[:-1] + "\\#"
@@ -108,7 +114,7 @@ def md_inline(text: str, heading: bool = False) -> str:
 
 def md_block(text: str) -> str:
     """Multi-line LLM Markdown: its structure is kept, raw HTML and Liquid are neutralised."""
-    return protect_liquid(_outside_code(str(text).strip("\n"), lambda part: _safe_links(_escape_html(part))))
+    return protect_liquid(_outside_code(str(text).strip("\n"), _inert))
 
 
 def md_code(text: str) -> str:
@@ -135,8 +141,7 @@ def yaml_str(value: str) -> str:
 
 
 def yaml_list(values: Iterable[str]) -> str:
-    plain = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    return "[" + ", ".join(v if plain.match(v) else yaml_str(v) for v in values) + "]"
+    return "[" + ", ".join(v if YAML_PLAIN.match(v) else yaml_str(v) for v in values) + "]"
 
 
 def render_post(post: Post, env: jinja2.Environment, template: str = "post.md.j2") -> str:
