@@ -139,6 +139,3 @@ def run_checks(config: Config) -> Iterator[Check]:
             yield step(config)
         except (DigestError, OSError, httpx.HTTPError, ValueError, yaml.YAMLError) as exc:
             yield Check(name, False, str(exc) or type(exc).__name__)
-
-
-__all__ = ["Check", "run_checks"]

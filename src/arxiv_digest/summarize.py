@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import jinja2
 
 from .fulltext import FullText
-from .llm import ChatClient, LLMError, LLMFatal
+from .llm import ChatClient, LLMError
 from .models import PageInfo, Paper
 
 log = logging.getLogger(__name__)
@@ -279,6 +279,3 @@ def run_job(job: Job, chat: ChatClient, usage: Usage, temperature: float, max_to
                 {"role": "user", "content": f"上面的回答不符合要求：{problem}。请严格按要求重新输出。"},
             ]
     raise LLMError(f"no valid {job.kind} after {attempts} attempts: {problem}")
-
-
-__all__ = ["BudgetExhausted", "LLMFatal", "Usage", "check_explainer", "check_translation", "run_job"]
