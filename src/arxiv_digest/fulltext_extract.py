@@ -313,12 +313,15 @@ class _Extractor:
         else:
             self.container(el)
 
-    def container(self, el: lxml.etree._Element) -> None:
-        """Block children become blocks; runs of loose inline content become paragraphs."""
+    def container(self, el: lxml.etree._Element, claim: Callable[[lxml.etree._Element], bool] | None = None) -> None:
+        """Block children become blocks; runs of loose inline content become paragraphs. ``claim``
+        may take a child for itself (a list item's marker); its tail text still counts."""
         run: list[str] = [el.text or ""]
         for child in el:
             tag = child.tag
-            if isinstance(tag, str) and tag.rpartition("}")[2] in _BLOCK_TAGS:
+            if claim is not None and claim(child):
+                pass
+            elif isinstance(tag, str) and tag.rpartition("}")[2] in _BLOCK_TAGS:
                 self.emit(_norm("".join(run)))
                 run = []
                 self.block(child)
@@ -423,26 +426,15 @@ class _Extractor:
         """(marker, one-line body, nested list blocks) of a list item."""
         marker = "-"
 
-        def body() -> None:
+        def take_marker(child: lxml.etree._Element) -> bool:
             nonlocal marker
-            run: list[str] = [item.text or ""]
-            for child in item:
-                if not isinstance(child.tag, str):
-                    continue
-                if "ltx_tag_item" in _classes(child):
-                    t = _norm("".join(child.itertext()))
-                    marker = "-" if not t or t in _BULLETS else t
-                elif child.tag in _BLOCK_TAGS:
-                    self.emit(_norm("".join(run)))
-                    run = []
-                    self.block(child)
-                else:
-                    self._inline_into(child, run)
-                if child.tail:
-                    run.append(child.tail)
-            self.emit(_norm("".join(run)))
+            if not isinstance(child.tag, str) or "ltx_tag_item" not in _classes(child):
+                return False
+            tag = _norm("".join(child.itertext()))
+            marker = "-" if not tag or tag in _BULLETS else tag
+            return True
 
-        blocks = self.capture(body)
+        blocks = self.capture(lambda: self.container(item, take_marker))
         nested = [b for b in blocks if isinstance(b, _ListBlock)]
         text = " ".join(b.replace("\n", " ") for b in blocks if not isinstance(b, _ListBlock))
         return marker, text, nested
