@@ -71,14 +71,6 @@ def test_yaml_filters_quote_anything() -> None:
     assert yaml.safe_load(f"k: {render.yaml_list(['cs.SD', 'a: b', 'x,y'])}") == {"k": ["cs.SD", "a: b", "x,y"]}
 
 
-def test_write_atomic_leaves_no_temp_files(tmp_path) -> None:
-    target = tmp_path / "posts" / "2026-01-15-arxiv.md"
-    render.write_atomic(target, "one")
-    render.write_atomic(target, "two")
-    assert target.read_text() == "two"
-    assert [p.name for p in target.parent.iterdir()] == [target.name]
-
-
 def test_post_quality_counts_papers_and_texts() -> None:
     post, text = reference_post("daily-post-2026-01-15.md")
     assert render.post_quality(text) == (8, 8, 8)

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from . import fulltext, render
 from .arxiv import ArxivClient, submitted_range_query
 from .config import Config
+from .files import remove_stale_temp_files, write_atomic
 from .fulltext_extract import trim_for_llm
 from .llm import ChatClient, LLMError, LLMFatal, LLMTooLong
 from .models import LateNote, Paper, PaperPage, Post, PostEntry, Texts, Window
@@ -412,7 +413,7 @@ class Digest:
             if any(worse):
                 log.warning("%s: kept the existing post, which has more papers or texts than a rewrite would", path)
                 return DayOutcome(day, post.fetched, len(post.entries), None, "kept existing better post")
-        render.write_atomic(path, text)
+        write_atomic(path, text)
         self._record(post, new_ids, path, text)
         self.write_pages(post)
         return DayOutcome(day, post.fetched, len(post.entries), path)
@@ -427,7 +428,7 @@ class Digest:
             text = render.render_page(page, self.env)
             path = folder / f"{page.day.isoformat()}-{entry.paper.arxiv_id}.md"
             if not path.exists() or path.read_text(encoding="utf-8") != text:
-                render.write_atomic(path, text)
+                write_atomic(path, text)
 
     def _record(self, post: Post, new_ids: list[str], path: Path, text: str) -> None:
         stamp = self.now()
@@ -461,7 +462,7 @@ class Digest:
         now = self.now()
         cfg = self.config.window
         for folder in {self.config.site.posts_dir, self.config.pages.dir or self.config.site.posts_dir}:
-            render.remove_stale_temp_files(folder)
+            remove_stale_temp_files(folder)
         windows = [closed_window(day, cfg.timezone, cfg.anchor, now) for day in days]
         missing = [w for w in windows if refetch or self.store.window_fetched_at(w.day) is None]
         requests_before = self._http.requests if self._http else 0

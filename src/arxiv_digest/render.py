@@ -1,12 +1,10 @@
-"""Posts as text: a Jinja environment (user templates first, packaged defaults behind), escaping
-filters that keep arXiv/LLM text inert under Markdown and Jekyll's Liquid, and atomic writes."""
+"""Posts as text: the posts' Jinja environment and the escaping filters that keep arXiv/LLM text
+inert under Markdown and Jekyll's Liquid."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -15,11 +13,10 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
+from . import templating
 from .errors import RenderError
 from .models import PaperPage, Post
 
-PACKAGE_TEMPLATES = Path(__file__).parent / "templates"
-REPO_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 CODE_SPAN = re.compile(r"(`+)(?!`)(.+?)(?<!`)\1(?!`)", re.DOTALL)
 ENTITY_LIKE = re.compile(r"&(?=#\d+;|#[xX][0-9a-fA-F]+;|[A-Za-z][A-Za-z0-9]*;)")
 LIQUID_OPENER = re.compile(r"\{(?=[{%])")
@@ -37,23 +34,9 @@ def local_time(moment: datetime, tz: str) -> str:
     return moment.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M")
 
 
-def default_template_dirs() -> list[Path]:
-    """Packaged templates: inside the wheel, or the repository's ``templates/`` in a checkout."""
-    return [d for d in (PACKAGE_TEMPLATES, REPO_TEMPLATES) if d.is_dir()]
-
-
 def environment(user_dir: Path | None = None) -> jinja2.Environment:
-    """A user's ``templates/`` overrides the packaged copy file by file."""
-    dirs = ([user_dir] if user_dir else []) + default_template_dirs()
-    unique = list(dict.fromkeys(d.resolve() for d in dirs if d.is_dir()))
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader([str(d) for d in unique]),
-        autoescape=False,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        undefined=jinja2.StrictUndefined,
-    )
+    """The posts' environment: a user's ``templates/`` overrides the packaged copy file by file."""
+    env = templating.environment([user_dir] if user_dir else [], keep_trailing_newline=True)
     env.filters.update(
         md=md_inline,
         md_block=md_block,
@@ -158,28 +141,6 @@ def render_template(env: jinja2.Environment, template: str, **values: object) ->
     except jinja2.TemplateError as exc:
         where = f" ({exc.filename}:{exc.lineno})" if isinstance(exc, jinja2.TemplateSyntaxError) else ""
         raise RenderError(f"template {template}{where}: {exc.message or exc}") from None
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write to a temp file beside ``path``, fsync, then rename: readers never see half a post."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def remove_stale_temp_files(folder: Path) -> None:
-    """Temp files of a run that was killed mid-write (the run lock says none is in progress)."""
-    if folder.is_dir():
-        for leftover in folder.glob(".*.tmp"):
-            leftover.unlink(missing_ok=True)
 
 
 def post_quality(text: str) -> tuple[int, int, int]:

@@ -8,8 +8,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from .files import write_atomic
 from .pipeline import RunOutcome
-from .render import write_atomic
 
 
 def run_report(

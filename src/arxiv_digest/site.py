@@ -53,8 +53,9 @@ import pyromark
 import yaml
 from markupsafe import Markup
 
+from . import templating
 from .errors import DigestError
-from .render import default_template_dirs
+from .files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -787,10 +788,10 @@ def _file_digest(data: bytes) -> str:
 
 def template_dirs(user_dirs: Sequence[Path]) -> list[Path]:
     """``user_dirs`` that exist, then the packaged ``templates/site``."""
-    defaults = [d / "site" for d in default_template_dirs() if (d / "site").is_dir()]
-    if not defaults:
-        raise SiteError("the packaged site templates (templates/site) are missing")
-    return list(dict.fromkeys([*(d.resolve() for d in user_dirs if d.is_dir()), defaults[0].resolve()]))
+    try:
+        return templating.search_path(user_dirs, "site")
+    except FileNotFoundError as exc:
+        raise SiteError(str(exc)) from None
 
 
 def _tree(dirs: Iterable[Path]) -> Iterator[tuple[Path, str]]:
@@ -802,19 +803,7 @@ def _tree(dirs: Iterable[Path]) -> Iterator[tuple[Path, str]]:
 
 
 def _environment(dirs: Sequence[Path], site_globals: dict[str, Any]) -> jinja2.Environment:
-    loader = jinja2.ChoiceLoader(
-        [
-            jinja2.FileSystemLoader([str(d) for d in dirs]),
-            jinja2.PrefixLoader({"!default": jinja2.FileSystemLoader(str(dirs[-1]))}, delimiter="/"),
-        ]
-    )
-    env = jinja2.Environment(
-        loader=loader,
-        autoescape=jinja2.select_autoescape(["html", "xml"]),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+    env = templating.environment(dirs[:-1], "site", autoescape=jinja2.select_autoescape(["html", "xml"]))
     env.globals.update(site_globals)
     env.filters["category_slug"] = category_slug
     return env
@@ -837,21 +826,8 @@ def _render(env: jinja2.Environment, template: str, path: str, **context: Any) -
 
 
 def _write(site_dir: Path, rel: str, data: str | bytes) -> None:
-    """Temp file and rename, so a server reading the folder never sees half a page. The folder is
-    made only when the file cannot be created: tens of thousands of ``mkdir`` calls for folders that
-    exist cost a full build of a site with paper pages seconds."""
-    target = os.path.join(site_dir, rel)
-    folder, name = os.path.split(target)
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-    try:
-        fd = os.open(tmp, flags, 0o666)
-    except FileNotFoundError:
-        os.makedirs(folder, exist_ok=True)
-        fd = os.open(tmp, flags, 0o666)
-    with open(fd, "wb") as handle:
-        handle.write(data.encode("utf-8") if isinstance(data, str) else data)
-    os.replace(tmp, target)
+    """Atomic, so a server reading the folder never sees half a page; not fsynced: a build can be repeated."""
+    write_atomic(os.path.join(site_dir, rel), data, durable=False)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,0 +1,53 @@
+"""The one Jinja environment factory: a user's template folder first, the packaged templates behind
+it, so a user overrides a template file by file and can still reach the packaged one as
+``{% extends "!default/name" %}``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import jinja2
+
+PACKAGE_TEMPLATES = Path(__file__).parent / "templates"
+REPO_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+
+
+def packaged_dir(subdir: str = "") -> Path:
+    """The packaged templates (inside the wheel, or the repository's ``templates/`` in a checkout)."""
+    for base in (PACKAGE_TEMPLATES, REPO_TEMPLATES):
+        folder = base / subdir if subdir else base
+        if folder.is_dir():
+            return folder.resolve()
+    raise FileNotFoundError(f"the packaged templates{'/' + subdir if subdir else ''} are missing")
+
+
+def search_path(user_dirs: Sequence[Path], subdir: str = "") -> list[Path]:
+    """The folders a template is looked up in, in order: the user's that exist, then the packaged one."""
+    found = [d.resolve() for d in user_dirs if d.is_dir()]
+    return list(dict.fromkeys([*found, packaged_dir(subdir)]))
+
+
+def environment(
+    user_dirs: Sequence[Path] = (),
+    subdir: str = "",
+    *,
+    autoescape: bool | Callable[[str | None], bool] = False,
+    keep_trailing_newline: bool = False,
+) -> jinja2.Environment:
+    """An environment over ``search_path(user_dirs, subdir)``; undefined names are errors."""
+    dirs = search_path(user_dirs, subdir)
+    loader = jinja2.ChoiceLoader(
+        [
+            jinja2.FileSystemLoader([str(d) for d in dirs]),
+            jinja2.PrefixLoader({"!default": jinja2.FileSystemLoader(str(dirs[-1]))}, delimiter="/"),
+        ]
+    )
+    return jinja2.Environment(
+        loader=loader,
+        autoescape=autoescape,
+        keep_trailing_newline=keep_trailing_newline,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
