@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from arxiv_digest.render import PENDING_LINE
+from arxiv_digest.postformat import PENDING_LINE
 from arxiv_digest.runlock import run_lock
 
 from .conftest import Workspace
@@ -144,7 +144,7 @@ def test_kill_while_writing_posts_leaves_only_whole_posts(workspace: Workspace, 
     again = ws.cli(*args)
     assert again.returncode == 0, again.stderr
     assert posts_of(ws) == expected
-    assert not list((ws.root / "posts").glob(".*"))
+    assert not list((ws.root / "posts").glob(".*.tmp"))  # no temp file left (records are dot-files too)
 
 
 def test_doctor_gives_a_verdict_per_part(workspace: Workspace) -> None:

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from arxiv_digest import render
+from arxiv_digest.postformat import PENDING_LINE
 from arxiv_digest.models import Author, Paper, PostEntry, Texts
 
 from .reference_posts import reference_post
@@ -62,20 +63,13 @@ def test_hostile_text_is_inert_markdown_and_liquid() -> None:
     stripped = text.replace("{% raw %}{{% endraw %}", "")
     assert "{{" not in stripped and "{%" not in stripped
     assert "&#124;a&#124;" in text and "C\\#" in text and "\\#1." in text
-    assert render.PENDING_LINE in text and text.count("<details>") == 1
+    assert PENDING_LINE in text and text.count("<details>") == 1
 
 
 def test_yaml_filters_quote_anything() -> None:
     for value in ['a: "b"', "- x", "{{ y }}", "it's", "\\", "#c"]:
         assert yaml.safe_load(f"k: {render.yaml_str(value)}") == {"k": value}
     assert yaml.safe_load(f"k: {render.yaml_list(['cs.SD', 'a: b', 'x,y'])}") == {"k": ["cs.SD", "a: b", "x,y"]}
-
-
-def test_post_quality_counts_papers_and_texts() -> None:
-    post, text = reference_post("daily-post-2026-01-15.md")
-    assert render.post_quality(text) == (8, 8, 8)
-    pending = replace(post, entries=tuple(replace(e, texts=Texts()) for e in post.entries))
-    assert render.post_quality(render.render_post(pending, render.environment())) == (8, 0, 0)
 
 
 def test_user_template_overrides_packaged_one(tmp_path) -> None:

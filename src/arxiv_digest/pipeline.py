@@ -20,10 +20,10 @@ from zoneinfo import ZoneInfo
 import httpx
 from tqdm import tqdm
 
-from . import fulltext, render
+from . import fulltext, postformat, render
 from .arxiv import ArxivClient, submitted_range_query
 from .config import Config
-from .files import remove_stale_temp_files, write_atomic
+from .files import remove_stale_temp_files
 from .fulltext_extract import trim_for_llm
 from .llm import ChatClient, LLMError, LLMFatal, LLMTooLong
 from .models import LateNote, Paper, PaperPage, Post, PostEntry, Texts, Window
@@ -402,18 +402,19 @@ class Digest:
         if not post.entries:
             return DayOutcome(day, post.fetched, 0, None, "no papers, no post")
         text = render.render_post(post, self.env)
+        record = postformat.post_record(post, text, self.env)
         path = self.config.site.posts_dir / f"{day.isoformat()}-arxiv.md"
         if path.exists() and not force:
             old = path.read_text(encoding="utf-8")
             if old == text:
+                postformat.write(path, text, record)  # a post from before records gets its record
                 self._record(post, new_ids, path, text)
                 self.write_pages(post)
                 return DayOutcome(day, post.fetched, len(post.entries), path, "unchanged")
-            worse = [a < b for a, b in zip(render.post_quality(text), render.post_quality(old), strict=True)]
-            if any(worse):
+            if postformat.better_on_disk(path, record):
                 log.warning("%s: kept the existing post, which has more papers or texts than a rewrite would", path)
                 return DayOutcome(day, post.fetched, len(post.entries), None, "kept existing better post")
-        write_atomic(path, text)
+        postformat.write(path, text, record)
         self._record(post, new_ids, path, text)
         self.write_pages(post)
         return DayOutcome(day, post.fetched, len(post.entries), path)
@@ -427,8 +428,7 @@ class Digest:
                 continue
             text = render.render_page(page, self.env)
             path = folder / f"{page.day.isoformat()}-{entry.paper.arxiv_id}.md"
-            if not path.exists() or path.read_text(encoding="utf-8") != text:
-                write_atomic(path, text)
+            postformat.write(path, text, postformat.page_record(page, self.env))
 
     def _record(self, post: Post, new_ids: list[str], path: Path, text: str) -> None:
         stamp = self.now()

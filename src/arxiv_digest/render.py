@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
-from . import templating
+from . import postformat, templating
 from .errors import RenderError
 from .models import PaperPage, Post
 
@@ -25,9 +25,6 @@ UNSAFE_INLINE_LINK = re.compile(r"(\]\(\s*)" + SAFE_TARGET + r"[^)]*\)")
 UNSAFE_REFERENCE = re.compile(r"^(\s{0,3}\[[^\]]+\]:\s*)" + SAFE_TARGET + r"\S+", re.MULTILINE)
 YAML_PLAIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 BLOCK_START = re.compile(r"^(\s*)(#|[-+*=](?=\s|$)|\d+[.)](?=\s|$))")
-
-
-PENDING_LINE = "（中文译文待生成，暂显示英文摘要。）"
 
 
 def local_time(moment: datetime, tz: str) -> str:
@@ -47,7 +44,7 @@ def environment(user_dir: Path | None = None) -> jinja2.Environment:
         quote=md_quote,
     )
     env.filters["local"] = local_time
-    env.globals["PENDING_LINE"] = PENDING_LINE
+    env.globals.update(postformat.TEMPLATE_GLOBALS)
     env.globals["SUMMARY_OPEN"] = "<summary>"
     return env
 
@@ -142,9 +139,3 @@ def render_template(env: jinja2.Environment, template: str, **values: object) ->
         where = f" ({exc.filename}:{exc.lineno})" if isinstance(exc, jinja2.TemplateSyntaxError) else ""
         raise RenderError(f"template {template}{where}: {exc.message or exc}") from None
 
-
-def post_quality(text: str) -> tuple[int, int, int]:
-    """(papers, translated, explained) of a rendered post; a rewrite must not lower any of them."""
-    papers = len(re.findall(r"^## (?!补录)", text, re.MULTILINE))
-    pending = text.count(PENDING_LINE)
-    return papers, papers - pending, len(re.findall(r"<summary[^>]*>详细解读</summary>", text))
