@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from arxiv_digest import render
-from arxiv_digest.postformat import PENDING_LINE
 from arxiv_digest.models import Author, Paper, PostEntry, Texts
+from arxiv_digest.postformat import PENDING_LINE
 
 from .reference_posts import reference_post
 

@@ -138,4 +138,3 @@ def render_template(env: jinja2.Environment, template: str, **values: object) ->
     except jinja2.TemplateError as exc:
         where = f" ({exc.filename}:{exc.lineno})" if isinstance(exc, jinja2.TemplateSyntaxError) else ""
         raise RenderError(f"template {template}{where}: {exc.message or exc}") from None
-
