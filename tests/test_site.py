@@ -22,16 +22,10 @@ import pytest
 
 from arxiv_digest.models import PageInfo
 from arxiv_digest.serve import ServeHandle, safe_path, serve
-from arxiv_digest.site import (
-    BuildReport,
-    SiteError,
-    SiteOptions,
-    apply_liquid_raw,
-    build_site,
-    markdown_to_html,
-    relative_links,
-    search_tokens,
-)
+from arxiv_digest.postformat import apply_liquid_raw
+from arxiv_digest.site import BuildReport, SiteError, SiteOptions, build_site
+from arxiv_digest.site.markdown import convert, relative_links
+from arxiv_digest.site.search import search_tokens
 
 from .site_support import (
     ALLOWED_BODY_TAGS,
@@ -147,9 +141,9 @@ def test_post_page_links_categories_neighbours_and_works_from_any_folder(site: P
 
 
 def test_maths_code_and_kramdown_rules() -> None:
-    html = markdown_to_html(
+    html = convert(
         "Title $a*b*c_1$ and $$x^2$$, `$not maths$`, $5 and $10, 2~6 dB, a &lt;b&gt; $x&lt;y$\n\n1) item\n"
-    )
+    ).html
     assert '<span class="math">$a*b*c_1$</span>' in html
     assert '<span class="math display">$$x^2$$</span>' in html
     assert "<code>$not maths$</code>" in html
@@ -265,7 +259,7 @@ def test_search_index_finds_papers_by_chinese_word_author_and_title(site: Path) 
 
 def test_adding_a_post_rewrites_only_what_shows_it(tmp_path: Path) -> None:
     write_posts(tmp_path / "posts")
-    options, first = build(tmp_path, per_page=2)
+    options, first = build(tmp_path, posts_per_listing=2)
     assert first.full and first.skipped == 0
     assert build_site(options).written == ()
 
@@ -590,7 +584,7 @@ def test_hand_written_paper_pages_and_paginated_topics(tmp_path: Path) -> None:
         "tags: [模型压缩]\narxiv_id: 2601.10010\n---\n# 手写的页面\n\n随便写点 **粗体** 与 <script>x</script>\n",
         encoding="utf-8",
     )
-    _, report = build(tmp_path, papers_per_page=1)
+    _, report = build(tmp_path, papers_per_listing=1)
     assert report.pages == 4
     page = parse(tmp_path / "site/papers/2601.10010/index.html")
     assert [h.text for h in page.iter("h1")] == ["手写的页面"]  # the body's own title is not repeated

@@ -272,7 +272,7 @@ def site_options(config: Config, incremental: bool = True) -> SiteOptions:
         templates_dirs=(config.site.templates_dir / "site",),
         title=config.site.title,
         base_url=config.site.base_url,
-        per_page=config.site.per_page,
+        posts_per_listing=config.site.per_page,
         incremental=incremental,
     )
 

@@ -348,19 +348,19 @@ def read(path: Path, raw: bytes | None = None, sidecar: bytes | None = None) -> 
     if found is None:
         return None
     front, start = found
-    try:
-        body = apply_liquid_raw(XML_INVALID.sub("", text[start:]))
-    except ValueError as exc:
-        raise PostFormatError(f"{path}: {exc}") from None
     if sidecar is None:
         try:
             sidecar = sidecar_path(path).read_bytes()
         except OSError:
             sidecar = b""
     kind: Literal["post", "page"] = "page" if page_id(front, path.stem) else "post"
-    record = _from_sidecar(sidecar, raw, kind) if sidecar else None
-    if record is None:
-        record = parse_page(body, front, path.stem) if kind == "page" else parse_post(body, front, path.stem)
+    try:
+        body = apply_liquid_raw(XML_INVALID.sub("", text[start:]))
+        record = _from_sidecar(sidecar, raw, kind) if sidecar else None
+        if record is None:
+            record = parse_page(body, front, path.stem) if kind == "page" else parse_post(body, front, path.stem)
+    except ValueError as exc:  # an unclosed raw tag, an invalid date
+        raise PostFormatError(f"{path}: {exc}") from None
     return Document(front, body, record)
 
 
@@ -384,7 +384,7 @@ _ANY_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 def document_date(front: Mapping[str, Any], stem: str) -> date | None:
     """Date from ``date:``, else the Jekyll file name ``YYYY-MM-DD-slug``, else any date in the name;
-    None when there is none. An invalid date is an error."""
+    None when there is none. An invalid date is a ``ValueError``."""
     value = front.get("date")
     if isinstance(value, datetime):
         return value.date()
@@ -398,7 +398,7 @@ def document_date(front: Mapping[str, Any], stem: str) -> date | None:
     try:
         return date.fromisoformat(found[0])
     except ValueError:
-        raise PostFormatError(f"{stem}: invalid date {found[0]!r}") from None
+        raise ValueError(f"invalid date {found[0]!r}") from None
 
 
 def names(value: Any) -> tuple[str, ...]:

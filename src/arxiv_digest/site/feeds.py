@@ -1,0 +1,125 @@
+"""Atom feeds with full content: the latest daily posts site-wide, the latest papers of each category
+(each rendered from its record), and the latest paper pages of each class and tag."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from ..postformat import XML_INVALID
+from .convert import Library, paper_texts
+from .listings import Category, CategoryPosts, Topic, ref
+from .manifest import SourceInfo, digest
+from .templates import compile_template, render
+from .writer import Writer
+
+FEED_POSTS = 10
+CATEGORY_FEED_PAPERS = 20
+
+
+@dataclass(frozen=True)
+class FeedEntry:
+    title: str
+    url: str
+    id: str
+    updated: str
+    content: str
+    categories: tuple[str, ...]
+
+
+def _xml(text: str) -> str:
+    """Text an XML reader takes (a record holds what arXiv and the model wrote)."""
+    return XML_INVALID.sub("", text)
+
+
+def _stamp(day: date) -> str:
+    return f"{day.isoformat()}T00:00:00Z"
+
+
+class Feeds:
+    """Writes the feeds that are stale; ``library`` supplies what they show."""
+
+    def __init__(self, writer: Writer, library: Library, site_title: str) -> None:
+        self.writer = writer
+        self.library = library
+        self.site_title = site_title
+        self._page_entries: dict[str, str] = {}
+
+    def site(self, posts: list[SourceInfo]) -> None:
+        """The latest posts, each with its whole converted body."""
+        latest = posts[:FEED_POSTS]
+        if not self.writer.stale("feed.xml", digest(self.writer.config, "feed", [ref(p) for p in latest])):
+            return
+        entries = [
+            self._entry(
+                p.title, p.url, p.date, self.writer.absolute_links(self.library.content(p), p.url), p.categories
+            )
+            for p in latest
+        ]
+        self._write("feed.xml", self.site_title, "index.html", entries)
+
+    def categories(self, categories: dict[Category, CategoryPosts]) -> None:
+        """The latest papers of each category, each from its record: facts, links, translation (or the
+        English abstract while it is pending) and explainer."""
+        entry_template = compile_template(self.writer.env, "_macros.html").module.paper_entry  # type: ignore[attr-defined]
+        for category, posts in categories.items():
+            papers = [
+                (post, index)
+                for post, _ in posts
+                for index, link in enumerate(post.papers)
+                if category.name in link.categories
+            ][:CATEGORY_FEED_PAPERS]
+            key = digest(self.writer.config, "feed", category.name, [[ref(post), index] for post, index in papers])
+            if not self.writer.stale(category.feed_url, key):
+                continue
+            entries = []
+            for post, index in papers:
+                paper = self.library.post(post)[1].papers[index]
+                link = post.papers[index]
+                url = f"{post.url}#{link.anchor}" if link.anchor else post.url
+                content = str(entry_template(paper, paper_texts(paper)))
+                content = self.writer.absolute_links(content, post.url)
+                entries.append(self._entry(paper.title, url, post.date, content, paper.categories))
+            self._write(category.feed_url, f"{self.site_title} · {category.name}", category.url, entries)
+
+    def topics(self, topics: list[tuple[Topic, list[SourceInfo]]]) -> None:
+        """The latest paper pages of each class and tag."""
+        for topic, members in topics:
+            latest = members[:CATEGORY_FEED_PAPERS]
+            key = digest(self.writer.config, "feed", topic.kind, topic.name, [ref(p) for p in latest])
+            if not self.writer.stale(topic.feed_url, key):
+                continue
+            entries = [
+                self._entry(page.title, page.url, page.date, self._page_entry(page), (*page.classes, *page.tags))
+                for page in latest
+            ]
+            self._write(topic.feed_url, f"{self.site_title} · {topic.label}：{topic.name}", topic.url, entries)
+
+    def _page_entry(self, page: SourceInfo) -> str:
+        """A paper page's feed content: ``paper_details`` of ``_macros.html``, as on the page, with
+        absolute links."""
+        if page.digest not in self._page_entries:
+            details = compile_template(self.writer.env, "_macros.html").module.paper_details  # type: ignore[attr-defined]
+            body = str(details(page, self.library.parts(page), self.writer.absolute("")))
+            self._page_entries[page.digest] = self.writer.absolute_links(body, page.url)
+        return self._page_entries[page.digest]
+
+    def _entry(self, title: str, rel: str, day: date, content: str, categories: tuple[str, ...]) -> FeedEntry:
+        return FeedEntry(
+            _xml(title),
+            self.writer.absolute(rel),
+            self.writer.atom_id(rel),
+            _stamp(day),
+            _xml(content),
+            tuple(_xml(name) for name in categories),
+        )
+
+    def _write(self, rel: str, title: str, html_rel: str, entries: list[FeedEntry]) -> None:
+        feed = {
+            "title": title,
+            "id": self.writer.atom_id(rel),
+            "self_url": self.writer.absolute(rel),
+            "html_url": self.writer.absolute(html_rel),
+            "updated": entries[0].updated if entries else _stamp(date(1970, 1, 1)),
+        }
+        self.writer.write(rel, render(self.writer.env, "feed.xml", rel, feed=feed, entries=entries))
