@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 from ..files import write_atomic
 
 MANIFEST = ".build-manifest.json"
-_CODE = (Path(__file__).parent, Path(__file__).parents[1] / "postformat.py")
+_CODE = (Path(__file__).parent, Path(__file__).parents[1] / "postformat")
 
 
 class PaperLink(NamedTuple):
@@ -111,7 +111,7 @@ def file_digest(data: bytes) -> str:
 def renderer_version() -> str:
     """Changes whenever the site's code, the post format's reader or the converters change, which
     invalidates everything an earlier build kept."""
-    code = sorted(p for base in _CODE for p in ([base] if base.is_file() else base.glob("*.py")))
+    code = sorted(path for folder in _CODE for path in folder.glob("*.py"))
     return digest([file_digest(p.read_bytes()) for p in code], version("pyromark"), version("nh3"))
 
 
