@@ -1,12 +1,12 @@
 """The daily post and the per-paper page as data: the one owner of their structure.
 
 The pipeline renders a post with ``templates/post.md.j2`` and writes beside it its *record*, a
-small JSON sidecar (``posts/.2026-01-15-arxiv.md.json`` beside ``posts/2026-01-15-arxiv.md``; Jekyll
-and the site's source scan skip dot-files) that
-says what the post holds: each paper's id, title, authors, categories, links and texts. Whatever
-needs a post's structure (the rewrite guard, the site's category pages, counts, search and feeds)
-reads the record, never the rendered text or HTML, so a user's own ``post.md.j2`` (other labels,
-another order, extra lines) changes nothing for them. The sidecar carries the sha256 of the text it
+small JSON sidecar (``posts/.2026-01-15-arxiv.md.json`` beside ``posts/2026-01-15-arxiv.md``;
+Jekyll and the site's source scan skip dot-files) that says what the post holds: each paper's id,
+title, authors, categories, links and texts. Whatever needs a post's structure (the rewrite guard,
+the site's category pages, counts, search and feeds) reads the record, never the rendered text or
+HTML, so a user's own ``post.md.j2`` (other labels, another order, extra lines) changes nothing for
+them. The sidecar carries the sha256 of the text it
 describes and is written first: a crash before the post is written leaves a sidecar that does not
 match, which is ignored.
 
