@@ -21,12 +21,13 @@ import lxml.html
 import pytest
 
 from arxiv_digest.models import PageInfo
-from arxiv_digest.serve import ServeHandle, safe_path, serve
 from arxiv_digest.postformat import apply_liquid_raw
+from arxiv_digest.serve import ServeHandle, safe_path, serve
 from arxiv_digest.site import BuildReport, SiteError, SiteOptions, build_site
 from arxiv_digest.site.markdown import convert, relative_links
 from arxiv_digest.site.search import search_tokens
 
+from .reference_posts import reference_post
 from .site_support import (
     ALLOWED_BODY_TAGS,
     ATTACK_PAGE_TITLE,
@@ -35,11 +36,13 @@ from .site_support import (
     PAGES,
     PWNED,
     REFERENCE,
+    REFERENCE_PAGE,
     REFERENCE_POSTS,
     body_tags,
     paper_page,
     parse,
     pipeline_post,
+    reference_page,
     script_problems,
     search,
     text,
@@ -87,9 +90,40 @@ def links_resolve(site: Path, rel: str) -> None:
 
 def test_fixture_posts_are_the_reference_posts() -> None:
     shared = Path(__file__).resolve().parents[2] / "shared" / "reference"
-    for name in REFERENCE_POSTS:
-        if (shared / name).is_file():
-            assert (REFERENCE / name).read_bytes() == (shared / name).read_bytes()
+    if not shared.is_dir():
+        pytest.skip(f"{shared} is not there to compare the fixtures with")
+    for name in (*REFERENCE_POSTS, REFERENCE_PAGE):
+        assert (REFERENCE / name).read_bytes() == (shared / name).read_bytes(), name
+
+
+def test_reference_posts_and_page_build_with_their_papers_and_categories(tmp_path: Path) -> None:
+    """The seed system's posts (no records beside them) are read by their Markdown: every paper is
+    listed under each of its categories, counted, linked to its heading and found by search."""
+    write_posts(tmp_path / "posts", hostile=False)
+    (tmp_path / "posts" / "2025-01-21-2501.11999.md").write_text(reference_page(), encoding="utf-8")
+    _, report = build(tmp_path)
+    assert (report.posts, report.pages) == (2, 1)
+    site = tmp_path / "site"
+    expected: dict[str, list[str]] = {}
+    for name in sorted(REFERENCE_POSTS, reverse=True):  # newest first, as the listings are
+        post, _ = reference_post(name)  # an independent reading of the fixture
+        page = parse(site / f"{post.window.day:%Y/%m/%d}/{name.removesuffix('.md')}.html")
+        toc = [(a.text_content(), a.get("href")) for a in page.find_class("toc")[0].iter("a")]
+        ids = [f"#{h.get('id')}" for h in page.find_class("post-body")[0].iter("h2")]
+        assert toc == list(zip([e.paper.title for e in post.entries], ids, strict=True))
+        assert f"{len(post.entries)} 篇论文" in text(page.find_class("meta")[0])
+        for entry in post.entries:
+            for category in entry.paper.categories:
+                expected.setdefault(category, []).append(entry.paper.title)
+            assert [title for _, title in search(site, entry.paper.arxiv_id)] == [entry.paper.title]
+    overview = {a.text: text(a.getparent()) for a in parse(site / "categories/index.html").iter("a") if a.text}
+    for category, titles in expected.items():
+        listing = parse(site / f"categories/{category}/index.html")
+        assert [a.text_content() for a in listing.iter("a") if "#" in (a.get("href") or "")] == titles
+        assert overview[category].startswith(f"{category} {len(titles)} 篇")
+    assert len(expected) == 7 and len(expected["cs.SD"]) == 10
+    listed = parse(site / "classes/其他/index.html").find_class("paper-item-title")
+    assert [(a.text, a.get("href")) for a in listed] == [("速率感知的智能语音压缩", f"../../{REFERENCE_PAGE_URL}")]
 
 
 # -- conversion ------------------------------------------------------------------------------------

@@ -141,18 +141,10 @@ def parse_post(body: str, front: Mapping[str, Any], stem: str) -> PostRecord:
             in_details = _details_state(block.html(), in_details)
         elif block.kind == "List" and not papers and fetched is None:
             fetched, shown = _counts(block)
-        elif (
-            block.kind == "Heading"
-            and block.level == 2
-            and not in_details
-            and n + 1 < len(blocks)
-            and blocks[n + 1].kind == "List"
-        ):
-            fields_ = dict(_key_value(blocks[n + 1].events))
-            if LABEL.authors in fields_:
-                paper, n = _paper(block.text(), fields_, blocks, n + 2, source)
-                papers.append(paper)
-                continue
+        elif not in_details and (metadata := _paper_start(blocks, n)) is not None:
+            paper, n = _paper(block.text(), metadata, blocks, n + 2, source)
+            papers.append(paper)
+            continue
         n += 1
     return PostRecord(
         document_date(front, stem),
@@ -162,6 +154,18 @@ def parse_post(body: str, front: Mapping[str, Any], stem: str) -> PostRecord:
         shown,
         tuple(papers),
     )
+
+
+def _paper_start(blocks: list[_Block], n: int) -> dict[str, list[Event]] | None:
+    """The metadata of the paper whose ``##`` heading is block ``n``: the list right after it, read
+    by its keys, when it has the authors key. Any other heading (a model's, the late papers') starts
+    no paper."""
+    if not (blocks[n].kind == "Heading" and blocks[n].level == 2 and n + 1 < len(blocks)):
+        return None
+    if blocks[n + 1].kind != "List":
+        return None
+    metadata = dict(_key_value(blocks[n + 1].events))
+    return metadata if LABEL.authors in metadata else None
 
 
 def _details_state(html: str, inside: bool) -> bool:
@@ -180,14 +184,14 @@ def _paper(
     title: str, metadata: dict[str, list[Event]], blocks: list[_Block], n: int, source: _Source
 ) -> tuple[PaperRecord, int]:
     """A paper from its heading and metadata list, then the blocks from ``n``: its text up to a
-    ``<details>``, a rule or the next heading, and the explainer inside ``<details>``. Returns the
+    ``<details>``, a rule or the next paper, and the explainer inside ``<details>``. Returns the
     record and the index of the first block after the paper."""
     abs_url, _ = _link(metadata.get(LABEL.arxiv, []))
     pdf_url, _ = _link(metadata.get(LABEL.pdf, []))
     page_url, page_title = _link(metadata.get(LABEL.page, []))
     found = _ABS_ID.search(abs_url)
     text_blocks: list[_Block] = []
-    while n < len(blocks) and blocks[n].kind not in ("HtmlBlock", "Rule", "Heading"):
+    while n < len(blocks) and blocks[n].kind not in ("HtmlBlock", "Rule") and _paper_start(blocks, n) is None:
         text_blocks.append(blocks[n])
         n += 1
     explainer = None
