@@ -1,14 +1,16 @@
 """Site build benchmark: 1,000 daily posts of 20 papers each, in the reference post format.
 
-Run as ``.venv/bin/python bench/site.py [--posts N] [--pages] [--no-jekyll] [--keep DIR]``. Papers
-(titles with LaTeX, up to 133 authors, non-ASCII names, cross-listed categories) come from the real
-listings fixture; the Chinese translations and explainers are sentences of the reference posts,
-shuffled with a fixed seed, at the reference posts' lengths. ``--pages`` adds one page per paper in
-the format of ``templates/paper.md.j2`` (one class of five, 2-4 tags of 150, most of them rare),
-linked from the post, as with ``pages.enabled``; the incremental build then adds a post and its 20
-pages. Each build runs in a child process, so its peak memory (``ru_maxrss`` of the build process
-and of its largest worker) is measured on its own. Targets on the 2-core machine: full build
-< 10 s, incremental < 1 s, peak < 300 MB, faster than Jekyll.
+Run as ``.venv/bin/python bench/site.py [--posts N] [--pages] [--no-records] [--no-jekyll]
+[--keep DIR]``. Papers (titles with LaTeX, up to 133 authors, non-ASCII names, cross-listed
+categories) come from the real listings fixture; the Chinese translations and explainers are
+sentences of the reference posts, shuffled with a fixed seed, at the reference posts' lengths.
+``--pages`` adds one page per paper in the format of ``templates/paper.md.j2`` (one class of five,
+2-4 tags of 150, most of them rare), linked from the post, as with ``pages.enabled``; the
+incremental build then adds a post and its 20 pages. Each post and page has the record beside it
+that the pipeline writes (``--no-records``: none, as for the seed system's posts, which the site
+then reads by their Markdown). Each build runs in a child process, so its peak memory
+(``ru_maxrss`` of the build process and of its largest worker) is measured on its own. Targets on
+the 2-core machine: full build < 10 s, incremental < 1 s, peak < 300 MB, faster than Jekyll.
 """
 
 from __future__ import annotations
@@ -94,24 +96,56 @@ def _tags(rng: random.Random) -> list[str]:
 
 def _page(
     day: date, arxiv_id: str, title: str, rng: random.Random, pool: list[str], translation: str, paper: dict
-) -> str:
-    """A paper page as templates/paper.md.j2 writes it."""
+) -> tuple[str, dict]:
+    """A paper page as templates/paper.md.j2 writes it, and its record's fields."""
     tags = _tags(rng)
     category = rng.choice(TAXONOMY)
+    reason = rng.choice(pool)
     quoted = ", ".join(json.dumps(t, ensure_ascii=False) for t in tags)
-    return (
+    text = (
         f'---\nlayout: post\ntitle: "{title}"\ndate: {day.isoformat()}\npermalink: "/papers/{arxiv_id}/"\n'
         f'categories: ["{category}"]\ntags: [{quoted}]\narxiv_id: "{arxiv_id}"\n---\n'
-        f"# {title}\n\n发布时间：{day:%Y年%m月%d日}\n\n`{category}\n\n理由：{rng.choice(pool)}`"
+        f"# {title}\n\n发布时间：{day:%Y年%m月%d日}\n\n`{category}\n\n理由：{reason}`"
         + "".join(f" `{t}`" for t in tags)
         + f"\n\n\n> {_inline(paper['title'])}\n\n# 摘要\n\n> {translation}\n\n> {_inline(paper['abstract'])}\n\n"
         f"[Arxiv](https://arxiv.org/abs/{arxiv_id})"
     )
+    record = {
+        "arxiv_id": arxiv_id,
+        "date": day,
+        "title": title,
+        "category": category,
+        "reason": reason,
+        "tags": tuple(tags),
+        "en_title": " ".join(paper["title"].split()),
+        "abstract_zh": translation,
+        "abstract_en": _inline(paper["abstract"]),
+        "permalink": f"/papers/{arxiv_id}/",
+    }
+    return text, record
 
 
-def write_posts(folder: Path, count: int, seed: int = 7, pages: bool = False) -> list[Path]:
+def _write(path: Path, text: str, record: object | None) -> None:
+    """A post or page, with the record beside it that the pipeline writes (``None``: a seed post)."""
+    if record is None:
+        path.write_text(text, encoding="utf-8")
+        return
+    from arxiv_digest import postformat
+
+    postformat.write(path, text, record)  # type: ignore[arg-type]
+
+
+def _records() -> tuple[type, type, type]:
+    from arxiv_digest.postformat import PageRecord, PaperRecord, PostRecord
+
+    return PostRecord, PaperRecord, PageRecord
+
+
+def write_posts(folder: Path, count: int, seed: int = 7, pages: bool = False, records: bool = True) -> list[Path]:
     """``count`` posts ``YYYY-MM-DD-arxiv.md``, one a day, ending on 2026-01-15; with ``pages``, each
-    paper's page ``YYYY-MM-DD-<id>.md`` too (ids are made unique: the fixture has fewer papers)."""
+    paper's page ``YYYY-MM-DD-<id>.md`` too (ids are made unique: the fixture has fewer papers); with
+    ``records``, the record the pipeline writes beside each (without: posts of the seed system)."""
+    post_record, paper_record, page_record = _records() if records else (None, None, None)
     papers = json.loads(LISTINGS.read_text(encoding="utf-8"))
     pool = _sentences()
     rng = random.Random(seed)
@@ -120,19 +154,38 @@ def write_posts(folder: Path, count: int, seed: int = 7, pages: bool = False) ->
     first = date(2026, 1, 15) - timedelta(days=count - 1)
     for n in range(count):
         day = first + timedelta(days=n)
-        blocks = []
+        blocks, papers_of_post = [], []
         for k in range(PAPERS_PER_POST):
             paper = papers[(n * PAPERS_PER_POST + k) % len(papers)]
             arxiv_id = f"{day:%y%m}.{n * PAPERS_PER_POST + k:05d}" if pages else paper["id"]
             abs_url = f"https://arxiv.org/abs/{arxiv_id}v{paper['version']}"
             translation = "".join(rng.sample(pool, rng.randint(5, 9)))
-            page_line = ""
+            explainer = _explainer(rng, pool)
+            page_line, title = "", None
             if pages:
                 title = rng.choice(pool)[:24].rstrip("。，")
                 page = folder / f"{day.isoformat()}-{arxiv_id}.md"
-                page.write_text(_page(day, arxiv_id, title, rng, pool, translation, paper), encoding="utf-8")
+                text, fields = _page(day, arxiv_id, title, rng, pool, translation, paper)
+                _write(page, text, page_record(**fields) if page_record else None)
                 written.append(page)
                 page_line = f"- **中文页面**: [{title}](/papers/{arxiv_id}/)\n"
+            if paper_record:
+                papers_of_post.append(
+                    paper_record(
+                        arxiv_id=arxiv_id,
+                        version=paper["version"],
+                        title=" ".join(paper["title"].split()),
+                        authors=tuple(paper["authors"]),
+                        categories=tuple(paper["categories"]),
+                        abs_url=abs_url,
+                        pdf_url=abs_url.replace("/abs/", "/pdf/"),
+                        translation=translation,
+                        abstract=_inline(paper["abstract"]),
+                        explainer=explainer,
+                        page_url=f"/papers/{arxiv_id}/" if title else None,
+                        page_title=title,
+                    )
+                )
             blocks.append(
                 f"## {_inline(paper['title'])}\n"
                 f"- **Authors**: {_inline(', '.join(paper['authors']))}\n"
@@ -141,17 +194,22 @@ def write_posts(folder: Path, count: int, seed: int = 7, pages: bool = False) ->
                 f"- **PDF**: [{abs_url.replace('/abs/', '/pdf/')}]({abs_url.replace('/abs/', '/pdf/')})\n"
                 f"{page_line}\n"
                 f"{translation}\n\n"
-                f'<details>\n<summary>详细解读</summary>\n\n<div markdown="1">\n\n{_explainer(rng, pool)}\n</div>\n\n'
+                f'<details>\n<summary>详细解读</summary>\n\n<div markdown="1">\n\n{explainer}\n</div>\n\n'
                 f"</details>\n\n---\n"
             )
         path = folder / f"{day.isoformat()}-arxiv.md"
-        path.write_text(
+        text = (
             f'---\nlayout: post\ntitle: "arXiv Daily – {day.isoformat()}"\ntags: [arxiv, cs.SD, eess.AS]\n---\n\n'
             f"以下为 {day.isoformat()}（CST，北京时间）窗口内更新的论文中文译文：\n"
             f"- 时间窗口（锚点 08:50 CST）：{day - timedelta(days=1)} 08:50 — {day} 08:50\n"
-            f"- 抓取总数：{PAPERS_PER_POST} 篇 | 本页显示：{PAPERS_PER_POST} 篇（去重/过滤后）\n\n" + "\n".join(blocks),
-            encoding="utf-8",
+            f"- 抓取总数：{PAPERS_PER_POST} 篇 | 本页显示：{PAPERS_PER_POST} 篇（去重/过滤后）\n\n" + "\n".join(blocks)
         )
+        record = None
+        if post_record:
+            title_of_post = f"arXiv Daily – {day.isoformat()}"
+            tags = ("arxiv", "cs.SD", "eess.AS")
+            record = post_record(day, title_of_post, tags, PAPERS_PER_POST, PAPERS_PER_POST, tuple(papers_of_post))
+        _write(path, text, record)
         written.append(path)
     return written
 
@@ -225,21 +283,28 @@ def main() -> None:
     parser.add_argument("--posts", type=int, default=1000)
     parser.add_argument("--pages", action="store_true", help="one page per paper as well (pages.enabled)")
     parser.add_argument("--no-jekyll", action="store_true", help="skip the Jekyll comparison")
+    parser.add_argument(
+        "--no-records",
+        action="store_true",
+        help="no records beside the posts: the seed system's posts, read by their Markdown",
+    )
     parser.add_argument("--keep", type=Path, help="build here and keep the result (default: a temporary folder)")
     args = parser.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="arxiv-digest-bench-"))
     try:
         posts = work / "posts"
-        write_posts(posts, args.posts + 1, pages=args.pages)
+        write_posts(posts, args.posts + 1, pages=args.pages, records=not args.no_records)
         newest = max(posts.glob("*.md")).name[:10]
         held = work / "held"
         held.mkdir()
-        for extra in posts.glob(f"{newest}-*.md"):  # the newest day is added later, for the incremental build
-            extra.rename(held / extra.name)
+        for extra in [*posts.glob(f"{newest}-*.md"), *posts.glob(f".{newest}-*.md.json")]:
+            extra.rename(held / extra.name)  # the newest day is added later, for the incremental build
         size = sum(p.stat().st_size for p in posts.glob("*.md")) / 2**20
         pages = f" + {args.posts * PAPERS_PER_POST} paper pages" if args.pages else ""
+        records = "no records (seed posts)" if args.no_records else "with their records"
         print(
-            f"{args.posts} posts x {PAPERS_PER_POST} papers{pages}, {size:.0f} MB of Markdown; load average {_load()}"
+            f"{args.posts} posts x {PAPERS_PER_POST} papers{pages}, {size:.0f} MB of Markdown, {records}; "
+            f"load average {_load()}"
         )
 
         full = build(posts, work / "site")

@@ -25,7 +25,7 @@ Modules: ``records`` (the records and the labels, built from the pipeline's mode
 reading a file back, the rewrite guard).
 """
 
-from .files import Document, better_on_disk, read, sidecar_path, write
+from .files import Document, better_on_disk, read, read_record, sidecar_path, write
 from .jekyll import (
     XML_INVALID,
     PostFormatError,
@@ -74,6 +74,7 @@ __all__ = [
     "parse_post",
     "post_record",
     "read",
+    "read_record",
     "sidecar_path",
     "write",
 ]

@@ -9,7 +9,7 @@ import logging
 from dataclasses import asdict, dataclass, fields
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from ..files import write_atomic
 from .jekyll import XML_INVALID, PostFormatError, apply_liquid_raw, decode, front_matter, page_id
@@ -55,12 +55,13 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _from_sidecar(data: bytes, raw: bytes, kind: Literal["post", "page"]) -> Record | None:
+def _from_sidecar(data: bytes, raw: bytes) -> Record | None:
     """The record in sidecar bytes ``data`` when it describes exactly ``raw`` (the file's bytes),
     else None: the file is then read by its Markdown."""
     try:
         found = json.loads(data)
-        if found.get("format") != SIDECAR_FORMAT or found.get("kind") != kind or found.get("sha256") != _sha256(raw):
+        kind = found.get("kind")
+        if found.get("format") != SIDECAR_FORMAT or kind not in ("post", "page") or found.get("sha256") != _sha256(raw):
             return None
         body = dict(found[kind])
         body["date"] = date.fromisoformat(body["date"]) if body.get("date") else None
@@ -69,13 +70,16 @@ def _from_sidecar(data: bytes, raw: bytes, kind: Literal["post", "page"]) -> Rec
         body["papers"] = tuple(PaperRecord(**_tuples(PaperRecord, paper)) for paper in body["papers"])
         return PostRecord(**_tuples(PostRecord, body))
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        log.debug("sidecar of a %s unusable (%s); reading its Markdown", kind, exc)
+        log.debug("unusable sidecar (%s); reading the Markdown", exc)
         return None
+
+
+_FIELDS = {cls: frozenset(f.name for f in fields(cls)) for cls in (PostRecord, PaperRecord, PageRecord)}
 
 
 def _tuples(cls: type, values: dict[str, Any]) -> dict[str, Any]:
     """JSON lists back into the tuples the frozen records hold."""
-    known = {f.name for f in fields(cls)}
+    known = _FIELDS[cls]
     return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in known}
 
 
@@ -89,29 +93,45 @@ class Document:
     record: Record
 
 
-def read(path: Path, raw: bytes | None = None, sidecar: bytes | None = None) -> Document | None:
-    """The post or page at ``path`` (its bytes ``raw`` and its sidecar's ``sidecar`` when the caller
-    has read them already), or None when it has no front matter and so is no post."""
-    raw = path.read_bytes() if raw is None else raw
+def read(path: Path) -> Document | None:
+    """The post or page at ``path``, or None when it has no front matter and so is no post."""
+    found = _read(path, body=True)
+    return Document(found[0], found[1], found[2]) if found else None
+
+
+def read_record(path: Path) -> Record | None:
+    """Only the record of the post or page at ``path``: when its sidecar matches, the file is not
+    even decoded."""
+    found = _read(path, body=False)
+    return found[2] if found else None
+
+
+def _read(path: Path, body: bool) -> tuple[dict[str, Any], str, Record] | None:
+    """Front matter, body after Liquid and record; without ``body``, a matching sidecar is all that is
+    read (front matter and body are then empty)."""
+    raw = path.read_bytes()
+    try:
+        sidecar = sidecar_path(path).read_bytes()
+    except OSError:
+        sidecar = b""
+    record = _from_sidecar(sidecar, raw) if sidecar else None
+    if record is not None and not body:
+        return {}, "", record
     text = decode(raw, path)
     found = front_matter(text, path)
     if found is None:
         return None
     front, start = found
-    if sidecar is None:
-        try:
-            sidecar = sidecar_path(path).read_bytes()
-        except OSError:
-            sidecar = b""
-    kind: Literal["post", "page"] = "page" if page_id(front, path.stem) else "post"
+    page = bool(page_id(front, path.stem))
+    if record is not None and isinstance(record, PageRecord) != page:
+        record = None  # the front matter says otherwise: believe the file
     try:
-        body = apply_liquid_raw(XML_INVALID.sub("", text[start:]))
-        record = _from_sidecar(sidecar, raw, kind) if sidecar else None
+        markdown = apply_liquid_raw(XML_INVALID.sub("", text[start:]))
         if record is None:
-            record = parse_page(body, front, path.stem) if kind == "page" else parse_post(body, front, path.stem)
+            record = parse_page(markdown, front, path.stem) if page else parse_post(markdown, front, path.stem)
     except ValueError as exc:  # an unclosed raw tag, an invalid date
         raise PostFormatError(f"{path}: {exc}") from None
-    return Document(front, body, record)
+    return front, markdown, record
 
 
 def better_on_disk(path: Path, record: PostRecord) -> bool:
@@ -119,10 +139,10 @@ def better_on_disk(path: Path, record: PostRecord) -> bool:
     rewrite guard, judged by records, so model text cannot sway it. A file that cannot be read as a
     post is no better than anything."""
     try:
-        found = read(path)
+        found = read_record(path)
     except (OSError, PostFormatError) as exc:
         log.warning("%s", exc)
         return False
-    if found is None or not isinstance(found.record, PostRecord):
+    if not isinstance(found, PostRecord):
         return False
-    return any(new < old for new, old in zip(record.quality, found.record.quality, strict=True))
+    return any(new < old for new, old in zip(record.quality, found.quality, strict=True))

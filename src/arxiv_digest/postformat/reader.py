@@ -26,21 +26,21 @@ class _Block:
     level: int
     start: int
     end: int
-    events: list[tuple[Event, dict[str, int]]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
 
     def text(self) -> str:
         """Its plain text: text and code, breaks as spaces, raw HTML left out."""
-        return _text(event for event, _ in self.events)
+        return _text(self.events)
 
     def html(self) -> str:
         """The raw HTML of an HTML block."""
-        return "".join(e["Html"] for e, _ in self.events if isinstance(e, dict) and "Html" in e)
+        return "".join(e["Html"] for e in self.events if type(e) is dict and "Html" in e)
 
 
 def _text(events: Iterator[Event] | Sequence[Event]) -> str:
     out = []
     for event in events:
-        if isinstance(event, dict):
+        if type(event) is dict:
             piece = event.get("Text") or event.get("Code")
             if piece:
                 out.append(piece)
@@ -50,29 +50,29 @@ def _text(events: Iterator[Event] | Sequence[Event]) -> str:
 
 
 def _blocks(markdown: str) -> list[_Block]:
+    """The top-level blocks (a tight loop: it sees every event of every post without a record)."""
     blocks: list[_Block] = []
-    depth, current = 0, None
+    depth = 0
+    current = _Block("", 0, 0, 0)
     for event, span in _PARSER.events_with_range(markdown, merge_text=True):
-        if isinstance(event, dict) and "Start" in event:
-            depth += 1
-            if depth == 1:
-                tag = event["Start"]
-                kind = tag if isinstance(tag, str) else next(iter(tag))
-                level = int(tag["Heading"]["level"][1]) if kind == "Heading" else 0
-                current = _Block(kind, level, span["start"], span["end"])
-                continue
-        elif isinstance(event, dict) and "End" in event:
-            depth -= 1
-            if depth == 0 and current is not None:
-                blocks.append(current)
-                current = None
-                continue
-        elif depth == 0:
-            if event == "Rule":
-                blocks.append(_Block("Rule", 0, span["start"], span["end"]))
-            continue
-        if current is not None:
-            current.events.append((event, span))
+        if depth:
+            if type(event) is dict:
+                if "End" in event:
+                    depth -= 1
+                    if not depth:
+                        blocks.append(current)
+                        continue
+                elif "Start" in event:
+                    depth += 1
+            current.events.append(event)
+        elif type(event) is dict and "Start" in event:
+            depth = 1
+            tag = event["Start"]
+            kind = tag if type(tag) is str else next(iter(tag))
+            level = int(tag["Heading"]["level"][1]) if kind == "Heading" else 0
+            current = _Block(kind, level, span["start"], span["end"])
+        elif event == "Rule":
+            blocks.append(_Block("Rule", 0, span["start"], span["end"]))
     return blocks
 
 
@@ -83,14 +83,14 @@ class _Source:
         self.data = markdown.encode()
 
     def __call__(self, start: int, end: int) -> str:
-        return self.data[start:end].decode().strip()
+        return self.data[start:end].decode().strip("\n")
 
 
-def _key_value(block_events: list[tuple[Event, dict[str, int]]]) -> Iterator[tuple[str, list[Event]]]:
+def _key_value(block_events: list[Event]) -> Iterator[tuple[str, list[Event]]]:
     """The items of a metadata list: ``- **Key**: value`` -> (key, the value's events)."""
     items: list[list[Event]] = []
     depth = 0
-    for event, _ in block_events:
+    for event in block_events:
         if isinstance(event, dict) and "Start" in event:
             depth += 1
             if depth == 1 and event["Start"] == "Item":
@@ -268,7 +268,7 @@ def parse_page(body: str, front: Mapping[str, Any], stem: str) -> PageRecord:
         elif block.kind == "BlockQuote" and after_abstract and (zh is None or en is None):
             quoted = _unquote(source(block.start, block.end))
             zh, en = (quoted, None) if zh is None else (zh, quoted)
-        elif block.kind == "Paragraph" and text == LABEL.arxiv_link and _link(_events(block))[0]:
+        elif block.kind == "Paragraph" and text == LABEL.arxiv_link and _link(block.events)[0]:
             continue
         else:
             other.append(source(block.start, block.end))
@@ -285,10 +285,6 @@ def parse_page(body: str, front: Mapping[str, Any], stem: str) -> PageRecord:
         permalink=str(front.get("permalink") or ""),
         other="\n\n".join(other) or None,
     )
-
-
-def _events(block: _Block) -> list[Event]:
-    return [event for event, _ in block.events]
 
 
 def _unquote(block: str) -> str:

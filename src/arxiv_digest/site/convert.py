@@ -4,7 +4,7 @@ comes from its record; the converted HTML only gives the post's page and the hea
 
 from __future__ import annotations
 
-import unicodedata
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,15 +14,18 @@ from ..postformat import PageRecord, PaperRecord, PostRecord
 from .manifest import PaperLink, SourceInfo
 from .markdown import Heading, convert, convert_inline, markdown_text, text_html
 from .search import SearchDocument
-from .sources import load_page, load_post
+from .sources import load_page, load_post, load_record
 
 CONTENT_START, CONTENT_END = "<!--post-content-->", "<!--/post-content-->"
+
+
+_NOT_ALNUM = re.compile(r"[\W_]+")
 
 
 def _match_key(text: str) -> str:
     """A title reduced to its letters and digits: a heading shows the same title whatever Markdown
     escaping, emphasis or maths markup the post wrote around it."""
-    return "".join(ch for ch in unicodedata.normalize("NFKC", text).casefold() if ch.isalnum())
+    return _NOT_ALNUM.sub("", text.casefold())
 
 
 def paper_links(papers: tuple[PaperRecord, ...], headings: tuple[Heading, ...]) -> tuple[PaperLink, ...]:
@@ -33,7 +36,8 @@ def paper_links(papers: tuple[PaperRecord, ...], headings: tuple[Heading, ...]) 
         waiting.setdefault(_match_key(heading.text), []).append(heading)
     links = []
     for paper in papers:
-        found = waiting.get(_match_key(paper.title)) if _match_key(paper.title) else None
+        title_key = _match_key(paper.title)
+        found = waiting.get(title_key) if title_key else None
         heading = found.pop(0) if found else None
         title = heading.html if heading else text_html(paper.title)
         links.append(PaperLink(heading.id if heading else "", title, paper.categories, paper.arxiv_id))
@@ -99,18 +103,17 @@ def page_document(info: SourceInfo, record: PageRecord) -> SearchDocument:
 
 @dataclass(frozen=True)
 class PaperTexts:
-    """A daily post's paper as a feed shows it, each text sanitised HTML."""
+    """A daily post's paper as a feed shows it, as sanitised HTML: the translation, or the English
+    abstract while it is ``pending``, and the explainer."""
 
-    translation: Markup
-    abstract: Markup  # the English one, shown while the translation is pending
+    text: Markup
     explainer: Markup
     pending: bool
 
 
 def paper_texts(paper: PaperRecord) -> PaperTexts:
-    return PaperTexts(
-        _html(paper.translation), _html(paper.abstract), _html(paper.explainer), paper.translation is None
-    )
+    pending = paper.translation is None
+    return PaperTexts(_html(paper.abstract if pending else paper.translation), _html(paper.explainer), pending)
 
 
 def built_content(html_file: Path) -> str | None:
@@ -127,30 +130,25 @@ def built_content(html_file: Path) -> str | None:
 
 
 class Library:
-    """The sources as the feeds need them again, each read and converted at most once a build."""
+    """The sources as the feeds need them again."""
 
     def __init__(self, posts_dir: Path, site_dir: Path) -> None:
         self.posts_dir = posts_dir
         self.site_dir = site_dir
-        self._posts: dict[str, tuple[str, PostRecord]] = {}
-        self._contents: dict[str, str] = {}
         self._parts: dict[str, PaperParts] = {}
 
-    def post(self, info: SourceInfo) -> tuple[str, PostRecord]:
-        """A daily post's body (after Liquid) and record."""
-        if info.digest not in self._posts:
-            self._posts[info.digest] = load_post(self.posts_dir / info.source)
-        return self._posts[info.digest]
+    def record(self, post: SourceInfo) -> PostRecord:
+        """A daily post's record (not kept: records hold whole posts, and feeds need a few papers of
+        each)."""
+        return load_record(self.posts_dir / post.source)
 
     def content(self, post: SourceInfo) -> str:
         """A daily post's converted body."""
-        if post.digest not in self._contents:
-            found = built_content(self.site_dir / post.url)
-            self._contents[post.digest] = found if found is not None else convert(self.post(post)[0]).html
-        return self._contents[post.digest]
+        found = built_content(self.site_dir / post.url)
+        return found if found is not None else convert(load_post(self.posts_dir / post.source)[0]).html
 
     def parts(self, page: SourceInfo) -> PaperParts:
-        """A paper page's parts."""
+        """A paper page's parts, kept: a page is in the feeds of its class and of each of its tags."""
         if page.digest not in self._parts:
             self._parts[page.digest] = page_parts(load_page(self.posts_dir / page.source))
         return self._parts[page.digest]

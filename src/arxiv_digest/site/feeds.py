@@ -6,10 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from ..postformat import XML_INVALID
+from ..postformat import XML_INVALID, PaperRecord
 from .convert import Library, paper_texts
 from .listings import Category, CategoryPosts, Topic, ref
 from .manifest import SourceInfo, digest
+from .options import SiteError
 from .templates import compile_template, render
 from .writer import Writer
 
@@ -60,8 +61,9 @@ class Feeds:
 
     def categories(self, categories: dict[Category, CategoryPosts]) -> None:
         """The latest papers of each category, each from its record: facts, links, translation (or the
-        English abstract while it is pending) and explainer."""
-        entry_template = compile_template(self.writer.env, "_macros.html").module.paper_entry  # type: ignore[attr-defined]
+        English abstract while it is pending) and explainer. Each post is read once for all the
+        papers of it that stale feeds show."""
+        stale: list[tuple[Category, list[tuple[SourceInfo, int]]]] = []
         for category, posts in categories.items():
             papers = [
                 (post, index)
@@ -70,17 +72,29 @@ class Feeds:
                 if category.name in link.categories
             ][:CATEGORY_FEED_PAPERS]
             key = digest(self.writer.config, "feed", category.name, [[ref(post), index] for post, index in papers])
-            if not self.writer.stale(category.feed_url, key):
-                continue
-            entries = []
+            if self.writer.stale(category.feed_url, key):
+                stale.append((category, papers))
+        wanted: dict[str, tuple[SourceInfo, set[int]]] = {}
+        for _, papers in stale:
             for post, index in papers:
-                paper = self.library.post(post)[1].papers[index]
-                link = post.papers[index]
-                url = f"{post.url}#{link.anchor}" if link.anchor else post.url
-                content = str(entry_template(paper, paper_texts(paper)))
-                content = self.writer.absolute_links(content, post.url)
-                entries.append(self._entry(paper.title, url, post.date, content, paper.categories))
-            self._write(category.feed_url, f"{self.site_title} · {category.name}", category.url, entries)
+                wanted.setdefault(post.source, (post, set()))[1].add(index)
+        entries: dict[tuple[str, int], FeedEntry] = {}
+        for post, indexes in wanted.values():
+            record = self.library.record(post)
+            if max(indexes) >= len(record.papers):
+                raise SiteError(f"{post.source} changed during the build")
+            for index in indexes:
+                entries[post.source, index] = self._paper_entry(post, index, record.papers[index])
+        for category, papers in stale:
+            found = [entries[post.source, index] for post, index in papers]
+            self._write(category.feed_url, f"{self.site_title} · {category.name}", category.url, found)
+
+    def _paper_entry(self, post: SourceInfo, index: int, paper: PaperRecord) -> FeedEntry:
+        macro = compile_template(self.writer.env, "_macros.html").module.paper_entry  # type: ignore[attr-defined]
+        anchor = post.papers[index].anchor
+        content = self.writer.absolute_links(str(macro(paper, paper_texts(paper))), post.url)
+        url = f"{post.url}#{anchor}" if anchor else post.url
+        return self._entry(paper.title, url, post.date, content, paper.categories)
 
     def topics(self, topics: list[tuple[Topic, list[SourceInfo]]]) -> None:
         """The latest paper pages of each class and tag."""

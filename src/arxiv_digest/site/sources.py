@@ -6,9 +6,10 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .. import postformat
 from ..postformat import PageRecord, PostFormatError, PostRecord
@@ -17,32 +18,41 @@ from .options import SiteError, SiteOptions
 from .search import document_path
 
 log = logging.getLogger(__name__)
-
-
-def _load(path: Path) -> postformat.Document:
-    try:
-        found = postformat.read(path)
-    except PostFormatError as exc:
-        raise SiteError(str(exc)) from None
-    if found is None:
-        raise SiteError(f"{path}: front matter disappeared during the build")
-    return found
+_T = TypeVar("_T")
 
 
 def load_post(path: Path) -> tuple[str, PostRecord]:
     """A daily post read again by a build that must convert it: its body after Liquid, its record."""
-    found = _load(path)
+    found = _read(postformat.read, path)
     if not isinstance(found.record, PostRecord):
         raise SiteError(f"{path}: became a paper page during the build")
     return found.body, found.record
 
 
+def load_record(path: Path) -> PostRecord:
+    """Only a daily post's record."""
+    record = _read(postformat.read_record, path)
+    if not isinstance(record, PostRecord):
+        raise SiteError(f"{path}: became a paper page during the build")
+    return record
+
+
 def load_page(path: Path) -> PageRecord:
     """A per-paper page read again by a build that must convert it: its record."""
-    record = _load(path).record
+    record = _read(postformat.read_record, path)
     if not isinstance(record, PageRecord):
         raise SiteError(f"{path}: stopped being a paper page during the build")
     return record
+
+
+def _read(reader: Callable[[Path], _T | None], path: Path) -> _T:
+    try:
+        found = reader(path)
+    except PostFormatError as exc:
+        raise SiteError(str(exc)) from None
+    if found is None:
+        raise SiteError(f"{path}: front matter disappeared during the build")
+    return found
 
 
 def _files(posts_dir: Path) -> list[tuple[str, str]]:
