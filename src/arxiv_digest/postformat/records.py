@@ -66,6 +66,9 @@ class PaperRecord:
 
 @dataclass(frozen=True)
 class PostRecord:
+    """A daily post: its date, front-matter title and tags, the counts its intro gives (None when it
+    does not), and its papers in the post's order."""
+
     date: date | None
     title: str
     tags: tuple[str, ...]

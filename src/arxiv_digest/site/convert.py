@@ -1,6 +1,6 @@
 """A source's record and body turned into what the site shows: a post's HTML and its papers' links
 and search documents, a paper page's parts, a paper's texts for a feed. Everything about a paper
-comes from its record; the converted HTML only gives the post's page and the headings' ids."""
+comes from its record; the converted HTML only gives the post's own HTML file and its headings' ids."""
 
 from __future__ import annotations
 

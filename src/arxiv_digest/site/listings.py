@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 class Pagination:
     """Links of a listing. Beyond the first, listings are fixed chunks counted from the oldest item:
     adding a post rewrites the first listing and at most two others, and ``page/7.html`` keeps
-    showing the same posts. So listings are labelled by their dates, not "page 3 of 9"."""
+    showing the same posts (the URL says "page": it is what readers expect). So listings are labelled
+    by their dates, not "3 of 9"."""
 
     label: str
     newer: str | None
@@ -140,7 +141,7 @@ def paginate(
 
 
 def write_post_listings(writer: Writer, posts: list[SourceInfo], per_listing: int) -> dict[Category, CategoryPosts]:
-    """The index, the category listings and their overview, the archive and the search page; returns
+    """The index, the category listings and their overview, the archive and the search form; returns
     each category with its posts."""
     paginate(writer, posts, per_listing, _index_path, "index.html", lambda p: p.date, [], head_title=None)
 

@@ -15,7 +15,7 @@ one layer, and a post must not be able to run anything even when that layer has 
 LaTeX (``$…$``, ``$$…$$``) is kept away from Markdown, so ``_`` and ``*`` stay TeX, and shown as its
 source in ``<span class="math">``: no script, the same text in pages, feeds and search results, no
 render failures on arXiv's ad-hoc macros, and this blog's readers read TeX. KaTeX would add ~1 MB of
-vendored files and client-side work to every page for the few titles that carry maths.
+vendored files and client-side work to every HTML file for the few titles that carry maths.
 """
 
 from __future__ import annotations
@@ -204,7 +204,7 @@ _RELATIVE_LINK = re.compile(r'(<a\s[^>]*?\bhref=")(?![a-zA-Z][a-zA-Z0-9+.-]*:)([
 
 def relative_links(body_html: str, url: str) -> str:
     """Root-relative links in a post (the daily post links each paper to ``/papers/<id>/``) made
-    relative to the page at ``url``, like every link the site writes: they then keep working when the
+    relative to the HTML file at ``url``, like every link the site writes: they then keep working when the
     site is served from a sub-path (``base_url``) or opened from a folder. A link to a folder gets its
     ``index.html``, as the site's own links do."""
     if 'href="/' not in body_html:

@@ -96,7 +96,7 @@ def scan(options: SiteOptions, previous: dict[str, SourceInfo]) -> list[tuple[So
         stamp = f"{_stat(path)}/{_stat(record)}"
         old = previous.get(source)
         if old and not (os.path.isfile(site + old.url) and os.path.isfile(site + document_path(old.search_id))):
-            old = None  # its page or search document is gone: convert again
+            old = None  # its HTML or search document is gone: convert again
         if old and old.stamp == stamp:
             found.append((old, path, False))
             continue

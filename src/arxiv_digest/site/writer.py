@@ -19,7 +19,7 @@ from .templates import render
 
 
 def write_file(site_dir: Path, rel: str, data: str | bytes) -> None:
-    """Atomic, so a server reading the folder never sees half a page; not fsynced: a build can be repeated."""
+    """Atomic, so a server reading the folder never sees half a file; not fsynced: a build can be repeated."""
     write_atomic(os.path.join(site_dir, rel), data, durable=False)
 
 
@@ -27,7 +27,7 @@ class Writer:
     """One build's outputs: records each path with the key of what it shows, skips it when the last
     build wrote it with the same key (``old``), refuses to write one path twice, and removes at the
     end what the last build wrote and this one did not. ``config`` is the digest of everything that
-    every page depends on (templates, options)."""
+    every HTML file depends on (templates, options)."""
 
     def __init__(
         self, site_dir: Path, env: jinja2.Environment, config: str, old: dict[str, str], full: bool, base_url: str
