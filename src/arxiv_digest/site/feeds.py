@@ -45,6 +45,7 @@ class Feeds:
         self.library = library
         self.site_title = site_title
         self._page_entries: dict[str, str] = {}
+        self._macros = compile_template(writer.env, "_macros.html").module
 
     def site(self, posts: list[SourceInfo]) -> None:
         """The latest posts, each with its whole converted body."""
@@ -90,9 +91,9 @@ class Feeds:
             self._write(category.feed_url, f"{self.site_title} · {category.name}", category.url, found)
 
     def _paper_entry(self, post: SourceInfo, index: int, paper: PaperRecord) -> FeedEntry:
-        macro = compile_template(self.writer.env, "_macros.html").module.paper_entry  # type: ignore[attr-defined]
         anchor = post.papers[index].anchor
-        content = self.writer.absolute_links(str(macro(paper, paper_texts(paper))), post.url)
+        content = str(self._macros.paper_entry(paper, paper_texts(paper)))  # type: ignore[attr-defined]
+        content = self.writer.absolute_links(content, post.url)
         url = f"{post.url}#{anchor}" if anchor else post.url
         return self._entry(paper.title, url, post.date, content, paper.categories)
 
@@ -113,8 +114,8 @@ class Feeds:
         """A paper page's feed content: ``paper_details`` of ``_macros.html``, as on the page, with
         absolute links."""
         if page.digest not in self._page_entries:
-            details = compile_template(self.writer.env, "_macros.html").module.paper_details  # type: ignore[attr-defined]
-            body = str(details(page, self.library.parts(page), self.writer.absolute("")))
+            parts = self.library.parts(page)
+            body = str(self._macros.paper_details(page, parts, self.writer.absolute("")))  # type: ignore[attr-defined]
             self._page_entries[page.digest] = self.writer.absolute_links(body, page.url)
         return self._page_entries[page.digest]
 

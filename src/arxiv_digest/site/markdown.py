@@ -62,11 +62,15 @@ def _protect(text: str) -> tuple[str, list[re.Match[str]]]:
         maths.append(match)
         return f"\ue000{len(maths) - 1}\ue001"
 
+    def outside_fences(part: str) -> str:
+        part = _SPAN.sub(swap, part) if "$" in part else part
+        return _PAREN_ITEM.sub(r"\1\\)", part) if ")" in part else part
+
     out, pos = [], 0
     for fence in _FENCE.finditer(text) if "```" in text or "~~~" in text else ():
-        out += [_PAREN_ITEM.sub(r"\1\\)", _SPAN.sub(swap, text[pos : fence.start()])), fence[0]]
+        out += [outside_fences(text[pos : fence.start()]), fence[0]]
         pos = fence.end()
-    out.append(_PAREN_ITEM.sub(r"\1\\)", _SPAN.sub(swap, text[pos:])))
+    out.append(outside_fences(text[pos:]))
     return "".join(out), maths
 
 

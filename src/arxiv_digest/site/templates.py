@@ -43,6 +43,7 @@ def link(target: str | None) -> str:
 
 def environment(dirs: Sequence[Path], site_globals: dict[str, Any]) -> jinja2.Environment:
     env = templating.environment(dirs[:-1], "site", autoescape=jinja2.select_autoescape(["html", "xml"]))
+    env.auto_reload = False  # one build renders thousands of files: no stat of the template for each
     env.globals.update(TEMPLATE_GLOBALS)
     env.globals.update(site_globals)
     env.filters["category_slug"] = category_slug
