@@ -21,7 +21,7 @@ import httpx
 from tqdm import tqdm
 
 from . import fulltext, render
-from .arxiv import ArxivClient, submitted_range_query
+from .arxiv import ArxivClient, id_slug, submitted_range_query
 from .config import Config
 from .files import remove_stale_temp_files, write_atomic
 from .fulltext_extract import trim_for_llm
@@ -210,7 +210,7 @@ class Digest:
         if not self.config.pages.enabled or texts.page is None or texts.translation is None:
             return None
         day = paper.published.astimezone(ZoneInfo(self.config.window.timezone)).date()
-        permalink = self.config.pages.permalink.replace("{id}", paper.arxiv_id)
+        permalink = self.config.pages.permalink.replace("{id}", id_slug(paper.arxiv_id))
         return PaperPage(paper, day, texts.translation, texts.page, permalink)
 
     def post_for(self, window: Window) -> tuple[Post, list[str]]:
@@ -426,7 +426,7 @@ class Digest:
             if page is None:
                 continue
             text = render.render_page(page, self.env)
-            path = folder / f"{page.day.isoformat()}-{entry.paper.arxiv_id}.md"
+            path = folder / f"{page.day.isoformat()}-{id_slug(entry.paper.arxiv_id)}.md"
             if not path.exists() or path.read_text(encoding="utf-8") != text:
                 write_atomic(path, text)
 
