@@ -146,7 +146,8 @@ def test_retries_running_out_is_one_clear_error_and_nothing_is_written(listed: W
     result = listed.cli("generate", "--date", DAY)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
-    assert lines == [lines[-1]] and lines[0].startswith("error: arXiv: HTTP 503") and "after 4 attempts" in lines[0]
+    assert lines[:-1] == [f"WARNING: arXiv: HTTP 503, retrying in 0 s ({n}/3)" for n in (1, 2, 3)]
+    assert lines[-1].startswith("error: arXiv: HTTP 503") and "after 4 attempts" in lines[-1]
     assert "Traceback" not in result.stderr
     assert listed.posts() == ["2025-06-04-arxiv.md"] and store_rows(listed, "papers") == papers_before
 

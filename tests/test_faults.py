@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from .conftest import LLMWorkspace
-from .support.arxiv_server import make_paper
+from .conftest import DAY, KEY, LLMWorkspace, Workspace
+from .support.arxiv_server import Fault, make_paper
+from .support.llm_server import Fault as LLMFault
 
 START = datetime(2026, 1, 14, 1, 0, tzinfo=UTC)
 
@@ -95,3 +96,63 @@ def test_arxiv_id_grammar(value: str, valid: bool) -> None:
     else:
         with pytest.raises(ValueError):
             id_slug(value)
+
+
+# -- item 8: waits are explained ---------------------------------------------------------------------
+
+
+def retry_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "retrying in" in line]
+
+
+def test_each_arxiv_retry_says_why_and_how_long_it_waits(workspace: Workspace) -> None:
+    """Under cron (no terminal) at default verbosity: one line per wait, nothing else."""
+    workspace.configure(arxiv={"backoff": 0.1})
+    add(workspace, "2601.00001")
+    workspace.arxiv.inject(Fault("server_error", status=503), Fault("stall", seconds=3), Fault("rate_limit"))
+    result = workspace.cli("generate", "--date", DAY)
+    assert result.returncode == 0, result.stderr
+    assert retry_lines(result.stderr) == [
+        "WARNING: arXiv: HTTP 503, retrying in 0.1 s (1/3)",
+        "WARNING: arXiv: no answer in 1 s, retrying in 0.2 s (2/3)",
+        "WARNING: arXiv: HTTP 429, retrying in 1 s (3/3)",  # the server's Retry-After: 1
+    ]
+    quiet = workspace.cli("-q", "generate", "--date", DAY, "--refetch")
+    assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+def test_a_dead_network_is_not_silent(workspace: Workspace) -> None:
+    workspace.configure(arxiv={"api_url": "http://127.0.0.1:9/api/query", "backoff": 0.1, "retries": 2})
+    result = workspace.cli("generate", "--date", DAY)
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert [line.split(" (")[0] for line in lines[:2]] == ["WARNING: arXiv: cannot connect"] * 2
+    assert lines[0].endswith(", retrying in 0.1 s (1/2)") and lines[1].endswith(", retrying in 0.2 s (2/2)")
+    assert len(lines) == 3 and lines[2].startswith("error: arXiv: cannot connect") and "after 3 attempts" in lines[2]
+
+
+def test_each_llm_retry_says_why_and_never_quotes_the_server(llm_ws: LLMWorkspace) -> None:
+    add(llm_ws.ws, "2601.00001")
+    llm_ws.ws.configure(llm={"concurrency": 1, "timeout": 1})
+    llm_ws.llm.inject(LLMFault("server_error", status=502), LLMFault("stall", seconds=3))
+    result = llm_ws.generate()
+    assert result.returncode == 0, result.stderr
+    assert retry_lines(result.stderr) == [
+        "WARNING: LLM: HTTP 502, retrying in 0 s (1/2)",
+        "WARNING: LLM: no answer in 1 s, retrying in 0 s (2/2)",
+    ]
+    assert "Sorry about that" not in result.stderr and KEY not in result.stderr
+
+
+def test_a_servers_error_text_stays_out_of_the_retry_line_but_reaches_the_final_error(caplog) -> None:
+    from arxiv_digest.polite import RetriesExhausted, Retryable, RetryPolicy
+
+    secret = "Incorrect API key provided: sk-live-0123456789abcdef"
+
+    def once() -> None:
+        raise Retryable("HTTP 500", detail=secret)
+
+    with caplog.at_level("WARNING"), pytest.raises(RetriesExhausted) as caught:
+        RetryPolicy(retries=1, backoff=2, max_retry_after=0).call(once, lambda _: None, "LLM")
+    assert caplog.messages == ["LLM: HTTP 500, retrying in 2 s (1/1)"]
+    assert str(caught.value) == f"HTTP 500: {secret}" and caught.value.attempts == 2
