@@ -207,7 +207,7 @@ def test_usage_and_config_errors_exit_2_with_one_message(workspace: Workspace) -
     workspace.configure(arxiv={"request_interval": "fast"}, colour={"x": 1})
     result = workspace.cli("generate", "--date", DAY)
     assert result.returncode == 2
-    assert 'arxiv.request_interval: expected a number >= 0, got "fast"' in result.stderr
+    assert 'arxiv.request_interval: expected a number >= 0 and <= 600, got "fast"' in result.stderr
     assert "unknown section colour" in result.stderr and "Traceback" not in result.stderr
 
 
