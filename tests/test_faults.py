@@ -4,9 +4,19 @@ broken templates, retries that must say why the run waits, and the mode of writt
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import functools
+import os
+import sqlite3
+import subprocess
+import sys
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from arxiv_digest.arxiv import submitted_range_query
+from arxiv_digest.window import FIRST_DAY, LAST_DAY, parse_day, window_for
 
 from .conftest import DAY, KEY, LLMWorkspace, Workspace
 from .support.arxiv_server import Fault, make_paper
@@ -156,3 +166,275 @@ def test_a_servers_error_text_stays_out_of_the_retry_line_but_reaches_the_final_
         RetryPolicy(retries=1, backoff=2, max_retry_after=0).call(once, lambda _: None, "LLM")
     assert caplog.messages == ["LLM: HTTP 500, retrying in 2 s (1/1)"]
     assert str(caught.value) == f"HTTP 500: {secret}" and caught.value.attempts == 2
+
+
+# -- item 7: every environment fault is one clear line ------------------------------------------------
+
+
+def error_lines(result: subprocess.CompletedProcess) -> list[str]:
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr, result.stderr
+    return [line for line in result.stderr.splitlines() if not line.startswith(("INFO: ", "WARNING: arXiv: "))]
+
+
+@functools.cache
+def can_mount() -> bool:
+    """Private mount namespaces (root, or unprivileged user namespaces) let a test mount a tiny or
+    read-only file system that disappears with the process, so nothing stays mounted if it fails."""
+    probe = "mount -t tmpfs -o size=4k tmpfs /mnt && mount -o remount,ro /mnt"
+    try:
+        done = subprocess.run(["unshare", "--mount", "--map-root-user", "sh", "-c", probe], capture_output=True)
+    except FileNotFoundError:
+        return False
+    return done.returncode == 0
+
+
+def cli_env(ws: Workspace) -> dict[str, str]:
+    """The environment ``ws.cli`` gives the command."""
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")} | ws.env
+    return env | {"ARXIV_DIGEST_NOW": "2026-11-21T00:00:00Z"}
+
+
+def cli_command(ws: Workspace, *args: str) -> list[str]:
+    return [sys.executable, "-m", "arxiv_digest", "-c", str(ws.config), *args]
+
+
+def mounted_cli(ws: Workspace, mounts: str, *args: str, after: str = "") -> subprocess.CompletedProcess:
+    """``ws.cli(*args)`` in a private mount namespace, after ``mounts`` (shell, run in ``ws.root``);
+    ``after`` runs there too, while the mounts still exist, and prints to stdout."""
+    if not can_mount():
+        pytest.skip("needs mount namespaces (root or unprivileged user namespaces) for a tiny or read-only disk")
+    script = f'{mounts} || exit 99; "$@"; code=$?; {after or ":"}; exit $code'
+    return subprocess.run(
+        ["unshare", "--mount", "--map-root-user", "sh", "-c", script, "sh", *cli_command(ws, *args)],
+        cwd=ws.root,
+        env=cli_env(ws),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def add_many(ws: Workspace, count: int) -> None:
+    long = " ".join(["We study neural audio coding at low bitrates."] * 12)
+    for n in range(count):
+        published = START + timedelta(minutes=n)
+        ws.arxiv.papers.append(make_paper(f"2601.{n + 1:05d}", published, title=f"Codec {n}", abstract=long))
+
+
+def posts_recorded(ws: Workspace) -> int:
+    with sqlite3.connect(ws.root / "state" / "digest.sqlite3") as db:
+        return db.execute("SELECT count(*) FROM posts").fetchone()[0]
+
+
+@pytest.mark.parametrize(
+    "make, problem",
+    [
+        (lambda root: (root / "posts").write_text("x"), "site.posts_dir: {root}/posts is a file, not a folder"),
+        (lambda root: (root / "state").write_text("x"), "store.path: {root}/state is a file, not a folder"),
+        (
+            lambda root: (root / "templates").mkdir() or (root / "templates" / "post.md.j2").write_text("{{ x }"),
+            "templates/post.md.j2, line 1: unexpected '}'",
+        ),
+        (
+            lambda root: (
+                (root / "templates" / "prompts").mkdir(parents=True)
+                or (root / "templates" / "prompts" / "explain.j2").write_text("{% block system %}s{% endblock %}")
+            ),
+            "templates/prompts/explain.j2: a prompt needs a {% block user %}; it has none",
+        ),
+    ],
+    ids=["posts-is-a-file", "store-folder-is-a-file", "template-syntax", "prompt-without-user"],
+)
+def test_setup_faults_stop_the_run_before_any_request(workspace: Workspace, make, problem: str) -> None:
+    make(workspace.root)
+    add(workspace, "2601.00001")
+    result = workspace.cli("generate", "--date", DAY)
+    assert result.returncode == 2
+    assert error_lines(result) == ["error: cannot start: " + problem.replace("{root}", str(workspace.root))]
+    assert workspace.arxiv.requests == [] and result.stdout == ""
+
+
+def test_a_read_only_posts_folder_stops_the_run_before_any_request(workspace: Workspace) -> None:
+    (workspace.root / "posts").mkdir()
+    result = mounted_cli(
+        workspace, "mount --bind posts posts && mount -o remount,bind,ro posts", "generate", "--date", DAY
+    )
+    assert result.returncode == 2
+    assert error_lines(result) == [
+        f"error: cannot start: site.posts_dir: cannot write in {workspace.root}/posts (Read-only file system)"
+    ]
+    assert workspace.arxiv.requests == []
+
+
+def test_a_full_disk_under_the_posts_is_one_line_and_leaves_nothing_half_written(workspace: Workspace) -> None:
+    add_many(workspace, 12)
+    (workspace.root / "posts").mkdir()
+    result = mounted_cli(
+        workspace, "mount -t tmpfs -o size=4k tmpfs posts", "generate", "--date", DAY, after="ls -A posts"
+    )
+    assert result.returncode == 1
+    post = workspace.post(DAY)
+    assert error_lines(result) == [f"error: cannot write {post}: No space left on device"]
+    assert result.stdout == ""  # no closing line, and `ls -A posts` found no post and no temp file
+    assert posts_recorded(workspace) == 0
+    again = workspace.cli("generate", "--date", DAY)  # space again: written from the store, no request
+    assert again.returncode == 0 and "arXiv request" not in again.stdout and post.exists()
+
+
+def test_a_full_disk_under_the_store_is_one_line_and_writes_no_post(workspace: Workspace) -> None:
+    add_many(workspace, 40)
+    (workspace.root / "state").mkdir()
+    result = mounted_cli(workspace, "mount -t tmpfs -o size=64k tmpfs state", "generate", "--date", DAY)
+    assert result.returncode == 1
+    store = workspace.root / "state" / "digest.sqlite3"
+    *before, last = error_lines(result)
+    assert last == f"error: store {store}: the disk is full; free some space and run again"
+    assert all(line.startswith("WARNING: could not write the run report") for line in before)
+    assert workspace.posts() == []
+
+
+def test_a_store_that_is_not_a_database_is_one_line(workspace: Workspace) -> None:
+    store = workspace.root / "state" / "digest.sqlite3"
+    store.parent.mkdir()
+    store.write_bytes(b"these are not the papers you are looking for\n" * 100)
+    result = workspace.cli("generate", "--date", DAY)
+    assert result.returncode == 1
+    assert error_lines(result) == [
+        f"error: store {store} is damaged (file is not a database): restore it from a backup, or move it away "
+        "to start a new one (posts already written stay; papers are fetched and texts generated again)"
+    ]
+    assert workspace.arxiv.requests == []
+
+
+def test_a_store_with_damaged_pages_is_one_line(workspace: Workspace) -> None:
+    add_many(workspace, 5)
+    assert workspace.cli("generate", "--date", DAY).returncode == 0
+    store = workspace.root / "state" / "digest.sqlite3"
+    data = bytearray(store.read_bytes())
+    data[4096:] = b"\xa5" * (len(data) - 4096)  # every page but the first
+    store.write_bytes(bytes(data))
+    result = workspace.cli("generate", "--date", DAY)
+    assert result.returncode == 1
+    assert error_lines(result)[-1].startswith(f"error: store {store} is damaged (database disk image is malformed)")
+
+
+HOLD_LOCK = """
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN IMMEDIATE")
+print("holding", flush=True)
+sys.stdin.readline()
+db.execute("COMMIT")
+"""
+
+
+def hold_store(ws: Workspace) -> subprocess.Popen:
+    """Another program (a SQLite browser, say) holding the store's write lock until told to let go."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(ws.root / "state" / "digest.sqlite3")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline() == "holding\n"
+    return holder
+
+
+def test_a_store_locked_by_another_program_names_it_waits_and_gives_up(workspace: Workspace) -> None:
+    assert workspace.cli("generate", "--date", DAY).returncode == 0  # creates the store (no papers)
+    workspace.configure(store={"lock_wait": 0.5})
+    requests = len(workspace.arxiv.requests)
+    holder = hold_store(workspace)
+    try:
+        result = workspace.cli("generate", "--date", DAY, "--refetch")
+    finally:
+        holder.kill()
+        holder.wait()
+    store = workspace.root / "state" / "digest.sqlite3"
+    who = f"another program (pid {holder.pid}, python"
+    warning, error = error_lines(result)
+    assert warning.startswith(f"WARNING: store {store} is locked by {who}")
+    assert warning.endswith("; waiting up to 0.5 s for it to finish")
+    assert error.startswith(f"error: store {store} is locked by {who}")
+    assert error.endswith(", still after 0.5 s; close that program or wait for it, then run again")
+    assert result.returncode == 1 and len(workspace.arxiv.requests) == requests  # stopped before fetching
+
+
+def test_a_store_locked_for_a_moment_is_waited_for_with_a_line_saying_so(workspace: Workspace) -> None:
+    add(workspace, "2601.00001")
+    assert workspace.cli("generate", "--date", "2026-01-14").returncode == 0  # creates the store
+    holder = hold_store(workspace)
+    run = subprocess.Popen(
+        cli_command(workspace, "generate", "--date", DAY),
+        cwd=workspace.root,
+        env=cli_env(workspace),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert run.stderr is not None and holder.stdin is not None
+    waiting = run.stderr.readline()
+    holder.stdin.write("let go\n")
+    holder.stdin.flush()
+    stdout, stderr = run.communicate(timeout=60)
+    holder.wait()
+    assert waiting.startswith(f"WARNING: store {workspace.root}/state/digest.sqlite3 is locked by another program")
+    assert f"(pid {holder.pid}, python" in waiting and waiting.endswith("; waiting up to 10 s for it to finish\n")
+    assert run.returncode == 0, stderr
+    assert "wrote posts/2026-01-15-arxiv.md" in stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--date", "0001-01-01"), "0001-01-01 is before arXiv began (August 1991); give a date from 1991-08-01 on"),
+        (("--date", "9999-12-31"), "9999-12-31 is in the future; nothing to generate yet"),
+        (("--from", "0001-01-01", "--to", "2026-01-01"), "0001-01-01 is before arXiv began"),
+        (("--date", "9999-12-29"), "the window of 9999-12-29 ends at 9999-12-29 08:50 CST, which is in the future"),
+    ],
+)
+def test_impossible_dates_are_one_line(workspace: Workspace, args: tuple[str, ...], message: str) -> None:
+    result = workspace.cli("generate", *args)
+    assert result.returncode == 2
+    [line] = error_lines(result)
+    assert line.startswith(f"error: {message}")
+
+
+@given(
+    day=st.dates(min_value=FIRST_DAY, max_value=LAST_DAY),
+    zone=st.sampled_from(["Pacific/Kiritimati", "Pacific/Pago_Pago", "Asia/Shanghai", "UTC"]),
+    anchor=st.sampled_from(["00:00", "08:50", "23:59"]),
+)
+def test_every_day_parse_day_accepts_has_a_window_and_a_query(day: date, zone: str, anchor: str) -> None:
+    window = window_for(parse_day(day.isoformat()), zone, anchor)
+    assert window.start < window.end
+    assert "submittedDate:[" in submitted_range_query(["cs.SD"], window.start, window.end)
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"arxiv": {"timeout": float("nan")}}, "arxiv.timeout: expected a number >= 0.1 and <= 3600, got .nan"),
+        ({"llm": {"backoff": float("inf")}}, "llm.backoff: expected a number >= 0 and <= 600, got .inf"),
+        ({"window": {"anchor": 530}}, "window.anchor: expected a time"),
+        ({"llm": {"api_key_env": KEY}}, "llm.api_key_env: expected the name of an environment variable, got what"),
+    ],
+    ids=["nan", "inf", "unquoted-anchor", "pasted-key"],
+)
+def test_config_faults_are_one_line_and_never_show_the_key(workspace: Workspace, settings: dict, message: str) -> None:
+    workspace.configure(**settings)
+    result = workspace.cli("generate", "--date", DAY)
+    assert result.returncode == 2
+    [line] = error_lines(result)
+    assert line.startswith(f"error: {workspace.config}: {message}")
+    assert KEY not in result.stderr + result.stdout and not (workspace.root / "state").exists()
+
+
+def test_doctor_checks_every_template_the_site_uses_too(workspace: Workspace) -> None:
+    site = workspace.root / "templates" / "site"
+    site.mkdir(parents=True)
+    (site / "post.html").write_text("{% extends 'base.html' %}\n{% block main %}{{ post.title }{% endblock %}")
+    result = workspace.cli("doctor")
+    assert result.returncode == 1
+    line = next(line for line in result.stdout.splitlines() if line.startswith("templates"))
+    assert line.split(None, 2) == ["templates", "FAIL", "templates/site/post.html, line 2: unexpected '}'"]

@@ -19,7 +19,7 @@ from typing import Any
 import click
 
 from .config import Config, load_config
-from .doctor import run_checks
+from .doctor import preflight, run_checks
 from .errors import DigestError, UsageError
 from .pipeline import PROGRESS_LOGGER, Digest, RunOutcome
 from .publish import commit_posts
@@ -150,6 +150,7 @@ def command(func: Callable[..., RunOutcome]) -> Callable[..., None]:
         commit = kwargs.pop("commit", False)
         try:
             config = load_config(opts["config"])
+            preflight(config)  # templates and folders, before any request or token is spent
             with run_lock(config.store.path):
                 digest = Digest(config, now=_now)
                 try:
@@ -164,6 +165,8 @@ def command(func: Callable[..., RunOutcome]) -> Callable[..., None]:
             code, error = exc.exit_code, str(exc)
         except KeyboardInterrupt:
             code, error = 130, "interrupted; posts already written are complete, the next run finishes the rest"
+        except OSError as exc:  # the file system failed somewhere no clearer error covers
+            code, error = 1, f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}"
         except Exception as exc:  # a bug: say so in one line; -vv shows the traceback
             log.debug("internal error", exc_info=True)
             code, error = 1, f"internal error: {type(exc).__name__}: {exc} (run with -vv for details)"

@@ -95,7 +95,7 @@ class Digest:
     _http: PoliteHttp | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        self.store = Store(self.config.store.path)
+        self.store = Store(self.config.store.path, self.config.store.lock_wait)
         self.env = render.environment(self.config.site.templates_dir)
         if self.config.site.kramdown_parse_block_html:
             self.env.globals["SUMMARY_OPEN"] = '<summary markdown="span">'
