@@ -25,6 +25,7 @@ from .pipeline import PROGRESS_LOGGER, Digest, RunOutcome
 from .publish import commit_posts
 from .report import run_report, write_report
 from .runlock import run_lock
+from .serve import interrupt_on_sigterm
 from .serve import serve as start_server
 from .site import SiteOptions, build_site
 from .window import parse_day, utc_now
@@ -318,12 +319,14 @@ def build(ctx: click.Context, full: bool) -> None:
 @click.pass_context
 def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Preview the site locally: build into a temporary folder, serve it, rebuild and reload the
-    browser when posts, templates or the config change. Never calls arXiv or the LLM.
+    browser when posts, templates or the config change. Never calls arXiv or the LLM. Ctrl-C or
+    SIGTERM stops it and removes the temporary folder.
 
     \b
     Examples:
       arxiv-digest serve
       arxiv-digest serve --port 4000
+      arxiv-digest serve --host 0.0.0.0   # other machines can see it too (it warns)
     """
     config = _config_or_exit(ctx)
     source = config.source
@@ -331,13 +334,18 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     def reload_options() -> SiteOptions:
         return site_options(load_config(source))
 
-    handle = start_server(
-        site_options(config),
-        host=host or config.serve.host,
-        port=config.serve.port if port is None else port,
-        watch_paths=[p for p in (source, config.site.templates_dir) if p is not None],
-        reload_options=reload_options,
-    )
+    interrupt_on_sigterm()
+    try:
+        handle = start_server(
+            site_options(config),
+            host=host or config.serve.host,
+            port=config.serve.port if port is None else port,
+            watch_paths=[p for p in (source, config.site.templates_dir) if p is not None],
+            reload_options=reload_options,
+        )
+    except DigestError as exc:
+        click.echo(f"error: {exc}", err=True)
+        ctx.exit(exc.exit_code)
     click.echo(f"serving {config.site.posts_dir} at {handle.url} (Ctrl-C to stop)")
     try:
         handle.wait()
