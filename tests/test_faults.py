@@ -438,3 +438,28 @@ def test_doctor_checks_every_template_the_site_uses_too(workspace: Workspace) ->
     assert result.returncode == 1
     line = next(line for line in result.stdout.splitlines() if line.startswith("templates"))
     assert line.split(None, 2) == ["templates", "FAIL", "templates/site/post.html, line 2: unexpected '}'"]
+
+
+# -- item 9: file modes -----------------------------------------------------------------------------
+
+
+def test_posts_and_pages_get_the_umasks_mode_and_a_rewrite_keeps_the_mode_given(llm_ws: LLMWorkspace) -> None:
+    """A web server running as another user must be able to read what a run writes (mkstemp gave 0600)."""
+    ws = llm_ws.ws
+    ws.configure(pages={"enabled": True})
+    add(ws, "2601.00001")
+    post, first_page = ws.post(DAY), ws.root / "posts" / "2026-01-14-2601.00001.md"
+    umask = os.umask(0o022)  # the child inherits it
+    try:
+        assert llm_ws.generate().returncode == 0
+        assert oct(post.stat().st_mode & 0o777) == oct(first_page.stat().st_mode & 0o777) == "0o644"
+        post.chmod(0o640)
+        ws.arxiv.papers.append(make_paper("2601.00002", START + timedelta(hours=1), title="A late one"))
+        os.umask(0o027)
+        again = llm_ws.generate(DAY, "--refetch")
+    finally:
+        os.umask(umask)
+    assert again.returncode == 0, again.stderr
+    assert "A late one" in post.read_text(encoding="utf-8")  # rewritten, with the mode it was given
+    assert oct(post.stat().st_mode & 0o777) == "0o640"
+    assert oct((ws.root / "posts" / "2026-01-14-2601.00002.md").stat().st_mode & 0o777) == "0o640"
