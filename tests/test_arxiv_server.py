@@ -148,6 +148,18 @@ def test_hostile_text_round_trips_through_feedparser() -> None:
     assert ET.fromstring(response.content).find(f"{ATOM}entry/{ATOM}title").text == title  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("crafted", ["/../../x", "2601.00002/../../../y", "2601.123456", "<b>2601.0001"])
+def test_any_id_is_served_verbatim_so_the_client_must_check_it(crafted: str) -> None:
+    """The fake does not validate ids in what it serves: a crafted one reaches the client as is."""
+    paper = make_paper(crafted, NOW - timedelta(hours=1))
+    with ArxivServer([paper], now=lambda: NOW) as server:
+        entry = feedparser.parse(_get(server, search_query="cat:cs.SD", max_results=5).content).entries[0]
+    assert entry.id == f"http://arxiv.org/abs/{crafted}v1"
+    assert {link.get("title", link.rel): link.href for link in entry.links}["pdf"] == (
+        f"https://arxiv.org/pdf/{crafted}v1"
+    )
+
+
 @pytest.mark.parametrize(("legacy", "scheme"), [(False, "https"), (True, "http")])
 def test_link_schemes(legacy: bool, scheme: str) -> None:
     with ArxivServer([make_paper("2601.00001", NOW)], now=lambda: NOW, legacy_http_links=legacy) as server:
