@@ -13,12 +13,15 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .site import SiteOptions
 
 log = logging.getLogger(__name__)
 
@@ -322,3 +325,19 @@ def describe() -> list[tuple[str, Any, str]]:
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
             rows.append((f"{name}.{f.name}", default, f.metadata["doc"]))
     return rows
+
+
+def site_options(config: Config, *, incremental: bool = True) -> SiteOptions:
+    """What ``site`` and ``serve`` build, from the ``site`` section."""
+    from .site import SiteOptions  # imported here: the site's renderer is heavy, and config is imported everywhere
+
+    site = config.site
+    return SiteOptions(
+        posts_dir=site.posts_dir,
+        site_dir=site.site_dir,
+        templates_dirs=(site.templates_dir / "site",),
+        title=site.title,
+        base_url=site.base_url,
+        per_page=site.per_page,
+        incremental=incremental,
+    )
