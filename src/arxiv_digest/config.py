@@ -258,6 +258,12 @@ SECTIONS: dict[str, type] = {
 }
 
 
+def _default(spec: dataclasses.Field[Any]) -> Any:
+    """A setting's default: its ``default_factory`` called, else its ``default``."""
+    factory = spec.default_factory
+    return factory() if callable(factory) else spec.default
+
+
 def _build_section(name: str, cls: type, raw: Any, base: Path, problems: list[str]) -> Any:
     if raw is None:
         raw = {}
@@ -271,7 +277,7 @@ def _build_section(name: str, cls: type, raw: Any, base: Path, problems: list[st
     values: dict[str, Any] = {}
     for key, spec in known.items():
         if key not in raw:
-            value = spec.default if spec.default is not dataclasses.MISSING else spec.default_factory()  # type: ignore[misc]
+            value = _default(spec)
         else:
             try:
                 value = spec.metadata["check"](raw[key])
@@ -322,8 +328,7 @@ def describe() -> list[tuple[str, Any, str]]:
     rows = []
     for name, cls in SECTIONS.items():
         for f in dataclasses.fields(cls):
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-            rows.append((f"{name}.{f.name}", default, f.metadata["doc"]))
+            rows.append((f"{name}.{f.name}", _default(f), f.metadata["doc"]))
     return rows
 
 
