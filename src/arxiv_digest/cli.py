@@ -91,20 +91,30 @@ def settings_options(func: F) -> F:
 
 
 def _settings(ctx: click.Context) -> Settings:
-    """The merged settings, with logging set up from them (once the subcommand's options are read)."""
+    """The merged settings, with logging set up from them (once the subcommand's options are read).
+
+    The logging set-up is undone when the command ends, so ``main`` can run again in one process.
+    """
     settings = ctx.ensure_object(Settings)
     verbose, quiet = settings.verbose, settings.quiet
-    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    root, progress, noisy = logging.getLogger(), logging.getLogger(PROGRESS_LOGGER), logging.getLogger("httpx")
+    handlers, levels = root.handlers[:], [(logger, logger.level) for logger in (root, progress, noisy)]
+
+    def restore() -> None:
+        root.handlers[:] = handlers
+        for logger, level in levels:
+            logger.setLevel(level)
+
+    ctx.call_on_close(restore)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         logging.Formatter("%(levelname)s: %(message)s" if verbose < 2 else "%(name)s %(levelname)s: %(message)s")
     )
-    root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
-    logging.getLogger("httpx").setLevel(logging.WARNING if verbose < 2 else logging.DEBUG)
+    root.setLevel(logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)])
+    noisy.setLevel(logging.WARNING if verbose < 2 else logging.DEBUG)
     under_cron = not quiet and not sys.stderr.isatty()  # plain progress lines instead of a bar
-    logging.getLogger(PROGRESS_LOGGER).setLevel(logging.INFO if under_cron else logging.NOTSET)
+    progress.setLevel(logging.INFO if under_cron else logging.NOTSET)
     return settings
 
 

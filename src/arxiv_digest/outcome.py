@@ -179,6 +179,6 @@ def run_report(
 
 
 def write_report(folder: Path, report: dict[str, Any], started: datetime) -> Path:
-    path = folder / f"{started:%Y%m%dT%H%M%S}-{report['command']}.json"
+    path = folder / f"{started:%Y%m%dT%H%M%S.%f}-{report['command']}.json"  # runs a second apart keep theirs
     write_atomic(path, json.dumps(report, ensure_ascii=False, indent=2) + "\n")
     return path
