@@ -7,12 +7,14 @@ import json
 from dataclasses import dataclass, fields
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .config import Config, LLMConfig
 from .errors import DigestError, ExitCode
 from .files import write_atomic
 from .summarize import Usage
+
+DayNote = Literal["", "unchanged", "no papers, no post", "kept existing better post"]
 
 
 @dataclass(frozen=True)
@@ -21,7 +23,7 @@ class DayOutcome:
     fetched: int
     shown: int
     path: Path | None  # None: nothing to write (no papers) or a better post was kept
-    note: str = ""
+    note: DayNote = ""  # shown in the closing line and the report
 
     @property
     def changed(self) -> bool:
@@ -95,9 +97,8 @@ def closing_line(outcome: RunOutcome) -> str:
     """One line per run: what was fetched and shown, what was written, how long it took."""
     if len(outcome.days) == 1:
         day = outcome.days[0]
-        if day.path is None:
-            what = day.note or "wrote nothing"
-        else:
+        what: str = day.note or "wrote nothing"
+        if day.path is not None:
             what = f"{display(day.path)} unchanged" if day.note == "unchanged" else f"wrote {display(day.path)}"
         head = f"{day.day}: fetched {day.fetched}, shown {day.shown}, {what}"
     else:
