@@ -109,9 +109,8 @@ class TextEngine:
         client = httpx.Client(
             timeout=cfg.timeout, trust_env=False, limits=httpx.Limits(max_connections=cfg.concurrency)
         )
-        chat = ChatClient(
-            client, cfg.base_url, os.environ.get(cfg.api_key_env) or None, self._policy(), sleep=self.sleep
-        )
+        policy = RetryPolicy(cfg.retries, cfg.backoff, cfg.max_retry_after)
+        chat = ChatClient(client, cfg.base_url, os.environ.get(cfg.api_key_env) or None, policy, sleep=self.sleep)
         with (
             client,
             ThreadPoolExecutor(cfg.concurrency) as pool,
@@ -151,10 +150,6 @@ class TextEngine:
         self.stopped = True
         for future in self._futures:
             future.cancel()
-
-    def _policy(self) -> RetryPolicy:
-        cfg = self.config.llm
-        return RetryPolicy(cfg.retries, cfg.backoff, cfg.max_retry_after)
 
     def _finished(self, job: Job, future: Future[str]) -> None:
         self._messages.put(JobDone(job, future))
