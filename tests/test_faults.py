@@ -250,7 +250,9 @@ def test_setup_faults_stop_the_run_before_any_request(workspace: Workspace, make
     add(workspace, "2601.00001")
     result = workspace.cli("generate", "--date", DAY)
     assert result.returncode == 2
-    assert error_lines(result) == ["error: cannot start: " + problem.replace("{root}", str(workspace.root))]
+    *before, last = error_lines(result)
+    assert last == "error: cannot start: " + problem.replace("{root}", str(workspace.root))
+    assert all(line.startswith("WARNING: could not write the run report") for line in before)  # state/ a file
     assert workspace.arxiv.requests == [] and result.stdout == ""
 
 

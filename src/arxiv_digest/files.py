@@ -22,10 +22,8 @@ class FileWriteError(DigestError, OSError):
     """
 
     def __init__(self, path: str, cause: OSError) -> None:
-        OSError.__init__(self, cause.errno, cause.strerror or str(cause), path)
-
-    def __str__(self) -> str:
-        return f"cannot write {self.filename}: {self.strerror}"
+        DigestError.__init__(self, f"cannot write {path}: {cause.strerror or cause}")
+        self.errno, self.strerror, self.filename = cause.errno, cause.strerror, path
 
 
 def write_atomic(path: Path | str, data: str | bytes, *, durable: bool = True) -> None:
