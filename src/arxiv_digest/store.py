@@ -179,10 +179,10 @@ def lock_holder(path: Path) -> str:
             continue
         if key in inodes and pid not in (os.getpid(), 0, -1):
             try:
-                name = Path(f"/proc/{pid}/comm").read_text(encoding="utf-8").strip()
+                command = Path(f"/proc/{pid}/comm").read_text(encoding="utf-8").strip()
             except OSError:
-                name = ""
-            return f"another program (pid {pid}{', ' + name if name else ''})"
+                command = ""
+            return f"another program (pid {pid}{', ' + command if command else ''})"
     return "another program"
 
 
