@@ -12,8 +12,8 @@ import yaml
 
 from arxiv_digest.window import window_for
 
-from .conftest import Workspace
 from .support.arxiv_server import Fault, make_paper, papers_from_listings
+from .support.workspace import Workspace
 
 LISTINGS = papers_from_listings()
 CATS = {"cs.SD", "eess.AS"}

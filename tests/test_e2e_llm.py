@@ -11,11 +11,12 @@ import pytest
 
 from arxiv_digest.render import PENDING_LINE
 
-from .conftest import KEY, LLMWorkspace, Workspace
+from .conftest import KEY, LLMWorkspace
 from .llm_script import GOOD_EXPLAINER, task
 from .reference_posts import REFERENCE, reference_post
 from .support.arxiv_server import make_paper
 from .support.llm_server import Fault, LLMServer
+from .support.workspace import Workspace
 
 FULLTEXT = Path(__file__).parent / "fixtures" / "fulltext"
 DAY = "2026-01-15"
