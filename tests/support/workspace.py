@@ -67,7 +67,7 @@ class Workspace:
         self.env[key_env] = key
         return self.configure(llm={"base_url": server.base_url, "api_key_env": key_env, "backoff": 0, **llm})
 
-    def fresh(self, root: Path) -> Workspace:
+    def fresh(self, root: Path) -> Self:
         """Another folder with the same servers, settings and environment (an empty store)."""
         settings = {name: dict(values) for name, values in self.settings.items()}
         return replace(self, root=root, settings=settings, env=dict(self.env)).configure()
