@@ -11,11 +11,9 @@ held by another process, and wall time including start-up (the benches).
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
@@ -80,7 +78,7 @@ class Workspace:
         env.update(self.env)
         env[NOW_ENV] = now
         command = ["-c", str(self.config), *args]
-        with _own_logging(), contextlib.chdir(self.root):
+        with contextlib.chdir(self.root):
             result = CliRunner().invoke(main, command, env=env, catch_exceptions=False)
         return subprocess.CompletedProcess(command, result.exit_code, result.stdout, result.stderr)
 
@@ -126,17 +124,3 @@ class Workspace:
     def post_bytes(self) -> dict[str, bytes]:
         """Every daily post by file name."""
         return {name: (self.root / "posts" / name).read_bytes() for name in self.posts()}
-
-
-@contextlib.contextmanager
-def _own_logging() -> Iterator[None]:
-    """Give back what the CLI's logging setup replaces (root handlers, logger levels), as a process exit would."""
-    names = ["", "httpx", *(n for n in logging.root.manager.loggerDict if n.split(".")[0] == "arxiv_digest")]
-    levels = {name: logging.getLogger(name).level for name in names}
-    handlers = list(logging.getLogger().handlers)
-    try:
-        yield
-    finally:
-        logging.getLogger().handlers[:] = handlers
-        for name, level in levels.items():
-            logging.getLogger(name).setLevel(level)
