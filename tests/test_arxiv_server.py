@@ -347,15 +347,14 @@ def test_bad_xml_empty_page_error_400_and_duplicate_first(five: list[FakePaper])
 
 
 def test_stall_times_out_client_and_server_notices_hang_up(five: list[FakePaper]) -> None:
-    with ArxivServer(five, now=lambda: NOW, stall_seconds=2.0) as server:
+    with ArxivServer(five, now=lambda: NOW, stall_seconds=60.0) as server:
         server.inject("stall", Fault("stall", seconds=0.05))
-        began = time.monotonic()
         with pytest.raises(httpx.ReadTimeout):
             _get(server, timeout=0.1, **ASC)
-        deadline = time.monotonic() + 1.0
+        deadline = time.monotonic() + 20  # guards against a hang only: the stall itself lasts 60 s
         while server.in_flight and time.monotonic() < deadline:
             time.sleep(0.005)
-        assert server.in_flight == 0 and time.monotonic() - began < 0.5  # abandoned, not slept out
+        assert server.in_flight == 0  # abandoned when the client hung up, not slept out
         assert server.requests[0].status is None
         time.sleep(0.02)
         slow = _get(server, **ASC)  # a short stall is answered normally

@@ -4,6 +4,7 @@ server is tested in test_serve.py)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import date
 from pathlib import Path
@@ -34,6 +35,7 @@ from .site_support import (
     PAGES,
     PWNED,
     REFERENCE,
+    REFERENCE_PAGE,
     REFERENCE_POSTS,
     body_tags,
     paper_page,
@@ -84,11 +86,18 @@ def links_resolve(site: Path, rel: str) -> None:
             assert (folder / target.split("#")[0].split("?")[0]).resolve().is_file(), (rel, target)
 
 
+# SHA-256 of the originals in the project's shared reference folder (which is not in this repository)
+REFERENCE_DIGESTS = {
+    "daily-post-2025-10-31.md": "b193203d691756727f58523fee54e823bbf12f867dae1a7195d80819a0b66e69",
+    "daily-post-2026-01-15.md": "15d2eb3e59d9a89eed43abc9b39ec57da6632bfb7a1087fbcfea5fe6fbe4c413",
+    "paper-page-2501.11999.md": "071e2f638f460434171933d6e3792272a345eaf50b8c46a3698b8d0caf32c303",
+}
+
+
 def test_fixture_posts_are_the_reference_posts() -> None:
-    shared = Path(__file__).resolve().parents[2] / "shared" / "reference"
-    for name in REFERENCE_POSTS:
-        if (shared / name).is_file():
-            assert (REFERENCE / name).read_bytes() == (shared / name).read_bytes()
+    assert set(REFERENCE_DIGESTS) == {*REFERENCE_POSTS, REFERENCE_PAGE}
+    for name, digest in REFERENCE_DIGESTS.items():
+        assert hashlib.sha256((REFERENCE / name).read_bytes()).hexdigest() == digest, name
 
 
 # -- conversion ------------------------------------------------------------------------------------
