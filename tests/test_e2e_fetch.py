@@ -118,7 +118,8 @@ def test_transient_failures_are_retried_to_the_same_post(listed: Workspace, faul
     requests = listed.arxiv.api_requests()
     assert len(requests) == len(faults) + 1 and listed.arxiv.max_in_flight == 1
     if faults == ["rate_limit"]:
-        assert "retry 1/3 in 1.0s" in result.stderr  # backoff is 0 here: the wait is the Retry-After: 1
+        # backoff is 0 here: the wait announced is the Retry-After: 1
+        assert "WARNING: arXiv: HTTP 429, retrying in 1 s (1/3)" in result.stderr
 
 
 def test_paging_with_repeats_and_empty_pages_keeps_every_paper_once(listed: Workspace) -> None:
