@@ -96,7 +96,8 @@ def test_retry_after_is_honoured(llm_ws: LLMWorkspace) -> None:
     result = llm_ws.ws.cli("-v", "generate", "--date", DAY)
     assert result.returncode == 0, result.stderr
     assert [r.status for r in chat_requests(llm_ws.llm)][:2] == [429, 200]
-    assert "retry 1/2 in 1.0s" in result.stderr  # backoff is 0 here: the wait is the server's Retry-After
+    # backoff is 0 here: the wait announced is the server's Retry-After
+    assert "WARNING: LLM: HTTP 429, retrying in 1 s (1/2)" in result.stderr
 
 
 BAD_TRANSLATIONS = {
