@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from .errors import DigestError
-from .polite import RetriesExhausted, Retryable, RetryPolicy, retry_after_seconds
+from .polite import RetriesExhausted, Retryable, RetryPolicy, retry_after_seconds, transport_problem
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def _classify(response: httpx.Response) -> LLMError | Retryable:
     if status == 429 and "insufficient_quota" in response.text:
         return LLMFatal(f"the LLM account has no quota left (HTTP 429): {message}")
     if status in TRANSIENT_STATUS:
-        return Retryable(f"HTTP {status}: {message}", retry_after_seconds(_retry_after(response)))
+        return Retryable(f"HTTP {status}", retry_after_seconds(_retry_after(response)), detail=message)
     if status in (400, 413) and CONTEXT_OVERFLOW.search(message):
         return LLMTooLong(f"the text is too long for the model: {message}")
     if status == 404:
@@ -137,10 +137,8 @@ class ChatClient:
                 raise self._fatal
             try:
                 response = self.client.post(self.url, json=payload, headers=self.headers)
-            except httpx.TimeoutException:
-                raise Retryable("the LLM call timed out") from None
             except httpx.TransportError as exc:
-                raise Retryable(f"cannot reach the LLM endpoint ({type(exc).__name__})") from None
+                raise Retryable(transport_problem(exc, self.client.timeout)) from None
             if response.status_code != 200:
                 error = _classify(response)
                 if isinstance(error, LLMFatal):

@@ -1,4 +1,4 @@
-"""The LLM stage: prompts, answer validation, cache keys, and concurrent filling of pending papers.
+"""The LLM stage's rules: prompts, answer validation, and one job run until its answer is valid.
 
 Answers are normalised (a leading ``<think>`` block and a wrapping code fence are removed), then
 validated; an invalid answer is retried with a message saying what was wrong. Only valid texts
@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 
 import jinja2
 
-from .fulltext import FullText
+from .fulltext import Source
 from .llm import ChatClient, LLMError
-from .models import PageInfo, Paper
+from .models import PageInfo, Paper, TextKind
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def page_from_json(text: str) -> PageInfo:
     return PageInfo(data["title"], data["class"], data["reason"], tuple(data["tags"]))
 
 
-# -- prompts & cache keys --------------------------------------------------------------------------
+# -- prompts --------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -163,45 +163,6 @@ class Prompt:
 def load_prompt(env: jinja2.Environment, name: str) -> Prompt:
     source, _, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
     return Prompt(name, env.get_template(name), hashlib.sha256(source.encode()).hexdigest()[:16])
-
-
-def _sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def translation_key(paper: Paper, prompt: Prompt, model: str) -> str:
-    return _sha(
-        json.dumps(
-            [
-                "translation",
-                paper.versioned_id,
-                _sha(paper.title + "\n" + paper.summary),
-                prompt.digest,
-                model,
-            ]
-        )
-    )
-
-
-def page_key(paper: Paper, prompt: Prompt, model: str, taxonomy: Sequence[str]) -> str:
-    return _sha(
-        json.dumps(
-            ["page", paper.versioned_id, _sha(paper.title + "\n" + paper.summary), prompt.digest, model, list(taxonomy)]
-        )
-    )
-
-
-def explainer_key(paper: Paper, fulltext: FullText, prompt: Prompt, model: str) -> str:
-    parts = [
-        "explainer",
-        paper.versioned_id,
-        _sha(paper.summary),
-        fulltext.source,
-        fulltext.sha256,
-        prompt.digest,
-        model,
-    ]
-    return _sha(json.dumps(parts))
 
 
 # -- running calls ------------------------------------------------------------------------------------
@@ -248,13 +209,13 @@ class BudgetExhausted(Exception):
 
 @dataclass(frozen=True)
 class Job:
-    kind: str  # "translation" | "explainer"
+    kind: TextKind
     paper: Paper
     key: str
     model: str
     messages: list[dict[str, str]]
     check: Callable[[str], str]
-    source: str  # what the model read: "abstract", "html" or "pdf"
+    source: Source  # what the model read
 
 
 def run_job(job: Job, chat: ChatClient, usage: Usage, temperature: float, max_tokens: int, attempts: int) -> str:

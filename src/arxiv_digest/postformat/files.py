@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -26,15 +26,18 @@ def sidecar_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.json")
 
 
-def write(path: Path, text: str, record: Record) -> None:
+def write(path: Path, text: str, record: Record) -> list[Path]:
     """Write a post or page and its record, the record first; each only when it differs from what is
-    on disk (a post from before records existed gets its record on the next run)."""
+    on disk (a post from before records existed gets its record on the next run). Returns the files
+    written."""
     side = sidecar_path(path)
     data = json.dumps(_sidecar(text, record), ensure_ascii=False, indent=1, sort_keys=True) + "\n"
-    if _read_text(side) != data:
-        write_atomic(side, data)
-    if _read_text(path) != text:
-        write_atomic(path, text)
+    written = []
+    for file, content in ((side, data), (path, text)):  # the record first
+        if _read_text(file) != content:
+            write_atomic(file, content)
+            written.append(file)
+    return written
 
 
 def _read_text(path: Path) -> str | None:
@@ -57,7 +60,8 @@ def _sha256(data: bytes) -> str:
 
 def _from_sidecar(data: bytes, raw: bytes) -> Record | None:
     """The record in sidecar bytes ``data`` when it describes exactly ``raw`` (the file's bytes),
-    else None: the file is then read by its Markdown."""
+    else None: the file is then read by its Markdown. A record whose fields are not this version's
+    (``SIDECAR_FORMAT`` changes with them) is not used either."""
     try:
         found = json.loads(data)
         kind = found.get("kind")
@@ -65,22 +69,17 @@ def _from_sidecar(data: bytes, raw: bytes) -> Record | None:
             return None
         body = dict(found[kind])
         body["date"] = date.fromisoformat(body["date"]) if body.get("date") else None
+        body["tags"] = tuple(body["tags"])
         if kind == "page":
-            return PageRecord(**_tuples(PageRecord, body))
-        body["papers"] = tuple(PaperRecord(**_tuples(PaperRecord, paper)) for paper in body["papers"])
-        return PostRecord(**_tuples(PostRecord, body))
+            return PageRecord(**body)
+        body["papers"] = tuple(
+            PaperRecord(**paper | {"authors": tuple(paper["authors"]), "categories": tuple(paper["categories"])})
+            for paper in body["papers"]
+        )
+        return PostRecord(**body)
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         log.debug("unusable sidecar (%s); reading the Markdown", exc)
         return None
-
-
-_FIELDS = {cls: frozenset(f.name for f in fields(cls)) for cls in (PostRecord, PaperRecord, PageRecord)}
-
-
-def _tuples(cls: type, values: dict[str, Any]) -> dict[str, Any]:
-    """JSON lists back into the tuples the frozen records hold."""
-    known = _FIELDS[cls]
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in known}
 
 
 @dataclass(frozen=True)

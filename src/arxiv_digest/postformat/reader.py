@@ -4,11 +4,12 @@ format, through the CommonMark event stream (top-level blocks, never regexes ove
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyromark
+from pyromark.event import Range
 
 from .jekyll import document_date, names, page_id
 from .records import LABEL, PageRecord, PaperRecord, PostRecord
@@ -30,20 +31,28 @@ class _Block:
 
     def text(self) -> str:
         """Its plain text: text and code, breaks as spaces, raw HTML left out."""
-        return _text(self.events)
+        return event_text(self.events)
 
     def html(self) -> str:
         """The raw HTML of an HTML block."""
         return "".join(e["Html"] for e in self.events if type(e) is dict and "Html" in e)
 
 
-def _text(events: Iterator[Event] | Sequence[Event]) -> str:
+_BLOCK_ENDS = frozenset({"Paragraph", "Item", "CodeBlock", "TableCell", "HtmlBlock"})
+
+
+def event_text(events: Iterable[Event]) -> str:
+    """The plain text of events: text and code, breaks and block ends as spaces, raw HTML left out."""
     out = []
     for event in events:
         if type(event) is dict:
             piece = event.get("Text") or event.get("Code")
             if piece:
                 out.append(piece)
+            elif "End" in event:
+                tag = event["End"]
+                if type(tag) is dict or tag in _BLOCK_ENDS:
+                    out.append(" ")
         elif event in ("SoftBreak", "HardBreak"):
             out.append(" ")
     return "".join(out)
@@ -54,7 +63,8 @@ def _blocks(markdown: str) -> list[_Block]:
     blocks: list[_Block] = []
     depth = 0
     current = _Block("", 0, 0, 0)
-    for event, span in _PARSER.events_with_range(markdown, merge_text=True):
+    events: Iterator[tuple[Any, Range]] = _PARSER.events_with_range(markdown, merge_text=True)
+    for event, span in events:
         if depth:
             if type(event) is dict:
                 if "End" in event:
@@ -105,12 +115,12 @@ def _key_value(block_events: list[Event]) -> Iterator[tuple[str, list[Event]]]:
     for item in items:
         events = [e for e in item if e not in ({"Start": "Paragraph"}, {"End": "Paragraph"})]
         if len(events) >= 3 and events[0] == {"Start": "Strong"} and events[2] == {"End": "Strong"}:
-            key = _text(events[1:2])
+            key = event_text(events[1:2])
             yield key, events[3:]
 
 
 def _value_text(events: list[Event]) -> str:
-    return _text(events).lstrip(":： ").strip()
+    return event_text(events).lstrip(":： ").strip()
 
 
 def _link(events: list[Event]) -> tuple[str, str]:
@@ -120,7 +130,7 @@ def _link(events: list[Event]) -> tuple[str, str]:
             target = event["Start"]["Link"]["dest_url"]
             rest = events[n + 1 :]
             end = next((i for i, e in enumerate(rest) if e == {"End": "Link"}), len(rest))
-            return target, _text(rest[:end])
+            return target, event_text(rest[:end])
     return "", ""
 
 

@@ -54,9 +54,9 @@ class _Builder:
         started = time.perf_counter()
         scanned = scan(self.options, {} if self.writer.full else self.old.sources)
         next_id = 0 if self.writer.full else self.old.next_search_id
-        for index, (info, path, convert) in sorted(enumerate(scanned), key=lambda item: item[1][0].date):
+        for position, (info, path, convert) in sorted(enumerate(scanned), key=lambda item: item[1][0].date):
             if convert:  # a new or changed source gets a fresh search id, oldest first
-                scanned[index] = (replace(info, search_id=next_id), path, convert)
+                scanned[position] = (replace(info, search_id=next_id), path, convert)
                 next_id += 1
         scanned.sort(key=lambda item: (item[0].date, item[0].source), reverse=True)
         self._paper_pages(any(info.is_page for info, _, _ in scanned))
@@ -104,7 +104,9 @@ class _Builder:
             info.source: (daily[i - 1] if i else None, daily[i + 1] if i + 1 < len(daily) else None)
             for i, info in enumerate(daily)
         }
-        jobs, infos, urls = [], {}, {}
+        jobs: list[Job] = []
+        infos: dict[str, SourceInfo] = {}
+        urls: dict[str, str] = {}
         for info, path, convert in scanned:
             newer, older = neighbours.get(info.source, (None, None))
             if info.is_page:

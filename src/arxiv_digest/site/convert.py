@@ -38,9 +38,11 @@ def paper_links(papers: tuple[PaperRecord, ...], headings: tuple[Heading, ...]) 
     for paper in papers:
         title_key = _match_key(paper.title)
         found = waiting.get(title_key) if title_key else None
-        heading = found.pop(0) if found else None
-        title = heading.html if heading else text_html(paper.title)
-        links.append(PaperLink(heading.id if heading else "", title, paper.categories, paper.arxiv_id))
+        if found:
+            heading = found.pop(0)
+            links.append(PaperLink(heading.id, heading.html, paper.categories, paper.arxiv_id))
+        else:
+            links.append(PaperLink("", text_html(paper.title), paper.categories, paper.arxiv_id))
     return tuple(links)
 
 

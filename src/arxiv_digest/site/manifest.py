@@ -104,8 +104,13 @@ def key(*parts: str) -> str:
     return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=12).hexdigest()
 
 
-def file_digest(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
+def file_digest(*parts: bytes) -> str:
+    """A digest of a file's bytes (of a post and its record: both, one after the other)."""
+    hasher = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        hasher.update(part)
+        hasher.update(b"\0")
+    return hasher.hexdigest()
 
 
 def renderer_version() -> str:

@@ -30,6 +30,7 @@ import nh3
 import pyromark
 
 from ..postformat import LABEL
+from ..postformat.reader import event_text
 
 _PARSER = pyromark.Markdown(options=pyromark.Options.ENABLE_TABLES)
 _FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})[^\n]*\n.*?(?:^[ \t]*\1[`~]*[ \t]*$|\Z)", re.S | re.M)
@@ -168,17 +169,8 @@ def text_html(text: str) -> str:
 def markdown_text(markdown: str) -> str:
     """The plain text of Markdown (for search): its words and maths, without markup."""
     text, maths = _protect(markdown)
-    out = []
-    for event in _PARSER.events(text):
-        if isinstance(event, dict):
-            piece = event.get("Text") or event.get("Code")
-            if piece:
-                out.append(piece)
-        elif event in ("SoftBreak", "HardBreak"):
-            out.append(" ")
-        elif event == "Rule":
-            out.append("\n")
-    return _restore(" ".join("".join(out).split()), maths, lambda m: html.unescape(m[0]))
+    words = " ".join(event_text(_PARSER.events(text)).split())
+    return _restore(words, maths, lambda m: html.unescape(m[0]))
 
 
 AUTHORS_SHOWN, AUTHORS_FOLDED = 10, 20

@@ -105,7 +105,7 @@ def scan(options: SiteOptions, previous: dict[str, SourceInfo]) -> list[tuple[So
             sidecar = Path(record).read_bytes()
         except OSError:
             sidecar = b""
-        digest = file_digest(data + b"\0" + sidecar)
+        digest = file_digest(data, sidecar)
         if old and old.digest == digest:
             found.append((replace(old, stamp=stamp), path, False))
             continue

@@ -14,8 +14,10 @@ from ..postformat import TEMPLATE_GLOBALS
 from .listings import category_slug
 from .options import SiteError
 
-TEMPLATES = ("base.html", "_macros.html", "index.html", "post.html", "category.html", "categories.html")
-TEMPLATES += ("archive.html", "search.html", "feed.xml", "paper.html", "topic.html", "topics.html")
+TEMPLATES = (
+    *("base.html", "_macros.html", "index.html", "post.html", "category.html", "categories.html"),
+    *("archive.html", "search.html", "feed.xml", "paper.html", "topic.html", "topics.html"),
+)
 _LINK = re.compile(r"^(https?://|/(?!/))", re.I)
 
 
