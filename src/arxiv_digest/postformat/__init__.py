@@ -25,7 +25,7 @@ Modules: ``records`` (the records and the labels, built from the pipeline's mode
 reading a file back, the rewrite guard).
 """
 
-from .files import Document, better_on_disk, read, read_record, sidecar_path, write
+from .files import Document, better_on_disk, read, read_record, sidecar_name, sidecar_path, write
 from .jekyll import (
     XML_INVALID,
     PostFormatError,
@@ -75,6 +75,7 @@ __all__ = [
     "post_record",
     "read",
     "read_record",
+    "sidecar_name",
     "sidecar_path",
     "write",
 ]

@@ -21,9 +21,14 @@ log = logging.getLogger(__name__)
 SIDECAR_FORMAT = 1
 
 
+def sidecar_name(name: str) -> str:
+    """The name of the record of the post or page named ``name``: a dot-file beside it."""
+    return f".{name}.json"
+
+
 def sidecar_path(path: Path) -> Path:
-    """Where the record of the post or page at ``path`` lives: a dot-file beside it."""
-    return path.with_name(f".{path.name}.json")
+    """Where the record of the post or page at ``path`` lives."""
+    return path.with_name(sidecar_name(path.name))
 
 
 def write(path: Path, text: str, record: Record) -> list[Path]:

@@ -66,12 +66,12 @@ class Feeds:
         papers of it that stale feeds show."""
         stale: list[tuple[Category, list[tuple[SourceInfo, int]]]] = []
         for category, posts in categories.items():
-            papers = [
-                (post, index)
-                for post, _ in posts
-                for index, link in enumerate(post.papers)
-                if category.name in link.categories
-            ][:CATEGORY_FEED_PAPERS]
+            papers: list[tuple[SourceInfo, int]] = []
+            for post, matching in posts:
+                papers += [(post, n) for n, link in enumerate(post.papers) if link in matching]
+                if len(papers) >= CATEGORY_FEED_PAPERS:
+                    break
+            del papers[CATEGORY_FEED_PAPERS:]
             key = digest(self.writer.config, "feed", category.name, [[ref(post), index] for post, index in papers])
             if self.writer.stale(category.feed_url, key):
                 stale.append((category, papers))

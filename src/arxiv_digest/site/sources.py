@@ -55,10 +55,11 @@ def _read(reader: Callable[[Path], _T | None], path: Path) -> _T:
     return found
 
 
-def _files(posts_dir: Path) -> list[tuple[str, str]]:
-    """(posts_dir-relative name, path) of every ``.md``/``.markdown`` file, skipping names that start
-    with ``.`` or ``_`` and folders named so. ``os.walk`` on strings: a site with a page per paper has
-    tens of thousands of them, and pathlib's per-file objects cost more than the stat calls."""
+def _files(posts_dir: Path) -> list[tuple[str, str, str]]:
+    """(posts_dir-relative name, path, path of its record) of every ``.md``/``.markdown`` file,
+    skipping names that start with ``.`` or ``_`` and folders named so. ``os.walk`` on strings: a
+    site with a page per paper has tens of thousands of them, and pathlib's per-file objects cost
+    more than the stat calls."""
     found = []
     root = str(posts_dir)
     for folder, dirs, files in os.walk(root):
@@ -66,7 +67,7 @@ def _files(posts_dir: Path) -> list[tuple[str, str]]:
         prefix = os.path.relpath(folder, root).replace(os.sep, "/") + "/"
         prefix = "" if prefix == "./" else prefix
         found += [
-            (prefix + name, folder + os.sep + name)
+            (prefix + name, folder + os.sep + name, folder + os.sep + postformat.sidecar_name(name))
             for name in files
             if name.endswith((".md", ".markdown")) and not name.startswith((".", "_"))
         ]
@@ -90,9 +91,7 @@ def scan(options: SiteOptions, previous: dict[str, SourceInfo]) -> list[tuple[So
         raise SiteError(f"posts folder {options.posts_dir} does not exist")
     site = str(options.site_dir) + os.sep
     found = []
-    for source, path in _files(options.posts_dir):
-        file = Path(path)
-        record = str(postformat.sidecar_path(file))
+    for source, path, record in _files(options.posts_dir):
         stamp = f"{_stat(path)}/{_stat(record)}"
         old = previous.get(source)
         if old and not (os.path.isfile(site + old.url) and os.path.isfile(site + document_path(old.search_id))):
@@ -100,6 +99,7 @@ def scan(options: SiteOptions, previous: dict[str, SourceInfo]) -> list[tuple[So
         if old and old.stamp == stamp:
             found.append((old, path, False))
             continue
+        file = Path(path)
         data = file.read_bytes()
         try:
             sidecar = Path(record).read_bytes()
