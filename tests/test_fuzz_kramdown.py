@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TypeVar
 
 import lxml.html
 import pytest
@@ -55,6 +56,7 @@ KEY = "sk-fuzz-0123456789abcdef"
 SENTINEL = "LIQUID-WAS-EVALUATED"
 TAXONOMY = ["语音识别", "语音合成", "音乐", "音频理解", "其他"]
 RUN = "alert(1)"
+T = TypeVar("T")
 
 # --- the grammar -----------------------------------------------------------------------------------
 
@@ -200,10 +202,10 @@ TAGS = [
 ]
 
 
-def draw_corpus(size: int, seed_value: int | None) -> list[Case]:
-    """``size`` cases from the strategy: hypothesis as a generator (the pipeline, Jekyll and the site
-    then run once over the whole batch; a failure names the case and the seed instead of shrinking)."""
-    drawn: list[Case] = []
+def examples(strategy: st.SearchStrategy[T], size: int, seed_value: int | None = None) -> list[T]:
+    """``size`` values from ``strategy``: hypothesis as a generator, for tests that then run one costly
+    build over the whole batch (a failure names the case and the seed instead of shrinking)."""
+    drawn: list[T] = []
 
     @settings(
         max_examples=size,
@@ -213,12 +215,16 @@ def draw_corpus(size: int, seed_value: int | None) -> list[Case]:
         deadline=None,
         suppress_health_check=list(HealthCheck),
     )
-    @given(cases())
-    def collect(case: Case) -> None:
-        drawn.append(case)
+    @given(strategy)
+    def collect(value: T) -> None:
+        drawn.append(value)
 
     (seed(seed_value)(collect) if seed_value is not None else collect)()
     return drawn[:size]
+
+
+def draw_corpus(size: int, seed_value: int | None) -> list[Case]:
+    return examples(cases(), size, seed_value)
 
 
 # --- the pipeline ----------------------------------------------------------------------------------

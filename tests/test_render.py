@@ -125,7 +125,7 @@ def test_front_matter_strings_stay_strings_under_pyyaml() -> None:
 
 
 @pytest.mark.skipif(shutil.which("ruby") is None, reason="ruby is not installed")
-@settings(max_examples=8, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=4, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.lists(st.text() | st.sampled_from(YAML_TRAPS), max_size=60), min_size=20, max_size=20))
 def test_front_matter_strings_stay_strings_under_psych(batches: list[list[str]]) -> None:
     """Jekyll reads front matter with Psych (YAML 1.1): every string, quoted or plain, reads back as

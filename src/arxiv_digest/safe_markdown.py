@@ -43,12 +43,19 @@ MATH_REFERENCES = {
     **{char: f"&#{ord(char)};" for char in "`*[]|'\""},
     **{"<": "&lt;", ">": "&gt;", "&": "&amp;"},
 }
+ORDINARY = re.compile(r"[^\n*\[\]|<>`$&\\_{~#]+")  # needs no escape anywhere but at a line start
 ORDERED_MARKER = re.compile(r"\d{1,9}[.)](?=[ \t\n]|\Z)")
 ENTITY_START = re.compile(r"[#:\w]")
 TAG_START = re.compile(r"<[A-Za-z/!?]")
 MATH_IN_PLAIN = re.compile(
     r"\$\$(?P<display>[^$]+?)\$\$|(?<![\\$])\$(?P<inline>[^\s$](?:[^$\n]*?[^\s$\\])?)\$(?![\d$])"
 )
+VISIBLE = {
+    **{code: 0x2400 + code for code in range(0x20) if chr(code) not in "\t\n"},  # ␀ … ␟
+    0x7F: "\u2421",  # ␡
+    **dict.fromkeys([*range(0x80, 0xA0), *range(0xD800, 0xE000), ord(PAREN), ord(BRACKET)], "\ufffd"),
+    **dict.fromkeys([0x85, 0x2028, 0x2029], "\u2424"),  # ␤
+}
 LIQUID_OPENER = re.compile(r"\{(?=[{%])")
 URL_SAFE = "-._~:/?#@!$+,;=%*'"
 PERCENT_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
@@ -58,22 +65,7 @@ MAX_DEPTH = 16  # lists or emphasis nested deeper than this are written as their
 def _visible_controls(text: str) -> str:
     """Control characters (other than tab and line feed) and Unicode line/paragraph separators become
     visible symbols; lone surrogates and the parser's stand-ins become U+FFFD."""
-    out = []
-    for char in text:
-        code = ord(char)
-        if char in "\t\n":
-            out.append(char)
-        elif code < 0x20:
-            out.append(chr(0x2400 + code))
-        elif code == 0x7F:
-            out.append("\u2421")
-        elif code in (0x85, 0x2028, 0x2029):
-            out.append("\u2424")
-        elif 0x80 <= code < 0xA0 or 0xD800 <= code < 0xE000 or char in (PAREN, BRACKET):
-            out.append("\ufffd")
-        else:
-            out.append(char)
-    return "".join(out)
+    return text.translate(VISIBLE)
 
 
 def protect_liquid(text: str) -> str:
@@ -152,6 +144,10 @@ def _escape(out: _Out, text: str, *, heading: bool = False) -> None:
             while i + 1 < n and text[i + 1] in " \t":
                 i += 1
             i += 1
+            continue
+        if not out.fresh and (ordinary := ORDINARY.match(text, i)):
+            out.write(ordinary[0])
+            i = ordinary.end()
             continue
         nxt = text[i + 1] if i + 1 < n else ""
         if out.fresh:
