@@ -1,8 +1,8 @@
 """Command line: parse arguments, load config, call one pipeline function, map errors to exit codes.
 
 Exit codes: 0 success, 1 runtime failure (arXiv, store, templates, LLM key or quota), 2 usage or
-config error, 3 finished but some papers are still pending (the LLM failed or the budget ran out),
-4 another run is in progress.
+config error, 3 finished but some papers are still pending or were given up (the LLM failed, the
+model was judged unfit, or the budget ran out), 4 another run is in progress.
 """
 
 from __future__ import annotations
@@ -95,22 +95,32 @@ def llm_summary(outcome: RunOutcome) -> str:
         parts.append(f"tokens {usage.tokens_in} in / {usage.tokens_out} out")
     if usage.failures:
         parts.append(f"{usage.failures} failed")
+    if usage.early_stops:
+        parts.append(f"{usage.early_stops} stopped early (up to {usage.tokens_saved} tokens saved)")
+    if usage.ungrounded:
+        numbers = sum(len(items) for items in usage.ungrounded.values())
+        parts.append(f"{numbers} unsupported numbers/names kept in {len(usage.ungrounded)} explainers (see the report)")
     if usage.skipped_by_budget:
         parts.append(f"{usage.skipped_by_budget} over budget")
     if outcome.cost is not None:
         parts.append(f"cost {outcome.cost:.4f} {outcome.currency}")
     if outcome.pending:
         parts.append(f"{outcome.pending} pending")
+    if outcome.given_up:
+        days = ", ".join(sorted({day.isoformat() for _, day in outcome.given_up}))
+        parts.append(f"{len(outcome.given_up)} given up (retry: generate --date {days} --retry-pending)")
     return ", " + ", ".join(parts)
 
 
 def exit_code(outcome: RunOutcome) -> int:
-    """0 done; 1 the LLM failed in a way retrying cannot fix; 3 finished, but papers stay pending.
+    """0 done; 1 the LLM failed in a way retrying cannot fix; 3 finished, but papers stay pending,
+    were given up by this run, or the model was judged unfit.
 
     (2 is a usage/config error and 4 another run holding the lock; both come from DigestError.)"""
     if outcome.llm_error:
         return 1
-    return 3 if outcome.usage is not None and outcome.pending else 0
+    unfinished = outcome.pending or outcome.given_up or outcome.verdict
+    return 3 if outcome.usage is not None and unfinished else 0
 
 
 COMMIT_OPTION = click.option(
@@ -171,6 +181,8 @@ def command(func: Callable[..., RunOutcome]) -> Callable[..., None]:
             click.echo(closing_line(outcome))
         if error:
             click.echo(error if error.startswith("internal error") else f"error: {error}", err=True)
+        elif outcome is not None and outcome.verdict:
+            click.echo(outcome.verdict, err=True)
         if config is not None and code not in (2, 4):
             try:
                 report = run_report(ctx.info_name or "run", outcome, code, error, started)
@@ -216,10 +228,21 @@ def main(config: Path | None, verbose: int, quiet: bool) -> None:
 @click.option("--to", "last", metavar="YYYY-MM-DD", help="Last post date of a range (with --from).")
 @click.option("--refetch", is_flag=True, help="Query arXiv again even if the window is already in the store.")
 @click.option("--force", is_flag=True, help="Overwrite a post even if it has more papers or texts than the new one.")
+@click.option(
+    "--retry-pending",
+    is_flag=True,
+    help="Also retry papers whose texts were given up after llm.pending_max_runs failed runs.",
+)
 @COMMIT_OPTION
 @command
 def generate(
-    digest: Digest, day: str | None, first: str | None, last: str | None, refetch: bool, force: bool
+    digest: Digest,
+    day: str | None,
+    first: str | None,
+    last: str | None,
+    refetch: bool,
+    force: bool,
+    retry_pending: bool,
 ) -> RunOutcome:
     """Write the post of one date, or of every date in a range.
 
@@ -231,8 +254,9 @@ def generate(
       arxiv-digest generate --date 2026-01-15
       arxiv-digest generate --from 2026-01-01 --to 2026-01-31
       arxiv-digest generate --date 2026-01-15 --refetch
+      arxiv-digest generate --date 2026-01-15 --retry-pending
     """
-    return digest.generate(_days(day, first, last), refetch=refetch, force=force)
+    return digest.generate(_days(day, first, last), refetch=refetch, force=force, retry_pending=retry_pending)
 
 
 def _days(day: str | None, first: str | None, last: str | None) -> list[date]:

@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from .errors import ConfigError
+from .templating import packaged_dir
 
 
 @dataclass(frozen=True)
@@ -88,3 +89,15 @@ def load_glossary(path: Path) -> Glossary:
     )
     canonical = "\n".join(f"{t.english}\t{'|'.join(t.chinese)}" for t in terms)
     return Glossary(terms, hashlib.sha256(canonical.encode()).hexdigest()[:16])
+
+
+def locate(path: Path, templates_dir: Path) -> Path:
+    """``path`` if it exists, else a file of that name in the user's templates or the packaged ones."""
+    if path.is_file():
+        return path
+    for folder in (templates_dir, packaged_dir()):
+        if (folder / path.name).is_file():
+            return folder / path.name
+    raise ConfigError(
+        [f"file not found: {path} (nor {path.name} in {templates_dir} or the packaged templates)"], "llm.glossary"
+    )

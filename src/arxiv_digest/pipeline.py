@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -25,6 +25,7 @@ from .arxiv import ArxivClient, submitted_range_query
 from .config import Config
 from .files import remove_stale_temp_files, write_atomic
 from .fulltext_extract import trim_for_llm
+from .glossary import Glossary, load_glossary, locate
 from .llm import ChatClient, LLMError, LLMFatal, LLMTooLong
 from .models import LateNote, Paper, PaperPage, Post, PostEntry, Texts, Window
 from .polite import PoliteHttp, RetryPolicy
@@ -45,6 +46,7 @@ from .summarize import (
     run_job,
     translation_key,
 )
+from .verdict import ModelUnfit, Verdict
 from .window import closed_window, latest_closed_day, window_for
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,8 @@ class RunOutcome:
     cost: float | None = None  # when prices are configured
     currency: str = ""
     late: int = 0  # papers added to posts published by earlier runs
+    verdict: str | None = None  # the model was judged unfit early in the run: why, in one line
+    given_up: tuple[tuple[str, date], ...] = ()  # (id, post day) of papers this run stopped retrying
 
     @property
     def fetched(self) -> int:
@@ -82,6 +86,16 @@ class RunOutcome:
     @property
     def shown(self) -> int:
         return sum(d.shown for d in self.days)
+
+
+@dataclass(frozen=True)
+class LLMRun:
+    """What the LLM stage of one run did (see ``Digest.fill_texts``)."""
+
+    usage: Usage
+    fatal: str | None = None  # a failure retrying could not fix (bad key, no quota)
+    verdict: str | None = None  # the model was judged unfit: no more calls this run
+    given_up: tuple[str, ...] = ()
 
 
 @dataclass
@@ -104,12 +118,24 @@ class Digest:
             "explainer": load_prompt(self.env, "prompts/explain.j2"),
             "page": load_prompt(self.env, "prompts/page.j2"),
         }
+        self.glossary = self._glossary()
+        self.glossary_prompt = load_prompt(self.env, "prompts/glossary.j2")
+        if self.glossary is not None:  # the glossary is part of the texts' cache keys
+            salt = self.glossary.digest + self.glossary_prompt.digest
+            for kind in ("translation", "explainer"):
+                prompt = self.prompts[kind]
+                digest = hashlib.sha256((prompt.digest + salt).encode()).hexdigest()[:16]
+                self.prompts[kind] = replace(prompt, digest=digest)
         self.models = {
             "translation": self.config.llm.model,
             "explainer": self.config.llm.explainer_model or self.config.llm.model,
             "page": self.config.llm.model,
         }
         self.taxonomy = self.config.pages.taxonomy
+
+    def _glossary(self) -> Glossary | None:
+        path = self.config.llm.glossary
+        return load_glossary(locate(path, self.config.site.templates_dir)) if path else None
 
     def close(self) -> None:
         if self._http is not None:
@@ -200,7 +226,8 @@ class Digest:
             for key, kind in zip(keys, ("translation", "explainer", "page"), strict=True)
         ]
         page = page_from_json(found[2]) if found[2] and self.config.pages.enabled else None
-        return Texts(found[0], found[1], page)
+        unavailable = bool(self.store.given_up([paper.arxiv_id]))
+        return Texts(found[0], found[1], page, unavailable=unavailable)
 
     def complete(self, texts: Texts) -> bool:
         return texts.complete and (texts.page is not None or not self.config.pages.enabled)
@@ -250,15 +277,20 @@ class Digest:
         page = self.page_for(paper, texts)
         return PostEntry(paper=paper, texts=texts, page_url=page.permalink if page else None)
 
-    def fill_texts(self, papers: Sequence[Paper]) -> tuple[Usage, str | None]:
+    def fill_texts(self, papers: Sequence[Paper], retry_pending: bool = False) -> LLMRun:
         """Ask the LLM for every missing translation and explainer, ``llm.concurrency`` at a time.
 
         Full texts download one at a time in a background thread (arXiv etiquette) while
         translations are already running; each explainer starts as soon as its text is in.
         Results are stored as they arrive (by this thread only), so a killed run keeps them.
+        Papers given up by earlier runs are skipped unless ``retry_pending``; a paper whose texts
+        fail again counts one more failed run, and is given up after ``llm.pending_max_runs``.
         """
         cfg = self.config.llm
         usage = Usage(max_calls=cfg.max_calls, max_tokens=cfg.max_total_tokens)
+        if not retry_pending:
+            given_up = self.store.given_up(p.arxiv_id for p in papers)
+            papers = [p for p in papers if p.arxiv_id not in given_up]
         jobs: list[Job] = []
         downloads: list[Paper] = []
         for paper in papers:
@@ -277,7 +309,7 @@ class Digest:
             elif (job := self._explainer_job(paper, source, usage)) is not None:
                 jobs.append(job)
         if not jobs and not downloads:
-            return usage, None
+            return LLMRun(usage)
         api_key = os.environ.get(cfg.api_key_env) or None
         client = httpx.Client(
             timeout=cfg.timeout, trust_env=False, limits=httpx.Limits(max_connections=cfg.concurrency)
@@ -288,7 +320,10 @@ class Digest:
             api_key,
             RetryPolicy(cfg.retries, cfg.backoff, cfg.max_retry_after),
             sleep=self.sleep,
+            stream=cfg.stream,
         )
+        verdict = Verdict(cfg.verdict_after)
+        failures: dict[str, str] = {}  # paper -> why its texts failed this run
         results: queue.Queue[tuple[str, object, object]] = queue.Queue()
         fatal: str | None = None
         with (
@@ -298,7 +333,9 @@ class Digest:
         ):
 
             def submit(job: Job) -> None:
-                future = pool.submit(run_job, job, chat, usage, cfg.temperature, cfg.max_tokens, cfg.retries + 1)
+                future = pool.submit(
+                    run_job, job, chat, usage, cfg.temperature, cfg.max_tokens, cfg.retries + 1, verdict=verdict
+                )
                 future.add_done_callback(lambda f, job=job: results.put(("job", job, f)))
 
             for job in jobs:
@@ -322,12 +359,17 @@ class Digest:
                     continue
                 assert isinstance(subject, Job) and isinstance(payload, Future)
                 try:
-                    fatal = self._collect(subject, payload, usage) or fatal
+                    fatal = self._collect(subject, payload, usage, failures) or fatal
                 except LLMTooLong:
                     results.put(("fulltext", subject.paper, self._shorter_fulltext(subject.paper)))
                     outstanding += 1
                     bar.total += 1
-        return usage, fatal
+        complete = [p.arxiv_id for p in papers if self.complete(self.texts(p))]
+        self.store.clear_llm_failures(complete)
+        failed = {arxiv_id: why for arxiv_id, why in failures.items() if arxiv_id not in complete}
+        given_up = self.store.record_llm_failures(failed, cfg.pending_max_runs, self.now())
+        unfit = "; ".join(str(judged) for judged in verdict.unfit()) or None
+        return LLMRun(usage, fatal, unfit, tuple(given_up))
 
     def _shorter_fulltext(self, paper: Paper) -> fulltext.FullText:
         """Half the text the model could not take (the abstract in the end); kept for later runs."""
@@ -341,7 +383,15 @@ class Digest:
     def _job(
         self, kind: str, paper: Paper, key: str, check: Callable[[str], str], source: str, values: dict[str, object]
     ) -> Job:
-        return Job(kind, paper, key, self.models[kind], self.prompts[kind].messages(**values), check, source)
+        messages = self.prompts[kind].messages(**values)
+        terms: tuple = ()
+        if self.glossary is not None and kind in ("translation", "explainer"):
+            read = (paper.summary,) if kind == "translation" else (paper.title, paper.summary, str(values["fulltext"]))
+            terms = self.glossary.occurring(*read)
+            if terms:  # only the paper's own terms, to keep prompts small
+                messages[-1]["content"] += "\n\n" + self.glossary_prompt.template.render(terms=terms).strip()
+        checked = terms if kind == "translation" else ()
+        return Job(kind, paper, key, self.models[kind], messages, check, source, checked)
 
     def _check_page(self, answer: str, paper: Paper) -> str:
         return page_to_json(check_page(answer, paper, self.taxonomy))
@@ -370,11 +420,11 @@ class Digest:
                 found = fulltext.abstract_only(paper, definite=False)
             results.put(("fulltext", paper, found))
 
-    def _collect(self, job: Job, future: Future, usage: Usage) -> str | None:
+    def _collect(self, job: Job, future: Future, usage: Usage, failures: dict[str, str]) -> str | None:
         """Store a finished job's text; return the message of a fatal LLM error, if any."""
         try:
             text = future.result()
-        except BudgetExhausted:
+        except (BudgetExhausted, ModelUnfit):
             return None
         except LLMFatal as exc:
             usage.failed()
@@ -389,6 +439,7 @@ class Digest:
             return None
         except LLMError as exc:
             usage.failed()
+            failures[job.paper.arxiv_id] = f"{job.kind}: {exc}"
             log.warning("%s %s stays pending: %s", job.paper.versioned_id, job.kind, exc)
             return None
         paper = job.paper
@@ -450,13 +501,15 @@ class Digest:
         force: bool = False,
         extra_days: Sequence[date] = (),
         late_into: date | None = None,
+        retry_pending: bool = False,
     ) -> RunOutcome:
         """Posts for ``days`` (and ``extra_days``, already-fetched days with pending papers).
 
         Windows already in the store are rendered without network; missing ones are fetched
         in one paged query; then the LLM fills what is missing, and every post is written.
         With ``late_into``, papers added to posts that were already published are also listed
-        at the end of that day's post, which is written last.
+        at the end of that day's post, which is written last. ``retry_pending`` also retries
+        papers that earlier runs gave up on.
         """
         started = time.monotonic()
         now = self.now()
@@ -469,10 +522,11 @@ class Digest:
         if missing:
             self.fetch(missing)
         windows += [self.window(day) for day in extra_days if day not in days]
-        usage, fatal = None, None
+        llm_run = None
         if self.config.llm_enabled:
             papers = [entry.paper for w in windows for entry in self.post_for(w)[0].entries]
-            usage, fatal = self.fill_texts(papers)
+            llm_run = self.fill_texts(papers, retry_pending)
+        usage = llm_run.usage if llm_run else None
         windows.sort(key=lambda w: (w.day == late_into, w.day))
         if late_into:
             with self.store.transaction():
@@ -495,7 +549,20 @@ class Digest:
         if usage is not None and (llm.price_input or llm.price_output):
             cost = (usage.tokens_in * llm.price_input + usage.tokens_out * llm.price_output) / 1e6
         pending = self.store.pending_count()
-        return RunOutcome(tuple(outcomes), requests, seconds, pending, usage, fatal, cost, llm.currency, late)
+        given_up = self.store.post_days(llm_run.given_up) if llm_run else {}
+        return RunOutcome(
+            tuple(outcomes),
+            requests,
+            seconds,
+            pending,
+            usage,
+            llm_run.fatal if llm_run else None,
+            cost,
+            llm.currency,
+            late,
+            llm_run.verdict if llm_run else None,
+            tuple(sorted(given_up.items(), key=lambda item: (item[1], item[0]))),
+        )
 
     def run_latest(self) -> RunOutcome:
         """The latest closed window, re-checking the previous ``refresh_days`` windows for late

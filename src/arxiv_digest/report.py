@@ -32,7 +32,9 @@ def run_report(
                 "shown": outcome.shown,
                 "late": outcome.late,
                 "pending": outcome.pending,
+                "given_up": [{"id": arxiv_id, "day": day.isoformat()} for arxiv_id, day in outcome.given_up],
             },
+            "verdict": outcome.verdict,
             "posts": [
                 {
                     "day": d.day.isoformat(),
