@@ -100,18 +100,20 @@ def estimate_tokens(text: str) -> int:
     return cjk + (len(text) - cjk) // 4 + 1
 
 
-def _error_message(response: httpx.Response) -> str:
-    """The provider's own error text: OpenAI ``{"error": {...}}`` or DashScope ``{"code","message"}``."""
+def _error_message(response: httpx.Response) -> tuple[str, str]:
+    """The provider's own error text (OpenAI ``{"error": {...}}`` or DashScope ``{"code","message"}``)
+    and the request parameter it names (OpenAI's ``param``), if any."""
     try:
         body = response.json()
     except ValueError:
-        return " ".join(response.text.split())[:300]
+        return " ".join(response.text.split())[:300], ""
     error = body.get("error", body) if isinstance(body, dict) else body
     if isinstance(error, dict):
         message = " ".join(str(error.get("message") or "").split())[:300]
         code = error.get("code") or error.get("type")
-        return f"{message} ({code})" if code and str(code) not in message else message
-    return str(error)[:300]
+        text = f"{message} ({code})" if code and str(code) not in message else message
+        return text, str(error.get("param") or "")
+    return str(error)[:300], ""
 
 
 def _retry_after(response: httpx.Response) -> str | None:
@@ -127,7 +129,7 @@ def _retry_after(response: httpx.Response) -> str | None:
 def _rejected_parameter(message: str, sent: Iterable[str]) -> str | None:
     """The optional parameter a 400/422 names, if any (``stream`` only when no longer name matched)."""
     for name in sent:
-        pattern = r"\bstream\b(?!_)" if name == "stream" else rf"\b{name}\b"
+        pattern = r"\bstream(?:ing)?\b(?!_)" if name == "stream" else rf"\b{name}\b"
         if re.search(pattern, message, re.IGNORECASE):
             return name
     return None
@@ -264,9 +266,11 @@ class ChatClient:
             return self._plain(response, model, started, payload)
 
     def _failure(self, response: httpx.Response, payload: Mapping[str, Any]) -> Exception:
-        status, message = response.status_code, self.redact(_error_message(response))
+        text, param = _error_message(response)
+        status, message = response.status_code, self.redact(text)
         optional = [name for name in OPTIONAL_PARAMETERS if name in payload and payload[name] is not False]
-        if status in REJECTION_STATUS and (parameter := _rejected_parameter(message, optional)):
+        parameter = _rejected_parameter(f"{param} {message}", optional) if status in REJECTION_STATUS else None
+        if parameter and not (parameter == "stream" and status >= 500):  # a 500 naming "stream" is no refusal
             return _Refused(parameter)
         error = self._classify(response, status, message)
         if isinstance(error, LLMFatal):
