@@ -323,6 +323,7 @@ class Digest:
             stream=cfg.stream,
         )
         verdict = Verdict(cfg.verdict_after)
+        stop_downloads = threading.Event()  # no explainer will be asked for: the model or the key failed
         failures: dict[str, str] = {}  # paper -> why its texts failed this run
         results: queue.Queue[tuple[str, object, object]] = queue.Queue()
         fatal: str | None = None
@@ -341,7 +342,8 @@ class Digest:
             for job in jobs:
                 submit(job)
             if downloads:
-                threading.Thread(target=self._download_all, args=(downloads, results), daemon=True).start()
+                args = (downloads, results, stop_downloads)
+                threading.Thread(target=self._download_all, args=args, daemon=True).start()
             outstanding = len(jobs) + len(downloads)
             while outstanding:
                 kind, subject, payload = results.get()
@@ -349,6 +351,8 @@ class Digest:
                 bar.update()
                 if kind == "fulltext":
                     paper, source = subject, payload
+                    if source is None:  # skipped
+                        continue
                     assert isinstance(paper, Paper) and isinstance(source, fulltext.FullText)
                     if source.definite:
                         self.store.save_fulltext(paper.versioned_id, source.source, source.text, self.now())
@@ -360,6 +364,8 @@ class Digest:
                 assert isinstance(subject, Job) and isinstance(payload, Future)
                 try:
                     fatal = self._collect(subject, payload, usage, failures) or fatal
+                    if fatal or verdict.unfit():
+                        stop_downloads.set()
                 except LLMTooLong:
                     results.put(("fulltext", subject.paper, self._shorter_fulltext(subject.paper)))
                     outstanding += 1
@@ -410,9 +416,12 @@ class Digest:
         values = {"paper": paper, "fulltext": source.text, "source_label": source.label}
         return self._job("explainer", paper, key, check_explainer, source.source, values)
 
-    def _download_all(self, papers: Sequence[Paper], results: queue.Queue) -> None:
+    def _download_all(self, papers: Sequence[Paper], results: queue.Queue, stop: threading.Event) -> None:
         cfg = self.config.fulltext
         for paper in papers:
+            if stop.is_set():
+                results.put(("fulltext", paper, None))
+                continue
             try:
                 found = fulltext.download(paper, self.http, cfg.html_url, cfg.pdf_url, cfg.max_chars)
             except Exception as exc:  # a download must never sink the run: fall back to the abstract

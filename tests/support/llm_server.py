@@ -23,6 +23,7 @@ import gzip
 import hashlib
 import json
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -414,6 +415,11 @@ class _HTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
     owner: LLMServer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up (an early-stopped stream) is normal, not an error worth a traceback."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
