@@ -41,9 +41,12 @@ PAPER = Paper(
     "2501.11999", 1, "", "Rate-Aware Learned Speech Compression", ABSTRACT, (Author("A"),), WHEN, WHEN, "eess.AS",
     ("eess.AS",), "", "",
 )  # fmt: skip
-GOOD_TRANSLATION = (Path(__file__).parent / "fixtures" / "reference" / "paper-page-2501.11999.md").read_text(
-    encoding="utf-8"
-).split("\n> ")[2].strip()
+GOOD_TRANSLATION = (
+    (Path(__file__).parent / "fixtures" / "reference" / "paper-page-2501.11999.md")
+    .read_text(encoding="utf-8")
+    .split("\n> ")[2]
+    .strip()
+)
 
 
 def job(kind: str, prompt: str) -> Job:
@@ -171,5 +174,5 @@ def test_a_glossary_is_yaml_or_tsv_and_its_errors_say_where(tmp_path: Path) -> N
     with pytest.raises(ConfigError, match="line 1: expected 'English term<TAB>Chinese term'"):
         load_glossary(bad)
     assert locate(Path("/nowhere/glossary.tsv"), tmp_path) == packaged_dir() / "glossary.tsv"
-    with pytest.raises(ConfigError, match="llm.glossary"):
+    with pytest.raises(ConfigError, match=r"llm\.glossary"):
         locate(tmp_path / "none.tsv", tmp_path)

@@ -16,7 +16,7 @@ WRAPPER = REPO / "deploy" / "nightly.sh"
 def night(tmp_path: Path, code: int, **env: str) -> subprocess.CompletedProcess:
     """One run of deploy/nightly.sh with a stand-in arxiv-digest that exits ``code``."""
     stub = tmp_path / "arxiv-digest"
-    stub.write_text(f"#!/bin/sh\necho \"closing line of $*\"\nexit {code}\n", encoding="utf-8")
+    stub.write_text(f'#!/bin/sh\necho "closing line of $*"\nexit {code}\n', encoding="utf-8")
     stub.chmod(0o755)
     variables = {**os.environ, "ARXIV_DIGEST": str(stub), **env}
     return subprocess.run(
