@@ -265,3 +265,17 @@ def test_a_key_echoed_by_the_provider_appears_nowhere(llm_ws: LLMWorkspace) -> N
     assert KEY not in result.stdout + result.stderr + reports + llm_ws.text()
     assert KEY.encode() not in store and KEY[:12] not in result.stderr + reports
     assert "[redacted]" in report(llm_ws.ws)["error"]
+
+
+def test_doctor_probes_the_model_and_says_plainly_whether_it_can_serve(llm_ws: LLMWorkspace) -> None:
+    good = llm_ws.ws.cli("doctor")
+    line = next(line for line in good.stdout.splitlines() if line.startswith("LLM"))
+    assert re.search(r"translation valid \([\d.]+ s, \d+ tokens/s\); explainer valid", line), line
+    assert line.endswith("this model can serve the digest") and good.returncode == 0
+    llm_ws.script.good = lambda request: ECHO * 4
+    bad = llm_ws.ws.cli("doctor")
+    line = next(line for line in bad.stdout.splitlines() if line.startswith("LLM"))
+    assert line.startswith("LLM        FAIL") and bad.returncode == 1
+    assert "translation rejected (" in line and "echo, stopped early: '请把下面这篇 arXiv" in line
+    assert line.endswith("this model cannot serve the digest; try a larger one")
+    assert KEY not in good.stdout + bad.stdout

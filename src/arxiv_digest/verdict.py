@@ -23,11 +23,18 @@ REASON_PHRASES = {
     "loop": "looping answers",
     "too_long": "answers far longer than the task needs",
     "truncated": "answers cut off at llm.max_tokens",
-    "think": "reasoning that never ends",
-    "echo": "the prompt echoed back",
+    "think": "answers whose reasoning never ends",
+    "echo": "answers that echo the prompt",
     "language": "answers that are not in Chinese",
     "refusal": "refusals",
     "format": "answers in the wrong format",
+}
+
+ADVICE = {
+    "truncated": "raise llm.max_tokens or try a larger model",
+    "loop": "try a larger model or raise llm.max_tokens",
+    "too_long": "try a larger model",
+    "format": "try a larger model, or check your prompt templates",
 }
 
 
@@ -42,9 +49,7 @@ class ModelUnfit(LLMError):
         if count < calls:
             others = ", ".join(f"{REASON_PHRASES.get(r, r)} {n}" for r, n in reasons.most_common()[1:])
             what = f"{what} ({others} besides)"
-        advice = "raise llm.max_tokens or try a larger model" if top == "truncated" else "try a larger model"
-        if top in ("loop", "too_long", "think"):
-            advice = "try a larger model or raise llm.max_tokens"
+        advice = ADVICE.get(top, "try a larger model")
         super().__init__(f"the model {model} kept producing {what} ({count}/{calls} calls); {advice}")
 
 
