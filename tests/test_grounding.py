@@ -12,12 +12,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from arxiv_digest.grounding import Source, unsupported
+from arxiv_digest.grounding import SourceText, unsupported
 
 PAGE = (Path(__file__).parent / "fixtures" / "reference" / "paper-page-2501.11999.md").read_text(encoding="utf-8")
 QUOTES = re.findall(r"^> (.+)$", PAGE, re.MULTILINE)
 ENGLISH, CHINESE = QUOTES[-1], QUOTES[-2]
-SOURCE = Source(ENGLISH)
+SOURCE = SourceText(ENGLISH)
 
 
 def test_the_recorded_answer_is_grounded_in_its_abstract() -> None:
@@ -58,15 +58,15 @@ def test_an_invented_number_or_name_is_flagged(change: tuple[str, str], flagged:
     ],
 )
 def test_formatting_differences_are_allowed(source: str, answer: str) -> None:
-    assert unsupported(answer, Source(source)) == []
+    assert unsupported(answer, SourceText(source)) == []
 
 
 def test_section_markers_small_counts_and_generic_abbreviations_are_not_checked() -> None:
     answer = "1)  \n- **背景**：ASR 与 TTS 系统……\n\n2)  \n- 两个阶段\n\n3)  \n- 第 3 步"
-    assert unsupported(answer, Source("We propose a method.")) == []
+    assert unsupported(answer, SourceText("We propose a method.")) == []
 
 
 @given(st.integers(min_value=10, max_value=10**9), st.sampled_from(["", ",", " %"]))
 def test_every_number_of_the_source_is_supported_however_grouped(value: int, style: str) -> None:
     written = f"{value:,}" if style == "," else f"{value}{style.strip()}"
-    assert unsupported(f"共有 {written} 条", Source(f"There are {value}{style.replace(',', '')} items.")) == []
+    assert unsupported(f"共有 {written} 条", SourceText(f"There are {value}{style.replace(',', '')} items.")) == []

@@ -32,7 +32,9 @@ QUERY_MARGIN = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
-class Page:
+class ResultBatch:
+    """One response of a paged search: up to ``page_size`` papers (arXiv calls it a page)."""
+
     papers: tuple[Paper, ...]
     total_results: int
     start_index: int
@@ -117,7 +119,7 @@ def _paper(entry: Any, affiliations: dict[str, str]) -> Paper | None:
     )
 
 
-def parse_feed(data: bytes) -> Page:
+def parse_feed(data: bytes) -> ResultBatch:
     """Parse one API response body. Raises ``Retryable`` for empty/garbled bodies and
     ``ArxivError`` for arXiv's own error feed (which carries the reason as the entry summary)."""
     if not data.strip():
@@ -131,10 +133,12 @@ def parse_feed(data: bytes) -> Page:
         raise ArxivError(f"arXiv rejected the query: {_clean(entries[0].get('summary'))}")
     affiliations = _affiliations(data)
     papers = tuple(p for e in entries if (p := _paper(e, affiliations.get(_clean(e.get("id")), {}))) is not None)
-    return Page(papers=papers, total_results=int(total), start_index=int(feed.feed.get("opensearch_startindex", 0)))
+    return ResultBatch(
+        papers=papers, total_results=int(total), start_index=int(feed.feed.get("opensearch_startindex", 0))
+    )
 
 
-def _parse_response(response: httpx.Response) -> Page:
+def _parse_response(response: httpx.Response) -> ResultBatch:
     if response.status_code == 400:
         with contextlib.suppress(Retryable):
             parse_feed(response.content)  # raises with arXiv's own message when it is an error feed
@@ -145,17 +149,17 @@ def _parse_response(response: httpx.Response) -> Page:
 
 
 class ArxivClient:
-    """Pages through one search query; the HTTP session and timing come from ``PoliteHttp``."""
+    """Reads one search query batch by batch; the HTTP session and timing come from ``PoliteHttp``."""
 
     def __init__(self, http: PoliteHttp, api_url: str, page_size: int) -> None:
         self.http = http
         self.api_url = api_url
         self.page_size = page_size
 
-    def pages(self, query: str) -> Iterator[Page]:
-        """Every page of ``query``, oldest submission first, paging until ``totalResults``.
+    def batches(self, query: str) -> Iterator[ResultBatch]:
+        """Every batch of ``query``, oldest submission first, paging until ``totalResults``.
 
-        An empty page before the end is retried (arXiv sometimes sends one). A page padded with
+        An empty batch before the end is retried (arXiv sometimes sends one). A batch padded with
         an entry repeated from the previous one must not make the next offset skip a paper.
         """
         start, total = 0, None
@@ -168,14 +172,14 @@ class ArxivClient:
                 "max_results": str(self.page_size),
             }
 
-            def parse_page(response: httpx.Response, start: int = start) -> Page:
-                page = _parse_response(response)
-                if not page.papers and start < page.total_results:
-                    raise Retryable(f"empty page at start={start} of {page.total_results}")
-                return page
+            def parse_batch(response: httpx.Response, start: int = start) -> ResultBatch:
+                batch = _parse_response(response)
+                if not batch.papers and start < batch.total_results:
+                    raise Retryable(f"empty page at start={start} of {batch.total_results}")
+                return batch
 
-            page = self.http.get(self.api_url, parse_page, params)
-            total = page.total_results
-            start += min(len(page.papers), self.page_size)
-            log.debug("page at %d: %d entries of %d", page.start_index, len(page.papers), total)
-            yield page
+            batch = self.http.get(self.api_url, parse_batch, params)
+            total = batch.total_results
+            start += min(len(batch.papers), self.page_size)
+            log.debug("batch at %d: %d entries of %d", batch.start_index, len(batch.papers), total)
+            yield batch

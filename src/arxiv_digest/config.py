@@ -13,12 +13,15 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .site import SiteOptions
 
 log = logging.getLogger(__name__)
 
@@ -265,6 +268,12 @@ SECTIONS: dict[str, type] = {
 }
 
 
+def _default(spec: dataclasses.Field[Any]) -> Any:
+    """A setting's default: its ``default_factory`` called, else its ``default``."""
+    factory = spec.default_factory
+    return factory() if callable(factory) else spec.default
+
+
 def _build_section(name: str, cls: type, raw: Any, base: Path, problems: list[str]) -> Any:
     if raw is None:
         raw = {}
@@ -278,7 +287,7 @@ def _build_section(name: str, cls: type, raw: Any, base: Path, problems: list[st
     values: dict[str, Any] = {}
     for key, spec in known.items():
         if key not in raw:
-            value = spec.default if spec.default is not dataclasses.MISSING else spec.default_factory()  # type: ignore[misc]
+            value = _default(spec)
         else:
             try:
                 value = spec.metadata["check"](raw[key])
@@ -329,6 +338,21 @@ def describe() -> list[tuple[str, Any, str]]:
     rows = []
     for name, cls in SECTIONS.items():
         for f in dataclasses.fields(cls):
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-            rows.append((f"{name}.{f.name}", default, f.metadata["doc"]))
+            rows.append((f"{name}.{f.name}", _default(f), f.metadata["doc"]))
     return rows
+
+
+def site_options(config: Config, *, incremental: bool = True) -> SiteOptions:
+    """What ``site`` and ``serve`` build, from the ``site`` section."""
+    from .site import SiteOptions  # imported here: the site's renderer is heavy, and config is imported everywhere
+
+    site = config.site
+    return SiteOptions(
+        posts_dir=site.posts_dir,
+        site_dir=site.site_dir,
+        templates_dirs=(site.templates_dir / "site",),
+        title=site.title,
+        base_url=site.base_url,
+        per_page=site.per_page,
+        incremental=incremental,
+    )

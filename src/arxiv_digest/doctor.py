@@ -104,8 +104,8 @@ def check_arxiv(config: Config) -> Check:
     client = httpx.Client(headers={"User-Agent": cfg.user_agent}, timeout=cfg.timeout, trust_env=False)
     with client:
         http = PoliteHttp(client, interval=0, policy=RetryPolicy(0, 0, 0))
-        page = next(ArxivClient(http, cfg.api_url, 1).pages(f"cat:{cfg.categories[0]}"))
-    return Check("arXiv", True, f"{cfg.api_url} answers ({page.total_results} papers in {cfg.categories[0]})")
+        batch = next(ArxivClient(http, cfg.api_url, 1).batches(f"cat:{cfg.categories[0]}"))
+    return Check("arXiv", True, f"{cfg.api_url} answers ({batch.total_results} papers in {cfg.categories[0]})")
 
 
 def check_llm(config: Config) -> Check:

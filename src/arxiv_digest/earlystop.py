@@ -44,5 +44,5 @@ def find_loop(text: str) -> str | None:
         unit, times = counts.most_common(1)[0]
         if times >= REPEATS:
             return unit[:60]
-    unit = _periodic_tail(text)
-    return " ".join(unit.split())[:60] if unit is not None else None
+    periodic = _periodic_tail(text)
+    return " ".join(periodic.split())[:60] if periodic is not None else None

@@ -74,7 +74,7 @@ def _compact(text: str) -> str:
     return re.sub(r"[^a-z0-9]", "", text.lower())
 
 
-class Source:
+class SourceText:
     """What the model was given, indexed once for lookups."""
 
     def __init__(self, text: str) -> None:
@@ -102,7 +102,7 @@ def _is_name(token: str) -> bool:
     return (inner_capital or acronym or any(c.isdigit() for c in token)) and token not in GENERIC
 
 
-def unsupported(answer: str, source: Source) -> list[str]:
+def unsupported(answer: str, source: SourceText) -> list[str]:
     """Numbers and names in ``answer`` that ``source`` does not contain, in order, each once."""
     text = SECTION_MARKER.sub("", answer)
     missing: dict[str, None] = {}

@@ -18,6 +18,7 @@ from typing import TypeVar
 
 import httpx
 
+from .config import ArxivConfig
 from .errors import ArxivError
 
 log = logging.getLogger(__name__)
@@ -141,3 +142,12 @@ class PoliteHttp:
                 return self.policy.call(once, self.sleep, url)
             except RetriesExhausted as exc:
                 raise ArxivError(f"{exc} for {url}", url=url, attempts=exc.attempts) from None
+
+
+def arxiv_http(cfg: ArxivConfig, sleep: Callable[[float], None] = time.sleep) -> PoliteHttp:
+    """The session every request to arXiv's hosts goes through (API and full texts), as configured."""
+    client = httpx.Client(
+        headers={"User-Agent": cfg.user_agent}, timeout=cfg.timeout, follow_redirects=True, trust_env=False
+    )
+    policy = RetryPolicy(cfg.retries, cfg.backoff, cfg.max_retry_after)
+    return PoliteHttp(client, interval=cfg.request_interval, policy=policy, sleep=sleep)

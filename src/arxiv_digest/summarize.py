@@ -1,4 +1,4 @@
-"""The LLM stage: prompts, answer validation, cache keys, and concurrent filling of pending papers.
+"""The LLM stage's rules: prompts, answer validation, and one job run until its answer is valid.
 
 Answers are normalised (a leading ``<think>`` block and a wrapping code fence are removed), then
 judged in an order that names the real problem: content first (empty, reasoning that never ends,
@@ -25,11 +25,11 @@ from functools import partial
 import jinja2
 
 from .earlystop import find_loop
-from .fulltext import FullText
+from .fulltext import Source
 from .glossary import Term, missing_terms
-from .grounding import Source, unsupported
+from .grounding import SourceText, unsupported
 from .llm import ChatClient, Completion, LLMError
-from .models import PageInfo, Paper
+from .models import PageInfo, Paper, TextKind
 from .verdict import Verdict
 
 log = logging.getLogger(__name__)
@@ -250,7 +250,7 @@ def page_from_json(text: str) -> PageInfo:
     return PageInfo(data["title"], data["class"], data["reason"], tuple(data["tags"]))
 
 
-# -- prompts & cache keys --------------------------------------------------------------------------
+# -- prompts --------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -270,45 +270,6 @@ class Prompt:
 def load_prompt(env: jinja2.Environment, name: str) -> Prompt:
     source, _, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
     return Prompt(name, env.get_template(name), hashlib.sha256(source.encode()).hexdigest()[:16])
-
-
-def _sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def translation_key(paper: Paper, prompt: Prompt, model: str) -> str:
-    return _sha(
-        json.dumps(
-            [
-                "translation",
-                paper.versioned_id,
-                _sha(paper.title + "\n" + paper.summary),
-                prompt.digest,
-                model,
-            ]
-        )
-    )
-
-
-def page_key(paper: Paper, prompt: Prompt, model: str, taxonomy: Sequence[str]) -> str:
-    return _sha(
-        json.dumps(
-            ["page", paper.versioned_id, _sha(paper.title + "\n" + paper.summary), prompt.digest, model, list(taxonomy)]
-        )
-    )
-
-
-def explainer_key(paper: Paper, fulltext: FullText, prompt: Prompt, model: str) -> str:
-    parts = [
-        "explainer",
-        paper.versioned_id,
-        _sha(paper.summary),
-        fulltext.source,
-        fulltext.sha256,
-        prompt.digest,
-        model,
-    ]
-    return _sha(json.dumps(parts))
 
 
 # -- running calls ------------------------------------------------------------------------------------
@@ -384,13 +345,13 @@ class BudgetExhausted(Exception):
 
 @dataclass(frozen=True)
 class Job:
-    kind: str  # "translation" | "explainer" | "page"
+    kind: TextKind
     paper: Paper
     key: str
     model: str
     messages: list[dict[str, str]]
     check: Callable[[str], str]
-    source: str  # what the model read: "abstract", "html" or "pdf"
+    source: Source  # what the model read
     terms: tuple[Term, ...] = ()  # glossary terms occurring in the paper (a translation must use them)
 
 
@@ -425,7 +386,7 @@ def soft_problem(text: str, job: Job) -> InvalidAnswer | None:
     """Problems worth one more try but not worth losing a valid answer over: numbers or names in an
     explainer that the source does not contain; glossary terms a translation rendered otherwise."""
     if job.kind == "explainer":
-        items = unsupported(text, Source("\n".join(m["content"] for m in job.messages)))
+        items = unsupported(text, SourceText("\n".join(m["content"] for m in job.messages)))
         if items:
             shown = "、".join(items[:12])
             message = f"以下数字或名称在给出的论文内容中找不到：{shown}。只写原文中出现的数字与名称"

@@ -22,21 +22,17 @@ import copy
 import gzip
 import hashlib
 import json
-import socket
-import sys
-import threading
 import time
 import uuid
 import zlib
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any, cast
 
 import yaml
+
+from .loopback import LoopbackHandler, LoopbackServer
 
 Responder = Callable[[dict], str]
 
@@ -408,46 +404,15 @@ _RESPONDER_FAILED = object()  # sentinel: the test's responder raised
 # --------------------------------------------------------------------------- HTTP plumbing
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    """Threaded so ``latency``/``stall`` in one request never blocks another."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-    owner: LLMServer
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that hangs up (an early-stopped stream) is normal, not an error worth a traceback."""
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LoopbackHandler):
     """Parses, records and dispatches one request; all policy lives in ``LLMServer``."""
 
-    protocol_version = "HTTP/1.1"  # keep-alive, like real providers (exercises httpx pooling)
     server_version = "llm-test-server"
     sys_version = ""
 
     @property
     def owner(self) -> LLMServer:
-        return cast(_HTTPServer, self.server).owner
-
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body go out in separate writes; without NODELAY, Nagle + delayed ACK
-        # would add ~40 ms to every keep-alive request.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.owner._track(self.connection, add=True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.owner._track(self.connection, add=False)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence per-request logging; tests inspect ``LLMServer.requests`` instead."""
+        return cast("LLMServer", self.server.owner)  # type: ignore[attr-defined]
 
     def do_POST(self) -> None:
         self._handle()
@@ -485,10 +450,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.owner._dispatch(self, record)
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
             self.close_connection = True  # client gave up (e.g. its timeout fired first)
-        except Exception as exc:  # a bug in this fake: make the test fail in __exit__, not just log
-            with self.owner._lock:
-                self.owner.errors.append(exc)
-            raise
 
     def send_bytes(
         self,
@@ -538,7 +499,7 @@ class _Handler(BaseHTTPRequestHandler):
         lines = [f"data: {json.dumps(e, ensure_ascii=False, separators=(',', ':'))}\n\n" for e in events]
         delay = self.owner.chunk_delay
         for line in [*lines, "data: [DONE]\n\n"]:
-            if delay and self.owner._stop.wait(delay):
+            if delay and self.owner._closing.wait(delay):
                 return
             data = line.encode("utf-8")
             if compressor:
@@ -558,13 +519,17 @@ class _Handler(BaseHTTPRequestHandler):
 # --------------------------------------------------------------------------- the server
 
 
-class LLMServer:
+class LLMServer(LoopbackServer[RecordedRequest, Fault]):
     """OpenAI-compatible chat-completions server on 127.0.0.1 (random port), with fault injection.
 
     Serving starts in ``__init__`` (so ``base_url`` works immediately); use it as a
     context manager or call ``close()``. Faults queued with ``inject`` are consumed,
     in order, by the next requests that reach the chat endpoint with valid auth.
     """
+
+    handler = _Handler
+    fault_type = Fault
+    thread_name = "llm-server"
 
     def __init__(
         self,
@@ -584,83 +549,18 @@ class LLMServer:
         self.latency = latency
         self.api_key = api_key
         self.model_style = model_style
-        self.requests: list[RecordedRequest] = []
-        self.errors: list[BaseException] = []  # raised by the responder (or by this fake itself)
-        self.max_in_flight = 0
-        self.in_flight = 0
-        self._faults: deque[Fault] = deque()
         self._seen_prefixes: set[str] = set()
         self._seq = 0
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._connections: set[socket.socket] = set()
-        self._httpd = _HTTPServer(("127.0.0.1", 0), _Handler)
-        self._httpd.owner = self
-        self.port: int = self._httpd.server_address[1]
-        self.root_url = f"http://127.0.0.1:{self.port}"  # DeepSeek-style base_url (no /v1) also works
-        self.base_url = f"{self.root_url}/v1"
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, name="llm-server", daemon=True
-        )
-        self._thread.start()
-        self._closed = False
+        super().__init__()
+        self.base_url = f"{self.root_url}/v1"  # root_url: DeepSeek-style base_url (no /v1) also works
 
     # ---- test-facing controls
-
-    def inject(self, *faults: str | Fault) -> None:
-        """Queue faults; each is consumed by the next chat request, in order."""
-        normalized = [f if isinstance(f, Fault) else Fault(f) for f in faults]
-        with self._lock:
-            self._faults.extend(normalized)
 
     def set_responder(self, responder: Responder) -> None:
         """Swap the function that produces assistant content (takes effect for the next request)."""
         self.responder = responder
 
-    @property
-    def pending_faults(self) -> int:
-        """Faults not yet consumed (lets a test assert its script ran to the end)."""
-        with self._lock:
-            return len(self._faults)
-
-    def close(self) -> None:
-        """Stop serving, wake sleeping handlers and drop kept-alive connections."""
-        if self._closed:
-            return
-        self._closed = True
-        self._stop.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        with self._lock:
-            connections = list(self._connections)
-        for conn in connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> LLMServer:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-        if exc_type is None and self.errors:
-            first = self.errors[0]
-            raise AssertionError(f"LLMServer: responder raised {len(self.errors)} time(s)") from first
-
     # ---- internals (called from handler threads)
-
-    def _track(self, conn: socket.socket, *, add: bool) -> None:
-        with self._lock:
-            if add:
-                self._connections.add(conn)
-            else:
-                self._connections.discard(conn)
-
-    def _next_fault(self) -> Fault | None:
-        with self._lock:
-            return self._faults.popleft() if self._faults else None
 
     def _next_id(self, style: str) -> str:
         with self._lock:
@@ -678,15 +578,11 @@ class LLMServer:
         return f"chatcmpl-{digest[:29]}"
 
     def _dispatch(self, handler: _Handler, record: RecordedRequest) -> None:
-        with self._lock:
-            self.requests.append(record)
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        self._begin(record)
         try:
             self._respond(handler, record)
         finally:
-            with self._lock:
-                self.in_flight -= 1
+            self._end()
 
     def _respond(self, h: _Handler, record: RecordedRequest) -> None:
         path = record.path.split("?", 1)[0].rstrip("/")
@@ -718,7 +614,7 @@ class LLMServer:
 
         fault = self._next_fault()
         kind = fault.kind if fault else None
-        if self.latency and self._stop.wait(self.latency):
+        if self.latency and self._closing.wait(self.latency):
             h.close_connection = True
             return
 
@@ -760,7 +656,7 @@ class LLMServer:
             body = json.dumps(_error(message, "invalid_request_error", "invalid_request_error")).encode()
             h.send_bytes(record, 400, body)
             return
-        if fault is not None and kind == "stall" and self._stop.wait(fault.seconds):
+        if fault is not None and kind == "stall" and self._closing.wait(fault.seconds):
             h.close_connection = True  # server shutting down: drop the request unanswered
             return
 
@@ -797,8 +693,7 @@ class LLMServer:
         try:
             text = self.responder(request)
         except Exception as exc:  # surfaced again in __exit__
-            with self._lock:
-                self.errors.append(exc)
+            self.record_error(exc)
             return _RESPONDER_FAILED, "stop"
         if kind == "length":
             return text[: len(text) // 2], "length"
