@@ -96,10 +96,10 @@ def test_a_good_answer_passes_and_is_never_stopped() -> None:
         ("", "stop", "empty"),
         ("<think>" + "让我想想。" * 3000, "length", "think"),
         ("抱歉，我无法完成这个请求。", "stop", "refusal"),
-        ("This is an English answer that is long enough to judge. " * 3, "length", "language"),
+        (" ".join(f"Sentence number {n} of this answer is in English." for n in range(8)), "length", "language"),
         ("本文提出了一种新方法。" * 10, "length", "loop"),
         (GOOD_TRANSLATION[:150], "length", "truncated"),
-        (GOOD_TRANSLATION * 8, "stop", "too_long"),
+        (GOOD_TRANSLATION + "".join(f"补充说明第{n}点。" for n in range(500)), "stop", "too_long"),
         ("```\n" + GOOD_TRANSLATION + "\n", "stop", "format"),
         ("好的，以下是译文：" + GOOD_TRANSLATION, "stop", "format"),
     ],
@@ -112,7 +112,7 @@ def test_bounds_come_from_the_input() -> None:
     short, long = Bounds.for_task("translation", PAPER, 0), Bounds.for_task("explainer", PAPER, 60000)
     assert short.max_chars == 2 * len(ABSTRACT) + 500
     assert long.max_chars == 12000 and Bounds.for_task("explainer", PAPER, 1000).max_chars == 4000
-    three_megabytes = "1)  \n" + "这是很长的第一部分。" * 300_000
+    three_megabytes = "1)  \n" + "".join(f"第{n}句讲的是另一件事。" for n in range(250_000))
     assert verdict_of("explainer", three_megabytes) == "too_long"
 
 

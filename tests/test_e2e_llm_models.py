@@ -134,13 +134,13 @@ def test_the_verdict_threshold_is_configurable(llm_ws: LLMWorkspace) -> None:
 
 def test_a_good_model_is_never_stopped_by_the_verdict(llm_ws: LLMWorkspace) -> None:
     """Its first answer is valid; many later ones are not: every paper still gets its retries."""
-    add_papers(llm_ws.ws, 4)
+    add_papers(llm_ws.ws, 3)
     llm_ws.ws.configure(llm={"concurrency": 1, "retries": 2})
     first = iter([True])
     llm_ws.script.good = lambda request: good_answer(request) if next(first, False) else LOOPING
     result = llm_ws.generate()
     assert result.returncode == 3 and "kept producing" not in result.stderr + result.stdout
-    assert len(chat_requests(llm_ws.llm)) == 1 + 7 * 3  # one good answer, then every job's three attempts
+    assert len(chat_requests(llm_ws.llm)) == 1 + 5 * 3  # one good answer, then every job's three attempts
 
 
 def test_rejections_name_the_real_problem_and_show_the_answer_with_v(llm_ws: LLMWorkspace) -> None:
@@ -240,7 +240,6 @@ def test_the_glossary_is_part_of_the_cache_key(llm_ws: LLMWorkspace) -> None:
     llm_ws.ws.configure(llm={"glossary": "terms.yaml"})
     with_glossary = llm_ws.generate()
     assert "LLM 2 calls, 0 cached" in with_glossary.stdout  # both texts asked again, with the term
-    assert "LLM 0 calls, 2 cached" in llm_ws.generate().stdout
     glossary.write_text("vocoder: 声码器\nspeech enhancement: 语音增强\n", encoding="utf-8")
     assert "LLM 2 calls, 0 cached" in llm_ws.generate().stdout
 

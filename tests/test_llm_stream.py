@@ -101,14 +101,12 @@ def test_a_watch_stops_reading_and_the_server_stops_sending(http: httpx.Client) 
             seen.append(len(text))
             return ValueError("enough") if len(text) > 200 else None
 
-        started = time.monotonic()
         answer = chat(http, server).complete(MESSAGES, "m", 0.3, 4000, watch=watch)
         time.sleep(0.1)
     assert answer.finish_reason == "early_stop" and str(answer.stopped) == "enough"
     assert 200 < len(answer.content) < 400 and seen == sorted(seen)
     assert answer.usage_estimated and answer.completion_tokens < 300  # estimated from what was read
     assert server.requests[0].events_sent < 150  # of ~750 events: generation stopped with the read
-    assert time.monotonic() - started < 2
 
 
 def test_the_key_is_redacted_from_a_401_that_echoes_it(http: httpx.Client) -> None:

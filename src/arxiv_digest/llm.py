@@ -148,6 +148,14 @@ def _server_kind(response: httpx.Response, body: Mapping[str, Any]) -> str | Non
     return None
 
 
+class _Refused(Exception):
+    """Internal: the server refused an optional parameter; the request is sent again without it."""
+
+    def __init__(self, parameter: str) -> None:
+        super().__init__(parameter)
+        self.parameter = parameter
+
+
 class _Aborted(Exception):
     """Internal: the caller's watch stopped the stream."""
 
@@ -159,8 +167,7 @@ class _Aborted(Exception):
 @dataclass
 class _StreamState:
     content: str = ""
-    reasoning_chars: int = 0
-    pieces: int = 0
+    pieces: int = 0  # events that carried text (content or reasoning): about one token each
     finish_reason: str | None = None
     usage: dict[str, Any] | None = None
     model: str = ""
@@ -357,14 +364,6 @@ class ChatClient:
         )
 
 
-class _Refused(Exception):
-    """Internal: the server refused an optional parameter; the request is sent again without it."""
-
-    def __init__(self, parameter: str) -> None:
-        super().__init__(parameter)
-        self.parameter = parameter
-
-
 def _sse_chunks(response: httpx.Response) -> Iterator[dict[str, Any]]:
     """The JSON events of an SSE body, up to ``data: [DONE]`` (comments and other fields skipped)."""
     for line in response.iter_lines():
@@ -389,7 +388,6 @@ def _absorb(state: _StreamState, chunk: Mapping[str, Any]) -> None:
         if piece or thought:
             state.pieces += 1
         state.content += piece
-        state.reasoning_chars += len(thought)
         if choice.get("finish_reason"):
             state.finish_reason = choice["finish_reason"]
 
