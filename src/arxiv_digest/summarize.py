@@ -50,7 +50,8 @@ SECTION = re.compile(r"^[ \t]*\**([123])[)）]\**[ \t]*(.*)$", re.MULTILINE)
 SECTION_CHARS = (20, 4000)
 EXCERPT_CHARS = 200  # of a rejected answer: logged with -v and quoted back to the model
 ECHO_GRAM, ECHO_SHARE, ECHO_WINDOW = 12, 0.5, 2000  # an answer made mostly of the prompt's 12-grams
-STREAM_JUDGED_AFTER = 200  # characters of a streamed answer before its echo and language are judged
+# characters of a streamed answer before it is judged for echoing the prompt, and for its language
+STREAM_ECHO_AFTER, STREAM_LANGUAGE_AFTER = 100, 200
 RUNAWAY = frozenset({"loop", "too_long", "truncated", "think"})  # answers that did not know when to stop
 
 
@@ -128,11 +129,11 @@ def content_problem(text: str, expect: Expectation, *, partial: bool = False) ->
         return InvalidAnswer("回答包含推理过程 <think> (the answer contains reasoning)", "think")
     if REFUSAL.search(text[:80]):
         return InvalidAnswer("回答是拒绝或道歉 (the answer is a refusal)", "refusal")
-    judged = not partial or len(text) >= STREAM_JUDGED_AFTER
-    if judged and expect.echoes(text):
+    if (not partial or len(text) >= STREAM_ECHO_AFTER) and expect.echoes(text):
         return InvalidAnswer("回答在复述提示词或原文，而不是完成任务 (the answer echoes the prompt)", "echo")
     if (unit := find_loop(text)) is not None:
         return InvalidAnswer(f"回答陷入重复，“{unit}”反复出现 (the answer repeats itself)", "loop")
+    judged = not partial or len(text) >= STREAM_LANGUAGE_AFTER
     if judged and expect.chinese and chinese_ratio(text) < (0.3 if partial else 0.5):
         return InvalidAnswer("回答不是以中文为主 (the answer must be in Simplified Chinese)", "language")
     if len(text) > expect.bounds.max_chars:

@@ -114,7 +114,7 @@ class RealLLMServer:
 
 # --------------------------------------------------------------------------- one real run
 
-DAY = "2025-06-07"  # a window of the recorded cs.SD/eess.AS listings with 9 papers
+DAY = "2025-06-06"  # a window of the recorded cs.SD/eess.AS listings with more than 8 papers
 PAPERS = 8  # filter.max_papers: the 8 papers of issue #12's run
 NOW = "2025-12-01T00:00:00Z"
 
