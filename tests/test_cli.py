@@ -4,14 +4,13 @@ run reports for every run that knows where they go, and ``--commit`` recording a
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from concurrent.futures import Future
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from arxiv_digest.cli import main
 from arxiv_digest.config import load_config
@@ -24,18 +23,7 @@ from .conftest import KEY, LLMWorkspace, Workspace
 from .llm_script import Script
 from .support.arxiv_server import make_paper
 from .support.llm_server import LLMServer
-
-NOW = "2026-11-21T00:00:00Z"
-
-
-def invoke(ws: Workspace, *args: str) -> Result:
-    """``arxiv-digest ARGS`` in this process, from the workspace's folder (no subprocess start-up)."""
-    cwd = os.getcwd()
-    os.chdir(ws.root)
-    try:
-        return CliRunner().invoke(main, list(args), env={"ARXIV_DIGEST_NOW": NOW, **ws.env})
-    finally:
-        os.chdir(cwd)
+from .support.workspace import NOW
 
 
 def reports(ws: Workspace) -> list[dict]:
@@ -68,23 +56,23 @@ def test_config_verbose_and_quiet_work_after_the_subcommand(
 
 def test_every_run_that_knows_its_config_leaves_a_report(workspace: Workspace) -> None:
     with run_lock(workspace.root / "state" / "digest.sqlite3"):
-        locked = invoke(workspace, "generate", "--date", "2026-01-15")
-    assert locked.exit_code == 4 and locked.stderr.startswith("error: another arxiv-digest run is in progress")
-    future = invoke(workspace, "generate", "--date", "2026-12-01")
-    assert future.exit_code == 2 and "in the future" in future.stderr
-    done = invoke(workspace, "generate", "--date", "2026-01-15")
-    assert done.exit_code == 0, done.output
+        locked = workspace.cli("generate", "--date", "2026-01-15")
+    assert locked.returncode == 4 and locked.stderr.startswith("error: another arxiv-digest run is in progress")
+    future = workspace.cli("generate", "--date", "2026-12-01")
+    assert future.returncode == 2 and "in the future" in future.stderr
+    done = workspace.cli("generate", "--date", "2026-01-15")
+    assert done.returncode == 0, done.stderr
     assert [(r["outcome"], r["exit_code"]) for r in reports(workspace)] == [("locked", 4), ("usage", 2), ("ok", 0)]
     workspace.configure(arxiv={"request_interval": "fast"})
-    invalid = invoke(workspace, "generate", "--date", "2026-01-15")
-    assert invalid.exit_code == 2 and invalid.stderr.count("\n") == 1 and "request_interval" in invalid.stderr
+    invalid = workspace.cli("generate", "--date", "2026-01-15")
+    assert invalid.returncode == 2 and invalid.stderr.count("\n") == 1 and "request_interval" in invalid.stderr
     assert len(reports(workspace)) == 3  # an unreadable config cannot say where reports go
 
 
 def test_errors_of_other_commands_take_the_same_path(workspace: Workspace) -> None:
-    result = invoke(workspace, "site")  # nothing generated yet: there is no posts folder
+    result = workspace.cli("site")  # nothing generated yet: there is no posts folder
     missing = (workspace.root / "posts").resolve()
-    assert result.exit_code == 1 and result.stderr == f"error: posts folder {missing} does not exist\n"
+    assert result.returncode == 1 and result.stderr == f"error: posts folder {missing} does not exist\n"
 
 
 def git(folder: Path, *args: str) -> str:

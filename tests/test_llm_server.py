@@ -268,10 +268,9 @@ def test_server_errors(server: LLMServer, client: httpx.Client) -> None:
 def test_stall_outlasts_client_timeout(server: LLMServer) -> None:
     server.inject(Fault("stall", seconds=3.0))
     with httpx.Client(timeout=0.2, trust_env=False) as c:
-        started = time.monotonic()
         with pytest.raises(httpx.ReadTimeout):
             post(c, server)
-        assert time.monotonic() - started < 1.0
+        assert server.requests[0].status is None  # the client gave up before the stalled answer
         assert post(c, server).status_code == 200
 
 
@@ -373,16 +372,12 @@ def test_latency_requests_overlap(client: httpx.Client) -> None:
                 results.append(post(c, srv).status_code)
 
         threads = [threading.Thread(target=call) for _ in range(2)]
-        started = time.monotonic()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        elapsed = time.monotonic() - started
     assert results == [200, 200]
-    assert srv.max_in_flight == 2
-    assert 0.3 <= elapsed < 0.55
-    assert abs(srv.requests[0].time - srv.requests[1].time) < 0.2
+    assert srv.max_in_flight == 2  # both were held by the latency at the same time
 
 
 def test_responder_exception_becomes_500_and_fails_the_test(client: httpx.Client) -> None:

@@ -27,7 +27,11 @@ log = logging.getLogger(__name__)
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 ARXIV = "{http://arxiv.org/schemas/atom}"
-ID_PATTERN = re.compile(r"abs/(?P<id>.+?)v(?P<version>\d+)$")
+# An arXiv identifier: new style ``YYMM.NNNN`` (2007-2014) or ``YYMM.NNNNN`` (since 2015), or old style
+# ``archive/YYMMNNN`` with an optional subject class (``hep-th/9901001``, ``math.GT/0309136``).
+ARXIV_ID = r"(?:\d{4}\.\d{4,5}|[a-z]+(?:-[a-z]+)*(?:\.[A-Z]{2})?/\d{7})"
+VALID_ID = re.compile(rf"{ARXIV_ID}(?:v[1-9]\d*)?")
+ENTRY_ID = re.compile(r"/abs/(?P<id>.+)v(?P<version>\d+)$")
 QUERY_MARGIN = timedelta(minutes=1)
 
 
@@ -79,11 +83,28 @@ def _affiliations(data: bytes) -> dict[str, dict[str, str]]:
     return found
 
 
+def is_arxiv_id(value: str) -> bool:
+    """Whether ``value`` is an arXiv identifier (optionally with its version): safe in a URL path
+    and, through ``id_slug``, in a file name."""
+    return VALID_ID.fullmatch(value) is not None
+
+
+def id_slug(arxiv_id: str) -> str:
+    """The id as one file-name and URL segment: an old-style id's ``/`` becomes ``_``
+    (``hep-th/9901001`` -> ``hep-th_9901001``, as the ``arxiv`` package names its downloads).
+    No new-style id or archive name contains ``_``, so distinct ids never share a slug."""
+    if not is_arxiv_id(arxiv_id):
+        raise ValueError(f"not an arXiv id: {arxiv_id!r}")
+    return arxiv_id.replace("/", "_")
+
+
 def _paper(entry: Any, affiliations: dict[str, str]) -> Paper | None:
+    """One entry as a ``Paper``; None (with a warning naming it) when its id is not an arXiv id,
+    because the id ends up in file names and URLs, or when it has no date."""
     entry_id = _clean(entry.get("id"))
-    match = ID_PATTERN.search(entry_id)
-    if not match or not entry.get("published"):
-        log.warning("skipping an entry without a versioned id or a date: %r", entry_id)
+    match = ENTRY_ID.search(entry_id)
+    if not match or not is_arxiv_id(match["id"]) or not entry.get("published"):
+        log.warning("arXiv: skipped an entry without a valid arXiv id or a date: %r", entry_id[:120])
         return None
     links = entry.get("links", [])
     alternate = next((link["href"] for link in links if link.get("rel") == "alternate"), entry_id)

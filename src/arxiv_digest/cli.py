@@ -19,13 +19,14 @@ from typing import Any, TypeVar
 import click
 
 from .config import load_config, site_options
-from .doctor import run_checks
+from .doctor import preflight, run_checks
 from .engine import PROGRESS_LOGGER
 from .errors import ConfigError, DigestError, UsageError, as_digest_error
 from .outcome import RunOutcome, closing_line, display, exit_code, failure_of, reports_dir, run_report, write_report
 from .pipeline import Digest
 from .publish import commit_run
 from .runlock import run_lock
+from .serve import interrupt_on_sigterm
 from .serve import serve as start_server
 from .site import SiteOptions, build_site
 from .window import parse_day, utc_now
@@ -143,6 +144,7 @@ def command(func: Callable[..., RunOutcome]) -> Callable[..., None]:
         outcome: RunOutcome | None = None
         failure: DigestError | None = None
         try:
+            preflight(config)  # templates and folders, before any request or LLM token is spent
             with run_lock(config.store.path), Digest(config, now=_now) as digest:
                 outcome = func(digest, *args, **kwargs)
             failure = failure_of(outcome)
@@ -299,12 +301,14 @@ def build(ctx: click.Context, full: bool) -> None:
 @click.pass_context
 def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Preview the site locally: build into a temporary folder, serve it, rebuild and reload the
-    browser when posts, templates or the config change. Never calls arXiv or the LLM.
+    browser when posts, templates or the config change. Never calls arXiv or the LLM. Ctrl-C or
+    SIGTERM stops it and removes the temporary folder.
 
     \b
     Examples:
       arxiv-digest serve
       arxiv-digest serve --port 4000
+      arxiv-digest serve --host 0.0.0.0   # other machines can see it too (it warns)
     """
     config = load_config(_settings(ctx).config)
     source = config.source
@@ -312,6 +316,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     def reload_options() -> SiteOptions:
         return site_options(load_config(source))
 
+    interrupt_on_sigterm()
     handle = start_server(
         site_options(config),
         host=host or config.serve.host,

@@ -100,5 +100,7 @@ def as_digest_error(exc: BaseException) -> DigestError:
         return exc
     if isinstance(exc, KeyboardInterrupt):
         return Interrupted()
+    if isinstance(exc, OSError) and exc.strerror:  # the file system failed where no clearer error covers it
+        return DigestError(f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror)
     log.debug("internal error", exc_info=exc)
     return InternalError(exc)

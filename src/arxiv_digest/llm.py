@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 
 from .errors import DigestError
-from .polite import RetriesExhausted, Retryable, RetryPolicy, retry_after_seconds
+from .polite import RetriesExhausted, Retryable, RetryPolicy, retry_after_seconds, transport_problem
 
 log = logging.getLogger(__name__)
 
@@ -232,10 +232,8 @@ class ChatClient:
                     with self._lock:
                         self._refused.add(refused.parameter)
                     log.info("LLM: the endpoint refused %s; continuing without it", refused.parameter)
-                except httpx.TimeoutException:
-                    raise Retryable("the LLM call timed out") from None
                 except httpx.TransportError as exc:
-                    raise Retryable(f"cannot reach the LLM endpoint ({type(exc).__name__})") from None
+                    raise Retryable(transport_problem(exc, self.client.timeout)) from None
 
         try:
             return self.policy.call(once, self.sleep, "LLM")
@@ -291,7 +289,7 @@ class ChatClient:
         if status == 429 and "insufficient_quota" in response.text:
             return LLMFatal(f"the LLM account has no quota left (HTTP 429): {message}")
         if status in TRANSIENT_STATUS:
-            return Retryable(f"HTTP {status}: {message}", retry_after_seconds(_retry_after(response)))
+            return Retryable(f"HTTP {status}", retry_after_seconds(_retry_after(response)), detail=message)
         if status in (400, 413) and CONTEXT_OVERFLOW.search(message):
             return LLMTooLong(f"the text is too long for the model: {message}")
         if status == 404:
@@ -334,7 +332,7 @@ class ChatClient:
                 if "error" in chunk:  # some servers report a failure as an event, after the 200
                     error = chunk["error"]
                     text = error.get("message") if isinstance(error, dict) else error
-                    raise Retryable(f"the LLM stream failed: {self.redact(str(text))[:300]}")
+                    raise Retryable("the LLM stream failed", detail=self.redact(str(text))[:300])
                 self._learn(response, chunk)
                 _absorb(state, chunk)
                 if watch is not None and len(state.content) - watched >= WATCH_EVERY_CHARS:

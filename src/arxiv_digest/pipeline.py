@@ -45,7 +45,7 @@ class Digest:
         self.config = config
         self.now = now
         self.sleep = sleep
-        self.store = Store(config.store.path)
+        self.store = Store(config.store.path, config.store.lock_wait)
         self._http: PoliteHttp | None = None
         env = environment(config)
         llm = config.llm

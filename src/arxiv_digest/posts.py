@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 
 from . import render
+from .arxiv import id_slug
 from .cache import TextCache
 from .config import Config
 from .files import remove_stale_temp_files, write_atomic
@@ -110,7 +111,7 @@ class Posts:
         if not self.config.pages.enabled or texts.page is None or texts.translation is None:
             return None
         day = paper.published.astimezone(ZoneInfo(self.config.window.timezone)).date()
-        permalink = self.config.pages.permalink.replace("{id}", paper.arxiv_id)
+        permalink = self.config.pages.permalink.replace("{id}", id_slug(paper.arxiv_id))
         return PaperPage(paper, day, texts.translation, texts.page, permalink)
 
     # -- writing ----------------------------------------------------------------------------------
@@ -144,7 +145,7 @@ class Posts:
             if page is None:
                 continue
             text = render.render_page(page, self.env)
-            path = folder / f"{page.day.isoformat()}-{entry.paper.arxiv_id}.md"
+            path = folder / f"{page.day.isoformat()}-{id_slug(entry.paper.arxiv_id)}.md"
             if not path.exists() or path.read_text(encoding="utf-8") != text:
                 files.write(path, text)
 

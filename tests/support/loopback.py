@@ -17,7 +17,6 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, ClassVar, Generic, Self, TypeVar
@@ -83,7 +82,7 @@ class LoopbackServer(Generic[RecordT, FaultT]):
     """
 
     handler: ClassVar[type[LoopbackHandler]]
-    fault_type: ClassVar[Callable[[str], Any]]
+    fault_type: ClassVar[type[Any]]  # built from a bare kind: fault_type("stall")
     thread_name: ClassVar[str] = "loopback-server"
 
     def __init__(self) -> None:
