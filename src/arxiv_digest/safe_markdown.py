@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -50,8 +50,8 @@ TAG_START = re.compile(r"<[A-Za-z/!?]")
 MATH_IN_PLAIN = re.compile(
     r"\$\$(?P<display>[^$]+?)\$\$|(?<![\\$])\$(?P<inline>[^\s$](?:[^$\n]*?[^\s$\\])?)\$(?![\d$])"
 )
-VISIBLE = {
-    **{code: 0x2400 + code for code in range(0x20) if chr(code) not in "\t\n"},  # ␀ … ␟
+VISIBLE: dict[int, str] = {
+    **{code: chr(0x2400 + code) for code in range(0x20) if chr(code) not in "\t\n"},  # ␀ … ␟
     0x7F: "\u2421",  # ␡
     **dict.fromkeys([*range(0x80, 0xA0), *range(0xD800, 0xE000), ord(PAREN), ord(BRACKET)], "\ufffd"),
     **dict.fromkeys([0x85, 0x2028, 0x2029], "\u2424"),  # ␤
@@ -286,7 +286,8 @@ def _name(tag: Any) -> tuple[str, Any]:
     return str(tag), None
 
 
-def _tree(events: Iterator[tuple[Any, dict[str, int]]]) -> _Node:
+def _tree(events: Iterable[tuple[Any, Any]]) -> _Node:
+    """pyromark's flat events (with byte ranges) as a tree."""
     root = _Node("Document", None, 0, 0)
     stack = [root]
     for event, span in events:
@@ -369,11 +370,11 @@ class _Answer:
             if len(line) < len(rest) and len(line) >= 2 and not line.strip(b" "):
                 self.out.keep = "  "  # inert at a paragraph's end, and the reference posts have them
         elif node.kind == "List" and depth < MAX_DEPTH:
-            self.list(node, depth, column)
+            self.write_list(node, depth, column)
         else:
             self.literal(node.start, node.end)
 
-    def list(self, node: _Node, depth: int, column: int | None) -> None:
+    def write_list(self, node: _Node, depth: int, column: int | None) -> None:
         """Items with ``-`` or ``N.`` and one space; a list keeps the 0-3 spaces the source indented it
         by within its container (kramdown and CommonMark both allow them; the reference posts use two)."""
         loose = any(child.kind == "Paragraph" for item in node.children for child in item.children)
@@ -489,4 +490,4 @@ def markdown(text: str) -> str:
         return ""
     source = _neutralise(source)
     events = pyromark.events_with_range(source, options=pyromark.Options.ENABLE_MATH, merge_text=True)
-    return protect_liquid(_Answer(source).write(_tree(iter(events))))
+    return protect_liquid(_Answer(source).write(_tree(events)))
