@@ -253,15 +253,12 @@ def generate(root: Path, arxiv: ArxivServer, llm: LLMServer, **site: object) -> 
     config = {
         "site": {"posts_dir": "posts", "site_dir": "_site", **site},
         "arxiv": {"api_url": arxiv.url, "request_interval": 0, "backoff": 0, "timeout": 5, "retries": 1},
-        # not streamed: httpx's iter_lines() also splits SSE lines at U+2028, U+0085, \f, \v …, which the
-        # answers carry on purpose (a streamed answer holding one cannot be read today)
         "llm": {
             "provider": "auto",
             "base_url": llm.base_url,
             "backoff": 0,
             "retries": 1,
             "concurrency": 4,
-            "stream": False,
         },
         "fulltext": {"enabled": False},
         "pages": {"enabled": True, "taxonomy": TAXONOMY},
