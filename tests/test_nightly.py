@@ -195,7 +195,7 @@ def test_doctor_gives_a_verdict_per_part(workspace: Workspace) -> None:
             ["arXiv", "ok"],
             ["LLM", "ok"],
         ]
-        assert len(llm.requests) == 1 and KEY not in ok.stdout
+        assert len(llm.requests) == 2 and KEY not in ok.stdout  # the live probe: a translation and an explainer
     workspace.configure(arxiv={"api_url": "http://127.0.0.1:9/api/query"}, llm={"provider": "none"})
     bad = workspace.cli("doctor")
     assert bad.returncode == 1

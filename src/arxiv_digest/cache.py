@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import cast
 
 from .fulltext import FullText, Source, abstract_only
+from .glossary import Glossary, Term
 from .models import Paper, TextKind, Texts
 from .store import Store
 from .summarize import Prompt, page_from_json
@@ -63,6 +64,19 @@ class TextCache:
     taxonomy: tuple[str, ...]
     fulltext_enabled: bool
     pages_enabled: bool
+    glossary: Glossary | None = None  # its hash is already part of the prompts' digests
+    glossary_prompt: Prompt | None = None  # prompts/glossary.j2: the terms' block in a prompt
+
+    def glossary_terms(self, kind: TextKind, paper: Paper, fulltext: str = "") -> tuple[Term, ...]:
+        """The glossary terms a translation (of the abstract) or explainer (of the full text) meets."""
+        if self.glossary is None or kind == "page":
+            return ()
+        read = (paper.summary,) if kind == "translation" else (paper.title, paper.summary, fulltext)
+        return self.glossary.occurring(*read)
+
+    def glossary_block(self, terms: Sequence[Term]) -> str:
+        assert self.glossary_prompt is not None
+        return self.glossary_prompt.template.render(terms=terms).strip()
 
     def translation_key(self, paper: Paper) -> str:
         return translation_key(paper, self.prompts["translation"], self.models["translation"])
@@ -100,10 +114,15 @@ class TextCache:
         translation = self._current_or_newest(self.translation_key(paper), paper, "translation")
         # the explainer's key is unknown until the full text is
         explainer = self._current_or_newest(self.explainer_key(paper, source) if source else None, paper, "explainer")
+        unavailable = bool(self.store.given_up([paper.arxiv_id]))  # llm.pending_max_runs
         if not self.pages_enabled:
-            return Texts(translation, explainer)
+            return Texts(translation, explainer, unavailable=unavailable)
         page = self._current_or_newest(self.page_key(paper), paper, "page")
-        return Texts(translation, explainer, page_from_json(page) if page else None)
+        return Texts(translation, explainer, page_from_json(page) if page else None, unavailable=unavailable)
+
+    def complete(self, texts: Texts) -> bool:
+        """Every text the run asks for is there (the page info only when pages are on)."""
+        return texts.complete and (texts.page is not None or not self.pages_enabled)
 
     def _current_or_newest(self, key: str | None, paper: Paper, kind: TextKind) -> str | None:
         return (self.store.text(key) if key else None) or self.store.latest_text(paper.arxiv_id, kind)

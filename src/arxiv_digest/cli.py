@@ -154,6 +154,8 @@ def command(func: Callable[..., RunOutcome]) -> Callable[..., None]:
             failure = as_digest_error(exc)
         if outcome is not None and not settings.quiet:
             click.echo(closing_line(outcome))
+        if outcome is not None and outcome.verdict and failure is None:
+            click.echo(outcome.verdict, err=True)  # the model was judged unfit: the run's last word
         try:
             write_report(reports_dir(config), run_report(ctx.info_name or "run", outcome, failure, started), started)
         except OSError as exc:
@@ -193,8 +195,8 @@ def main() -> None:
       arxiv-digest -c ~/digest/config.yaml -v run
 
     \b
-    Exit codes: 0 done, 1 failure, 2 usage or config error,
-    3 finished with papers still pending, 4 another run is in progress.
+    Exit codes: 0 done, 1 failure, 2 usage or config error, 3 finished with
+    papers still pending or given up, 4 another run is in progress.
     """
 
 
@@ -204,11 +206,22 @@ def main() -> None:
 @click.option("--to", "last", metavar="YYYY-MM-DD", help="Last post date of a range (with --from).")
 @click.option("--refetch", is_flag=True, help="Query arXiv again even if the window is already in the store.")
 @click.option("--force", is_flag=True, help="Overwrite a post even if it has more papers or texts than the new one.")
+@click.option(
+    "--retry-pending",
+    is_flag=True,
+    help="Also retry papers whose texts were given up after llm.pending_max_runs failed runs.",
+)
 @COMMIT_OPTION
 @settings_options
 @command
 def generate(
-    digest: Digest, day: str | None, first: str | None, last: str | None, refetch: bool, force: bool
+    digest: Digest,
+    day: str | None,
+    first: str | None,
+    last: str | None,
+    refetch: bool,
+    force: bool,
+    retry_pending: bool,
 ) -> RunOutcome:
     """Write the post of one date, or of every date in a range.
 
@@ -221,8 +234,9 @@ def generate(
       arxiv-digest generate --from 2026-01-01 --to 2026-01-31
       arxiv-digest generate --date 2026-01-15 --refetch
       arxiv-digest generate --date 2026-01-15 -c ~/digest/config.yaml
+      arxiv-digest generate --date 2026-01-15 --retry-pending
     """
-    return digest.generate(_days(day, first, last), refetch=refetch, force=force)
+    return digest.generate(_days(day, first, last), refetch=refetch, force=force, retry_pending=retry_pending)
 
 
 def _days(day: str | None, first: str | None, last: str | None) -> list[date]:

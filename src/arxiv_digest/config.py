@@ -245,6 +245,16 @@ class LLMConfig:
     price_input: float = setting(0, number(0), "price per million input tokens, for the cost line")
     price_output: float = setting(0, number(0), "price per million output tokens")
     currency: str = setting("USD", text(), "currency of the prices")
+    stream: bool = setting(True, boolean, "stream answers so a clearly invalid one is stopped early")
+    verdict_after: int = setting(
+        6, number(0, integer=True), "stop calling a model whose first this-many answers all fail (0 = never)"
+    )
+    pending_max_runs: int = setting(
+        3, number(0, integer=True), "runs a paper's texts may fail in before it is given up (0 = never)"
+    )
+    glossary: Path | None = setting(
+        None, optional(text()), "English -> Chinese terms (YAML or TSV) for the prompts", path=True
+    )
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,7 @@ template or an unwritable folder is reported before a request or a token is spen
 
 from __future__ import annotations
 
-import os
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -22,9 +20,9 @@ from . import render, templating
 from .arxiv import ArxivClient
 from .config import Config
 from .errors import ConfigError, DigestError
-from .llm import ChatClient
 from .models import Author, Paper, Post, PostEntry, Texts
 from .polite import PoliteHttp, RetryPolicy
+from .probe import live_probe
 from .store import Store
 from .window import window_for
 
@@ -193,15 +191,8 @@ def check_llm(config: Config) -> Check:
     if not config.llm_enabled:
         why = "llm.provider is none" if cfg.provider == "none" else f"${cfg.api_key_env} is not set"
         return Check("LLM", None, f"{why}: papers stay pending with their English abstracts")
-    client = httpx.Client(timeout=cfg.timeout, trust_env=False)
-    with client:
-        chat = ChatClient(client, cfg.base_url, os.environ.get(cfg.api_key_env), RetryPolicy(0, 0, 0))
-        started = time.monotonic()
-        answer = chat.complete([{"role": "user", "content": "请只回答一个字：好"}], cfg.model, 0, 8)
-    took = time.monotonic() - started
-    return Check(
-        "LLM", True, f"{cfg.model} at {cfg.base_url} answered in {took:.1f}s ({answer.content.strip()[:20]!r})"
-    )
+    serves, detail = live_probe(config)
+    return Check("LLM", serves, detail)
 
 
 def run_checks(config: Config) -> Iterator[Check]:

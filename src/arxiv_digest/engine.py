@@ -4,6 +4,10 @@ Full texts download one at a time in a background thread (arXiv etiquette) while
 are already running; each explainer starts as soon as its text is in. Workers and the download
 thread only send messages; this module's collecting loop, in the caller's thread, is the only
 code that touches the store, so results are stored as they arrive and a killed run keeps them.
+
+The run's ``Verdict`` on each model is consulted before every call: once a model's first answers
+have all been rejected, the engine stops (what is valid is kept). A paper whose texts failed counts
+one more failed run in the store, and is given up after ``llm.pending_max_runs`` of them.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from .summarize import (
     page_to_json,
     run_job,
 )
+from .verdict import ModelUnfit, Verdict
 
 log = logging.getLogger(__name__)
 PROGRESS_LOGGER = "arxiv_digest.progress"
@@ -88,12 +93,33 @@ class TextEngine:
         llm = config.llm
         self.usage = Usage(max_calls=llm.max_calls, max_tokens=llm.max_total_tokens)
         self.fatal: str | None = None  # the message of an LLM failure retrying cannot fix
+        self.verdict = Verdict(llm.verdict_after)
+        self.failures: dict[str, str] = {}  # paper -> why its texts failed in this run
+        self.given_up: list[str] = []  # papers this run gave up on (llm.pending_max_runs)
         self.stopped = False
         self._messages: queue.Queue[Message] = queue.Queue()
         self._futures: list[Future[str]] = []
 
-    def fill(self, papers: Sequence[Paper]) -> tuple[Usage, str | None]:
-        """Ask for every missing translation, explainer (and page info); return usage and a fatal error."""
+    def fill(self, papers: Sequence[Paper], retry_pending: bool = False) -> tuple[Usage, str | None]:
+        """Ask for every missing translation, explainer (and page info); return usage and a fatal error.
+
+        Papers given up by earlier runs are left alone unless ``retry_pending``."""
+        if not retry_pending:
+            given_up = self.cache.store.given_up(p.arxiv_id for p in papers)
+            papers = [p for p in papers if p.arxiv_id not in given_up]
+        self._fill(papers)
+        complete = [p.arxiv_id for p in papers if self.cache.complete(self.cache.texts(p))]
+        self.cache.store.clear_llm_failures(complete)
+        failed = {arxiv_id: why for arxiv_id, why in self.failures.items() if arxiv_id not in complete}
+        self.given_up = self.cache.store.record_llm_failures(failed, self.config.llm.pending_max_runs, self.now())
+        return self.usage, self.fatal
+
+    @property
+    def unfit(self) -> str | None:
+        """Why the run stopped calling a model (the verdict), in one line; None if it did not."""
+        return "; ".join(str(judged) for judged in self.verdict.unfit()) or None
+
+    def _fill(self, papers: Sequence[Paper]) -> None:
         jobs: list[Job] = []
         downloads: list[Paper] = []
         for paper in papers:
@@ -104,13 +130,14 @@ class TextEngine:
             elif (job := self._explainer_job(paper, source)) is not None:
                 jobs.append(job)
         if not jobs and not downloads:
-            return self.usage, None
+            return
         cfg = self.config.llm
         client = httpx.Client(
             timeout=cfg.timeout, trust_env=False, limits=httpx.Limits(max_connections=cfg.concurrency)
         )
         policy = RetryPolicy(cfg.retries, cfg.backoff, cfg.max_retry_after)
-        chat = ChatClient(client, cfg.base_url, os.environ.get(cfg.api_key_env) or None, policy, sleep=self.sleep)
+        key = os.environ.get(cfg.api_key_env) or None
+        chat = ChatClient(client, cfg.base_url, key, policy, sleep=self.sleep, stream=cfg.stream)
         with (
             client,
             ThreadPoolExecutor(cfg.concurrency) as pool,
@@ -120,7 +147,10 @@ class TextEngine:
 
             def submit(job: Job) -> None:
                 nonlocal outstanding
-                future = pool.submit(run_job, job, chat, self.usage, cfg.temperature, cfg.max_tokens, cfg.retries + 1)
+                attempts = cfg.retries + 1
+                future = pool.submit(
+                    run_job, job, chat, self.usage, cfg.temperature, cfg.max_tokens, attempts, verdict=self.verdict
+                )
                 self._futures.append(future)
                 future.add_done_callback(partial(self._finished, job))
                 outstanding += 1
@@ -135,6 +165,8 @@ class TextEngine:
                 outstanding -= 1
                 bar.update()
                 follow_up = self._handle(message)
+                if (self.fatal or self.verdict.unfit()) and not self.stopped:
+                    self.stop()  # the key or the model failed: nothing more will come of new calls
                 if follow_up is None or self.stopped:
                     continue
                 bar.total = (bar.total or 0) + 1
@@ -143,7 +175,6 @@ class TextEngine:
                 else:
                     self._messages.put(follow_up)
                     outstanding += 1
-        return self.usage, self.fatal
 
     def stop(self) -> None:
         """Submit no new job and cancel those not started; called from the collecting thread."""
@@ -170,7 +201,7 @@ class TextEngine:
         """Store a finished job's text; a failure leaves the paper pending (a fatal one is remembered)."""
         try:
             text = future.result()
-        except (BudgetExhausted, CancelledError):
+        except (BudgetExhausted, CancelledError, ModelUnfit):
             return
         except LLMFatal as exc:
             self.usage.failed()
@@ -186,6 +217,7 @@ class TextEngine:
             return
         except LLMError as exc:
             self.usage.failed()
+            self.failures[job.paper.arxiv_id] = f"{job.kind}: {exc}"
             log.warning("%s %s stays pending: %s", job.paper.versioned_id, job.kind, exc)
             return
         self.cache.save(job.key, job.kind, job.paper, text, job.model, job.source, self.now())
@@ -235,8 +267,12 @@ class TextEngine:
         source: Source,
         values: dict[str, object],
     ) -> Job:
-        prompt = self.cache.prompts[kind]
-        return Job(kind, paper, key, self.cache.models[kind], prompt.messages(**values), check, source)
+        messages = self.cache.prompts[kind].messages(**values)
+        terms = self.cache.glossary_terms(kind, paper, str(values.get("fulltext") or ""))
+        if terms:  # only the paper's own terms, to keep prompts small
+            messages[-1]["content"] += "\n\n" + self.cache.glossary_block(terms)
+        checked = terms if kind == "translation" else ()  # a translation must use them
+        return Job(kind, paper, key, self.cache.models[kind], messages, check, source, checked)
 
     def _check_page(self, answer: str, paper: Paper) -> str:
         return page_to_json(check_page(answer, paper, self.cache.taxonomy))
@@ -244,6 +280,9 @@ class TextEngine:
     def _download_all(self, papers: Sequence[Paper], http: PoliteHttp) -> None:
         cfg = self.config.fulltext
         for paper in papers:
+            if self.stopped:  # no explainer will be asked for: skip the download
+                self._messages.put(FullTextReady(paper, fulltext.abstract_only(paper, definite=False)))
+                continue
             try:
                 found = fulltext.download(paper, http, cfg.html_url, cfg.pdf_url, cfg.max_chars)
             except Exception as exc:  # a download must never sink the run: fall back to the abstract

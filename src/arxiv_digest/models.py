@@ -81,6 +81,7 @@ class Texts:
     translation: str | None = None
     explainer: str | None = None
     page: PageInfo | None = None
+    unavailable: bool = False  # the LLM stage gave up on this paper (llm.pending_max_runs)
 
     @property
     def complete(self) -> bool:

@@ -43,6 +43,8 @@ class RunOutcome:
     currency: str = ""
     late: int = 0  # papers added to posts published by earlier runs
     written: tuple[Path, ...] = ()  # every file the run wrote (posts, paper pages, ...): what --commit records
+    verdict: str | None = None  # the model was judged unfit early in the run: why, in one line
+    given_up: tuple[tuple[str, date], ...] = ()  # (id, post day) of papers this run stopped retrying
 
     @property
     def fetched(self) -> int:
@@ -70,10 +72,12 @@ def failure_of(outcome: RunOutcome) -> DigestError | None:
 
 
 def exit_code(outcome: RunOutcome | None, failure: DigestError | None) -> ExitCode:
-    """0 done; 3 finished with papers pending (only when the LLM is on); else the failure's code."""
+    """0 done; 3 finished with papers pending, papers given up by this run, or the model judged
+    unfit (only when the LLM is on); else the failure's code."""
     if failure is not None:
         return ExitCode(failure.exit_code)
-    if outcome is not None and outcome.usage is not None and outcome.pending:
+    unfinished = outcome is not None and (outcome.pending or outcome.given_up or outcome.verdict)
+    if outcome is not None and outcome.usage is not None and unfinished:
         return ExitCode.PENDING
     return ExitCode.OK
 
@@ -121,12 +125,20 @@ def llm_summary(outcome: RunOutcome) -> str:
         parts.append(f"tokens {usage.tokens_in} in / {usage.tokens_out} out")
     if usage.failures:
         parts.append(f"{usage.failures} failed")
+    if usage.early_stops:
+        parts.append(f"{usage.early_stops} stopped early (up to {usage.tokens_saved} tokens saved)")
+    if usage.ungrounded:
+        numbers = sum(len(items) for items in usage.ungrounded.values())
+        parts.append(f"{numbers} unsupported numbers/names kept in {len(usage.ungrounded)} explainers (see the report)")
     if usage.skipped_by_budget:
         parts.append(f"{usage.skipped_by_budget} over budget")
     if outcome.cost is not None:
         parts.append(f"cost {outcome.cost:.4f} {outcome.currency}")
     if outcome.pending:
         parts.append(f"{outcome.pending} pending")
+    if outcome.given_up:
+        days = ", ".join(sorted({day.isoformat() for _, day in outcome.given_up}))
+        parts.append(f"{len(outcome.given_up)} given up (retry: generate --date {days} --retry-pending)")
     return ", " + ", ".join(parts)
 
 
@@ -159,7 +171,9 @@ def run_report(
                 "shown": outcome.shown,
                 "late": outcome.late,
                 "pending": outcome.pending,
+                "given_up": [{"id": arxiv_id, "day": day.isoformat()} for arxiv_id, day in outcome.given_up],
             },
+            "verdict": outcome.verdict,
             "posts": [
                 {
                     "day": d.day.isoformat(),

@@ -3,9 +3,11 @@ window -> fetch -> store -> select -> (LLM texts) -> render -> write."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from types import TracebackType
 
@@ -15,12 +17,13 @@ from .arxiv import ArxivClient, submitted_range_query
 from .cache import TextCache
 from .config import Config
 from .engine import PROGRESS_LOGGER, TextEngine
+from .glossary import Glossary, load_glossary, locate
 from .models import Paper, TextKind, Window
 from .outcome import RunOutcome, llm_cost
 from .polite import PoliteHttp, arxiv_http
 from .posts import Posts, RunFiles, environment
 from .store import Store
-from .summarize import Usage, load_prompt
+from .summarize import Prompt, Usage, load_prompt
 from .window import closed_window, latest_closed_day, window_for
 
 progress = logging.getLogger(PROGRESS_LOGGER)
@@ -46,13 +49,18 @@ class Digest:
         self._http: PoliteHttp | None = None
         env = environment(config)
         llm = config.llm
+        glossary = load_glossary(locate(llm.glossary, config.site.templates_dir)) if llm.glossary else None
+        glossary_prompt = load_prompt(env, "prompts/glossary.j2")
+        prompts = {kind: load_prompt(env, name) for kind, name in PROMPTS.items()}
         self.cache = TextCache(
             self.store,
-            prompts={kind: load_prompt(env, name) for kind, name in PROMPTS.items()},
+            prompts=with_glossary(prompts, glossary, glossary_prompt),
             models={"translation": llm.model, "explainer": llm.explainer_model or llm.model, "page": llm.model},
             taxonomy=config.pages.taxonomy,
             fulltext_enabled=config.fulltext.enabled,
             pages_enabled=config.pages.enabled,
+            glossary=glossary,
+            glossary_prompt=glossary_prompt,
         )
         self.posts = Posts(config, self.store, self.cache, env, now)
 
@@ -120,9 +128,12 @@ class Digest:
         if pending:
             save(pending)
 
+    def text_engine(self) -> TextEngine:
+        return TextEngine(self.config, self.cache, lambda: self.http, self.now, self.sleep)
+
     def fill_texts(self, papers: Sequence[Paper]) -> tuple[Usage, str | None]:
         """Every missing LLM text of ``papers`` (see ``engine``); returns usage and a fatal error."""
-        return TextEngine(self.config, self.cache, lambda: self.http, self.now, self.sleep).fill(papers)
+        return self.text_engine().fill(papers)
 
     # -- commands -------------------------------------------------------------------------------
     def generate(
@@ -133,13 +144,15 @@ class Digest:
         force: bool = False,
         extra_days: Sequence[date] = (),
         late_into: date | None = None,
+        retry_pending: bool = False,
     ) -> RunOutcome:
         """Posts for ``days`` (and ``extra_days``, already-fetched days with pending papers).
 
         Windows already in the store are rendered without network; missing ones are fetched
         in one paged query; then the LLM fills what is missing, and every post is written.
         With ``late_into``, papers added to posts that were already published are also listed
-        at the end of that day's post, which is written last.
+        at the end of that day's post, which is written last. ``retry_pending`` also retries papers
+        that earlier runs gave up on.
         """
         started = time.monotonic()
         now = self.now()
@@ -151,11 +164,11 @@ class Digest:
         if missing:
             self.fetch(missing)
         windows += [self.window(day) for day in extra_days if day not in days]
-        usage, fatal = None, None
+        engine = None
         if self.config.llm_enabled:
-            usage, fatal = self.fill_texts(
-                [entry.paper for w in windows for entry in self.posts.post_for(w)[0].entries]
-            )
+            engine = self.text_engine()
+            engine.fill([entry.paper for w in windows for entry in self.posts.post_for(w)[0].entries], retry_pending)
+        usage = engine.usage if engine else None
         windows.sort(key=lambda w: (w.day == late_into, w.day))
         if late_into:
             with self.store.transaction():
@@ -172,17 +185,20 @@ class Digest:
                     self.store.add_late(new_ids, late_into, self.now())
                 late += len(new_ids)
         outcomes.sort(key=lambda o: o.day)
+        given_up = self.store.post_days(engine.given_up) if engine else {}
         return RunOutcome(
             days=tuple(outcomes),
             requests=self._requests() - requests_before,
             seconds=time.monotonic() - started,
             pending=self.store.pending_count(),
             usage=usage,
-            llm_error=fatal,
+            llm_error=engine.fatal if engine else None,
             cost=llm_cost(usage, self.config.llm),
             currency=self.config.llm.currency,
             late=late,
             written=tuple(files.paths),
+            verdict=engine.unfit if engine else None,
+            given_up=tuple(sorted(given_up.items(), key=lambda item: (item[1], item[0]))),
         )
 
     def run_latest(self) -> RunOutcome:
@@ -193,3 +209,19 @@ class Digest:
         days = [latest - timedelta(days=n) for n in range(cfg.refresh_days, -1, -1)]
         pending = [d for d in self.store.pending_days() if d not in days] if self.config.llm_enabled else []
         return self.generate(days, refetch=True, extra_days=pending, late_into=latest)
+
+
+def with_glossary(
+    prompts: Mapping[TextKind, Prompt], glossary: Glossary | None, block: Prompt
+) -> dict[TextKind, Prompt]:
+    """The prompts whose texts depend on the glossary carry its hash (and its block's) in their digest,
+    so a new or changed glossary regenerates them; without one, digests (and cached texts) stay."""
+    if glossary is None:
+        return dict(prompts)
+    salt = glossary.digest + block.digest
+    return {
+        kind: replace(prompt, digest=hashlib.sha256((prompt.digest + salt).encode()).hexdigest()[:16])
+        if kind in ("translation", "explainer")
+        else prompt
+        for kind, prompt in prompts.items()
+    }

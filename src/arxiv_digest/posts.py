@@ -115,9 +115,6 @@ class Posts:
         permalink = self.config.pages.permalink.replace("{id}", id_slug(paper.arxiv_id))
         return PaperPage(paper, day, texts.translation, texts.page, permalink)
 
-    def complete(self, texts: Texts) -> bool:
-        return texts.complete and (texts.page is not None or not self.config.pages.enabled)
-
     # -- writing ----------------------------------------------------------------------------------
     def write(self, post: Post, new_ids: list[str], files: RunFiles, force: bool = False) -> DayOutcome:
         """Render in memory, refuse to replace a better post, write atomically, then record."""
@@ -158,7 +155,7 @@ class Posts:
         with self.store.transaction():
             self.store.assign(post.window.day, new_ids, stamp)
             for entry in post.entries:
-                self.store.set_pending(entry.paper.arxiv_id, not self.complete(entry.texts))
+                self.store.set_pending(entry.paper.arxiv_id, not self.cache.complete(entry.texts))
             sha = hashlib.sha256(text.encode()).hexdigest()
             self.store.record_post(
                 post.window.day, path, post.fetched, len(post.entries), post.left_out_by_cap, sha, stamp

@@ -106,7 +106,21 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX late_notes_listed_in ON late_notes(listed_in);
     """,
+    # LLM pending queue: how many runs each paper's texts failed in, and whether it was given up
+    """
+    CREATE TABLE llm_failures (
+        arxiv_id TEXT PRIMARY KEY,
+        runs INTEGER NOT NULL,
+        given_up INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    """,
 )
+
+
+# Papers the LLM stage gave up on (llm.pending_max_runs) are no longer pending: no run retries them.
+NOT_GIVEN_UP = "arxiv_id NOT IN (SELECT arxiv_id FROM llm_failures WHERE given_up = 1)"
 
 
 def _iso(moment: datetime) -> str:
@@ -344,7 +358,7 @@ class Store:
         self.db.execute("UPDATE post_papers SET pending = ? WHERE arxiv_id = ?", (int(pending), arxiv_id))
 
     def pending_count(self) -> int:
-        return self.db.execute("SELECT count(*) FROM post_papers WHERE pending = 1").fetchone()[0]
+        return self.db.execute(f"SELECT count(*) FROM post_papers WHERE pending = 1 AND {NOT_GIVEN_UP}").fetchone()[0]
 
     def record_post(
         self, day: date, path: Path, fetched: int, shown: int, left_out: int, sha: str, now: datetime
@@ -377,7 +391,9 @@ class Store:
         return [(date.fromisoformat(day), paper_from_json(data)) for day, data in rows]
 
     def pending_days(self) -> list[date]:
-        rows = self.db.execute("SELECT DISTINCT day FROM post_papers WHERE pending = 1 ORDER BY day")
+        rows = self.db.execute(
+            f"SELECT DISTINCT day FROM post_papers WHERE pending = 1 AND {NOT_GIVEN_UP} ORDER BY day"
+        )
         return [date.fromisoformat(day) for (day,) in rows]
 
     # LLM texts and full texts ----------------------------------------------------------------
@@ -424,3 +440,38 @@ class Store:
     def post_sha(self, day: date) -> str | None:
         row = self.db.execute("SELECT sha256 FROM posts WHERE day = ?", (day.isoformat(),)).fetchone()
         return row[0] if row else None
+
+    # the LLM pending queue ------------------------------------------------------------------
+    def record_llm_failures(self, errors: dict[str, str], give_up_after: int, now: datetime) -> list[str]:
+        """Count one more failed run for each paper in ``errors`` (id -> why); return the ids given
+        up by this run (``give_up_after`` runs; 0 = never)."""
+        newly: list[str] = []
+        with self.transaction() as db:
+            for arxiv_id, error in errors.items():
+                row = db.execute("SELECT runs, given_up FROM llm_failures WHERE arxiv_id = ?", (arxiv_id,)).fetchone()
+                runs = (row[0] if row else 0) + 1
+                give_up = bool(give_up_after) and runs >= give_up_after
+                if give_up and not (row and row[1]):
+                    newly.append(arxiv_id)
+                db.execute(
+                    "INSERT OR REPLACE INTO llm_failures VALUES (?, ?, ?, ?, ?)",
+                    (arxiv_id, runs, int(give_up or bool(row and row[1])), error[:500], _iso(now)),
+                )
+        return newly
+
+    def clear_llm_failures(self, ids: Iterable[str]) -> None:
+        """Papers whose texts are complete leave the queue."""
+        with self.transaction() as db:
+            db.executemany("DELETE FROM llm_failures WHERE arxiv_id = ?", [(i,) for i in ids])
+
+    def given_up(self, ids: Iterable[str]) -> set[str]:
+        ids = list(ids)
+        found: set[str] = set()
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(
+                f"SELECT arxiv_id FROM llm_failures WHERE given_up = 1 AND arxiv_id IN ({marks})", chunk
+            )
+            found.update(arxiv_id for (arxiv_id,) in rows)
+        return found

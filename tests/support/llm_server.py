@@ -53,6 +53,8 @@ FAULT_KINDS = frozenset(
         "context_length",
         "unauthorized",
         "gzip",
+        "echo_key",
+        "echo_headers",
     }
 )
 CONTEXT_LIMIT = 65536
@@ -125,6 +127,10 @@ UNAUTHORIZED_BODY: bytes = _raw_body(_R401)
 UNAUTHORIZED_HEADERS: dict[str, str] = _pick(_headers(_R401), "x-request-id", "content-type")
 
 _ROK = _response("openai_nonstream_gzip_body.mirascope.yaml")
+
+# llama-cpp-python (recorded for this project): its stream never carries usage, even when asked.
+_LLAMACPP = "llamacpp_python_gemma3_270m.yaml"
+EXTRA_STYLES = ("llamacpp",)  # styles whose streams lack a usage chunk (kept out of MODEL_STYLES)
 OPENAI_SUCCESS_HEADERS: dict[str, str] = _pick(_headers(_ROK), "x-ratelimit-", "openai-version")
 
 # Non-streaming templates: a real body per provider; ids, content and usage get overwritten.
@@ -133,6 +139,7 @@ _COMPLETION_TEMPLATES: dict[str, dict[str, Any]] = {
     "deepseek": _wire_order(_json_body(_response("deepseek_reasoner_nonstream_usage.pydantic-ai.yaml"))),
     "ollama": _json_body(_response("ollama_gemma3_nonstream.mirascope.yaml")),
     "vllm": _json_body(_response("vllm_chat_nonstream.openllmetry.yaml")),
+    "llamacpp": _json_body(_response(_LLAMACPP, 0)),
 }
 _OLLAMA_REASONING = _json_body(_response("ollama_qwen3_json_schema_reasoning.pydantic-ai.yaml"))
 assert "reasoning" in _OLLAMA_REASONING["choices"][0]["message"], "Ollama recording lost message.reasoning"
@@ -142,6 +149,7 @@ _STREAM_TEMPLATES: dict[str, list[dict[str, Any]]] = {
     "openai": _sse_events(_response("openai_stream_sse_usage.mirascope.yaml")),
     "deepseek": _sse_events(_response("deepseek_reasoner_stream_sse.pydantic-ai.yaml")),
     "vllm": _sse_events(_response("vllm_chat_stream_sse.openllmetry.yaml")),
+    "llamacpp": _sse_events(_response(_LLAMACPP, 1)),
 }
 
 
@@ -167,6 +175,36 @@ SERVER_ERROR_BODY = _pretty(
     _error("The server had an error while processing your request. Sorry about that!", "server_error", None)
 )
 OVERLOADED_BODY = json.dumps({"error": {"message": "Service is too busy. Please try again later."}}).encode()
+
+
+def echo_key_body(token: str) -> bytes:
+    """The recorded 401, but echoing the key in full, as OpenAI did until 2023 and some proxies still do."""
+    body = json.loads(UNAUTHORIZED_BODY)
+    body["error"]["message"] = (
+        f"Incorrect API key provided: {token}. You can find your API key at https://platform.openai.com/account/api-keys."
+    )
+    return _pretty(body)
+
+
+def echo_headers_body(headers: dict[str, str]) -> bytes:
+    """A gateway's 500 that dumps the request it could not forward, Authorization header included."""
+    shown = {k: v for k, v in headers.items() if k in ("authorization", "content-type", "user-agent")}
+    message = f"upstream connect error; request was POST /v1/chat/completions with headers {shown!r}"
+    return _pretty(_error(message, "server_error", None))
+
+
+def refusal_body(parameter: str) -> bytes:
+    """How servers refuse a parameter they do not know: vLLM's pydantic ``extra_forbidden`` list for
+    ``stream_options``, a plain message for ``stream``, OpenAI's wording for anything else."""
+    if parameter == "stream_options":
+        detail = [
+            {"type": "extra_forbidden", "loc": ["body", "stream_options"], "msg": "Extra inputs are not permitted"}
+        ]
+        return json.dumps({"object": "error", "message": str(detail), "type": "BadRequestError", "code": 400}).encode()
+    if parameter == "stream":
+        return _pretty(_error("Streaming is not supported by this endpoint.", "invalid_request_error", None, "stream"))
+    message = f"Unrecognized request argument supplied: {parameter}"
+    return _pretty(_error(message, "invalid_request_error", None))
 
 
 # --------------------------------------------------------------------------- public API
@@ -200,6 +238,7 @@ class RecordedRequest:
     status: int | None = None
     method: str = "POST"
     body: bytes = b""
+    events_sent: int = 0  # SSE events written before the stream ended or the client went away
 
 
 def count_tokens(text: str | None) -> int:
@@ -329,6 +368,12 @@ def _stream_events(style: str, a: _Answer, include_usage: bool) -> list[dict[str
         if include_usage:
             usage = _fill_usage(_COMPLETION_TEMPLATES["vllm"]["usage"], a.usage)
             events.append({**_chunk(t[0], a), "choices": [], "usage": usage})
+    elif style == "llamacpp":
+        # llama-cpp-python: role chunk, content pieces, an empty-delta finish chunk; never usage.
+        t = _STREAM_TEMPLATES["llamacpp"]
+        events.append(_chunk(t[0], a))
+        events += [_chunk(t[1], a, delta={"content": p}) for p in pieces]
+        events.append(_chunk(t[-1], a, finish_reason=a.finish_reason))
     else:  # ollama: no recorded stream; shape of Ollama's OpenAI-compat layer
         base = {
             "id": a.id,
@@ -452,11 +497,16 @@ class _Handler(LoopbackHandler):
         self.end_headers()
         compressor = zlib.compressobj(wbits=31) if gzip_body else None
         lines = [f"data: {json.dumps(e, ensure_ascii=False, separators=(',', ':'))}\n\n" for e in events]
+        delay = self.owner.chunk_delay
         for line in [*lines, "data: [DONE]\n\n"]:
+            if delay and self.owner._closing.wait(delay):
+                return
             data = line.encode("utf-8")
             if compressor:
                 data = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
             self._write_chunk(data)
+            self.wfile.flush()
+            record.events_sent += 1
         if compressor:
             self._write_chunk(compressor.flush())
         self.wfile.write(b"0\r\n\r\n")
@@ -488,9 +538,13 @@ class LLMServer(LoopbackServer[RecordedRequest, Fault]):
         latency: float = 0.0,
         api_key: str | None = None,
         model_style: str = "openai",
+        refuse: Iterable[str] = (),
+        chunk_delay: float = 0.0,
     ) -> None:
-        if model_style not in MODEL_STYLES:
-            raise ValueError(f"model_style must be one of {MODEL_STYLES}, not {model_style!r}")
+        if model_style not in (*MODEL_STYLES, *EXTRA_STYLES):
+            raise ValueError(f"model_style must be one of {MODEL_STYLES + EXTRA_STYLES}, not {model_style!r}")
+        self.refuse = set(refuse)  # request parameters answered with a 400 naming them
+        self.chunk_delay = chunk_delay  # seconds before each SSE event, like a model generating
         self.responder: Responder = responder or default_responder
         self.latency = latency
         self.api_key = api_key
@@ -519,6 +573,8 @@ class LLMServer(LoopbackServer[RecordedRequest, Fault]):
             return f"chatcmpl-{seq}"
         if style == "vllm":
             return f"chat-{digest[:32]}"
+        if style == "llamacpp":
+            return f"chatcmpl-{uuid.UUID(digest[:32], version=4)}"
         return f"chatcmpl-{digest[:29]}"
 
     def _dispatch(self, handler: _Handler, record: RecordedRequest) -> None:
@@ -551,6 +607,11 @@ class LLMServer(LoopbackServer[RecordedRequest, Fault]):
             h.send_bytes(record, 400, _pretty(_error(message, "invalid_request_error", None, "messages")))
             return
 
+        refused = next((name for name in sorted(self.refuse) if request.get(name)), None)
+        if refused is not None:
+            h.send_bytes(record, 400, refusal_body(refused))
+            return
+
         fault = self._next_fault()
         kind = fault.kind if fault else None
         if self.latency and self._closing.wait(self.latency):
@@ -576,6 +637,13 @@ class LLMServer(LoopbackServer[RecordedRequest, Fault]):
             return
         if kind == "unauthorized":
             h.send_bytes(record, 401, UNAUTHORIZED_BODY, UNAUTHORIZED_HEADERS)
+            return
+        if kind == "echo_key":
+            token = record.headers.get("authorization", "").removeprefix("Bearer ")
+            h.send_bytes(record, 401, echo_key_body(token), UNAUTHORIZED_HEADERS)
+            return
+        if kind == "echo_headers":
+            h.send_bytes(record, 500, echo_headers_body(record.headers))
             return
         if kind == "context_length":
             prompt = CONTEXT_LIMIT + count_tokens(self._prompt_text(request))

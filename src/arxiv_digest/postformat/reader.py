@@ -208,7 +208,7 @@ def _paper(
     if n < len(blocks) and blocks[n].kind == "HtmlBlock" and "<details" in blocks[n].html():
         explainer, n = _explainer(blocks, n, source)
     translation = abstract = None
-    if text_blocks and text_blocks[-1].text().strip() == LABEL.pending:
+    if text_blocks and text_blocks[-1].text().strip() in (LABEL.pending, LABEL.unavailable):
         abstract = source(text_blocks[0].start, text_blocks[-2].end) if len(text_blocks) > 1 else None
     elif text_blocks:
         translation = source(text_blocks[0].start, text_blocks[-1].end)

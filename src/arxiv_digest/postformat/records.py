@@ -17,6 +17,7 @@ from .jekyll import PostFormatError, apply_liquid_raw, front_matter, names
 log = logging.getLogger(__name__)
 
 PENDING_LINE = "（中文译文待生成，暂显示英文摘要。）"
+UNAVAILABLE_LINE = "（中文译文暂不可用：模型多次未能生成有效译文，显示英文摘要。）"
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,8 @@ class Labels:
     pdf: str = "PDF"
     page: str = "中文页面"
     explainer: str = "详细解读"
-    pending: str = PENDING_LINE
+    pending: str = PENDING_LINE  # the translation will be asked for again
+    unavailable: str = UNAVAILABLE_LINE  # the model gave up on it
     fetched: str = "抓取总数"
     shown: str = "本页显示"
     late: str = "补录：此前窗口新增的论文"
@@ -47,7 +49,8 @@ TEMPLATE_GLOBALS: dict[str, Any] = {"LABEL": LABEL}
 @dataclass(frozen=True)
 class PaperRecord:
     """One paper of a daily post. ``title`` and ``authors`` are plain text; the texts are Markdown.
-    ``translation`` is None while it is pending (the post then shows ``abstract``, the English one);
+    ``translation`` is None while there is none (pending or unavailable: the post then shows
+    ``abstract``, the English one);
     ``abstract`` is None when the post does not say it (a reader-made record of a translated paper)."""
 
     arxiv_id: str  # version-less; "" when the post names no arXiv link
@@ -115,7 +118,7 @@ def post_record(post: Post, text: str, env: jinja2.Environment) -> PostRecord:
         PaperRecord(
             arxiv_id=entry.paper.arxiv_id,
             version=entry.paper.version,
-            title=" ".join(entry.paper.title.split()),
+            title=" ".join(entry.paper.title.split()) or entry.paper.arxiv_id,  # as the heading shows it
             authors=tuple(author.name for author in entry.paper.authors),
             categories=entry.paper.categories,
             abs_url=entry.paper.abs_url,
@@ -139,15 +142,14 @@ def post_record(post: Post, text: str, env: jinja2.Environment) -> PostRecord:
 
 
 def page_record(page: PaperPage, env: jinja2.Environment) -> PageRecord:
-    """The record of a per-paper page, its texts as ``paper.md.j2`` writes them (the reason sits
-    between the template's backticks, so it goes through ``code`` first)."""
+    """The record of a per-paper page, its texts as ``paper.md.j2`` writes them."""
     inline, block = _markdown(env, "md"), _markdown(env, "md_block")
     return PageRecord(
         arxiv_id=page.paper.arxiv_id,
         date=page.day,
         title=page.info.title,
         category=page.info.category,
-        reason=inline(env.filters["code"](page.info.reason)),
+        reason=inline(page.info.reason),
         tags=page.info.tags,
         en_title=" ".join(page.paper.title.split()),
         abstract_zh=block(page.translation),
