@@ -13,7 +13,7 @@ import pytest
 
 from arxiv_digest import postformat, render
 from arxiv_digest.models import Texts
-from arxiv_digest.postformat import PENDING_LINE, PostRecord
+from arxiv_digest.postformat import PENDING_LINE, UNAVAILABLE_LINE, PostRecord
 
 from .conftest import LLMWorkspace
 from .llm_script import GOOD_EXPLAINER
@@ -58,12 +58,15 @@ def test_the_reference_posts_read_as_the_pipeline_records_them(name: str) -> Non
     assert recorded.papers[0].authors == tuple(a.name for a in post.entries[0].paper.authors)
 
 
-def test_pending_papers_are_read_with_their_english_abstract() -> None:
+def test_untranslated_papers_are_read_with_their_english_abstract() -> None:
     post, _ = reference_post("daily-post-2025-10-31.md")
-    pending = replace(post, entries=tuple(replace(e, texts=Texts()) for e in post.entries))
+    first, second = post.entries
+    untranslated = (replace(first, texts=Texts()), replace(second, texts=Texts(unavailable=True)))
+    post = replace(post, entries=untranslated)
     env = render.environment()
-    text = render.render_post(pending, env)
-    read, recorded = read_markdown(text), postformat.post_record(pending, text, env)
+    text = render.render_post(post, env)
+    assert PENDING_LINE in text and UNAVAILABLE_LINE in text
+    read, recorded = read_markdown(text), postformat.post_record(post, text, env)
     assert read.quality == recorded.quality == (2, 0, 0)
     assert read.papers == recorded.papers
     assert read.papers[0].abstract == "(English abstract)" and PENDING_LINE not in read.papers[0].abstract
