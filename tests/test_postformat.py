@@ -179,8 +179,8 @@ def add(ws, arxiv_id: str, title: str, authors: list[str], categories: list[str]
     ws.arxiv.papers.append(make_paper(arxiv_id, published, title=title, authors=authors, categories=categories))
 
 
-def build_site(llm_ws: LLMWorkspace) -> Path:
-    done = llm_ws.ws.cli("site", "--full")
+def build_site(llm_ws: LLMWorkspace, *args: str) -> Path:
+    done = llm_ws.ws.cli("site", *args)
     assert done.returncode == 0, done.stderr
     return llm_ws.ws.root / "_site"
 
@@ -243,6 +243,12 @@ def test_a_custom_post_template_keeps_search_listings_feeds_and_the_guard(llm_ws
     assert record.quality == (4, 4, 4) and "Late Paper on Audio" in llm_ws.text()
     site = build_site(llm_ws)
     assert search(site, "Barbara Liskov")[0][1] == "Late Paper on Audio"
+    assert len(parse(site / "categories/cs.SD/index.html").find_class("paper-list")[0]) == 3
+    # an incremental build follows the record: without it, this template's post shows no papers
+    postformat.sidecar_path(ws.post(DAY)).unlink()
+    site = build_site(llm_ws)
+    assert not parse(site / "categories/cs.SD/index.html").find_class("paper-list")
+    assert search(site, "Barbara Liskov") == [("2026/01/15/arxiv.html", "Papers of 2026-01-15")]  # the whole post
 
 
 HEADINGS = {"unescaped": "## ", "escaped": "\\## "}

@@ -105,7 +105,7 @@ def key(*parts: str) -> str:
 
 
 def file_digest(*parts: bytes) -> str:
-    """A digest of a file's bytes (of a post and its record: both, one after the other)."""
+    """A digest of bytes (of a post and its record's size and mtime: both, one after the other)."""
     hasher = hashlib.blake2b(digest_size=16)
     for part in parts:
         hasher.update(part)
