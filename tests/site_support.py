@@ -167,7 +167,6 @@ date: {day.isoformat()}
 <math><mtext><script>{PWNED}</script></mtext></math> <object data="x"></object>
 <details open ontoggle="{PWNED}"><summary>s</summary>t</details> <span style="x" class="math evil">s</span>
 {KRAMDOWN_ATTACKS} {{{{ site.title }}}} {{% raw %}}{{{{{{% endraw %}} site }}}}
-<!--post-content--> <!--/post-content-->
 
 <div markdown="1" onclick="{PWNED}">
 

@@ -401,4 +401,5 @@ def site_options(config: Config, *, incremental: bool = True) -> SiteOptions:
         base_url=site.base_url,
         posts_per_listing=site.per_page,
         incremental=incremental,
+        state_dir=config.store.path.parent / "site-build",
     )

@@ -44,7 +44,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import watchfiles
 
 from . import templating
-from .site import SiteError, SiteOptions, build_site, template_dirs
+from .site import SiteError, SiteOptions, build_site, state_folder, template_dirs
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +175,8 @@ class ServeHandle:
         try:
             options = self._reload_options() if self._reload_options else self.options
             self.options = options
-            build_site(replace(options, site_dir=target, base_url=self.url, incremental=True))
+            # each build folder has its own state beside it, in the temporary folder
+            build_site(replace(options, site_dir=target, state_dir=None, base_url=self.url, incremental=True))
         except Exception as exc:  # a broken post, template or config must not stop the preview
             self.last_error = f"{type(exc).__name__}: {exc}"
             log.error("rebuild failed, still serving the last good build: %s", self.last_error)
@@ -185,8 +186,14 @@ class ServeHandle:
         self.generation += 1
         self.build_count += 1
         self.last_error = None
-        if first:  # the other folder starts as a copy, so its first rebuild is incremental too
-            shutil.copytree(target, self._folders[1], dirs_exist_ok=True)
+        if first:  # the other folder and its state start as copies, so its first rebuild is incremental too
+            other = self._folders[1]
+            shutil.copytree(target, other, dirs_exist_ok=True)
+            shutil.copytree(self._state(target), self._state(other), dirs_exist_ok=True)
+
+    def _state(self, folder: Path) -> Path:
+        """A build folder's state: beside it, in the temporary folder too."""
+        return state_folder(replace(self.options, site_dir=folder, state_dir=None))
 
     def _watch_roots(self) -> tuple[list[Path], list[Path]]:
         """Folders watched recursively (posts, templates) and folders of single files (the config)."""

@@ -1,5 +1,5 @@
-"""One build: what is stale according to the manifest, in which order it is written, and what the
-build did."""
+"""One build: what is stale according to the build state, in which order it is written, and what
+the build did."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from . import search
 from .convert import Library
 from .feeds import Feeds
 from .listings import ref, write_post_listings, write_topic_listings
-from .manifest import Manifest, SourceInfo, digest, file_digest, key, renderer_version
-from .options import BuildReport, SiteError, SiteOptions
+from .manifest import BODY, BuildState, SourceInfo, digest, file_digest, key, renderer_version
+from .options import BuildReport, SiteError, SiteOptions, state_folder
 from .sources import scan
 from .templates import TEMPLATES, compile_template, environment, template_dirs, tree
 from .work import SOURCES_PER_TASK, Job, Worker, run_batches
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 class _Builder:
-    """Decides what is stale from the manifest and writes it, sources first, then what lists them."""
+    """Decides what is stale from the build state and writes it, sources first, then what lists them."""
 
     def __init__(self, options: SiteOptions) -> None:
         self.options = options
@@ -46,14 +46,15 @@ class _Builder:
         env = environment(self.dirs, self.worker.site_globals)
         for name in TEMPLATES:  # a syntax error stops the build before it has touched anything
             compile_template(env, name)
-        self.old = Manifest.load(self.site_dir)
-        full = not (options.incremental and self.old.complete and self.old.renderer == self.renderer)
-        self.writer = Writer(self.site_dir, env, config, self.old.outputs, full, options.base_url)
+        self.state = BuildState(state_folder(options))
+        full = not (options.incremental and self.state.complete and self.state.renderer == self.renderer)
+        self.writer = Writer(self.site_dir, env, config, self.state.outputs, full, options.base_url)
+        self.conversions = 0  # Markdown conversions run (the others came from the state's cache)
 
     def run(self) -> BuildReport:
         started = time.perf_counter()
-        scanned = scan(self.options, {} if self.writer.full else self.old.sources)
-        next_id = 0 if self.writer.full else self.old.next_search_id
+        scanned = scan(self.options, {} if self.writer.full else self.state.sources())
+        next_id = 0 if self.writer.full else self.state.next_search_id
         for position, (info, path, convert) in sorted(enumerate(scanned), key=lambda item: item[1][0].date):
             if convert:  # a new or changed source gets a fresh search id, oldest first
                 scanned[position] = (replace(info, search_id=next_id), path, convert)
@@ -68,20 +69,20 @@ class _Builder:
         pages = [i for i in ordered if i.is_page]
         categories = write_post_listings(self.writer, daily, self.options.posts_per_listing)
         topics = write_topic_listings(self.writer, pages, self.options.papers_per_listing)
-        feeds = Feeds(self.writer, Library(self.options.posts_dir, self.site_dir), self.options.title)
+        library = Library(self.options.posts_dir, self.state, self.renderer)
+        feeds = Feeds(self.writer, library, self.options.title)
         feeds.site(daily)
         feeds.categories(categories)
         feeds.topics(topics)
         self._search(ordered, index)
         self._static()
         removed = self.writer.clean()
-        manifest = Manifest(
-            self.renderer, self.writer.config, True, infos, self.writer.outputs, next_id, self.old.loaded
-        )
-        manifest.save(self.site_dir)
+        self.state.save(self.renderer, self.writer.config, infos, self.writer.outputs, next_id)
         written = tuple(self.writer.written)
         seconds = time.perf_counter() - started
-        return BuildReport(len(daily), written, self.writer.skipped, removed, seconds, self.writer.full, len(pages))
+        converted = self.conversions + library.conversions
+        full = self.writer.full
+        return BuildReport(len(daily), written, self.writer.skipped, removed, seconds, full, len(pages), converted)
 
     def _paper_pages(self, present: bool) -> None:
         """Whether the site has paper pages: the navigation links their overview only then, so every
@@ -91,9 +92,9 @@ class _Builder:
         self.worker.site_globals["paper_pages"] = present
 
     def _mark_incomplete(self) -> None:
-        """From here on files change: a crash must not leave a manifest that vouches for them."""
+        """From here on files change: a crash must not leave a state that vouches for them."""
         self.site_dir.mkdir(parents=True, exist_ok=True)
-        Manifest(outputs=self.old.outputs).save(self.site_dir)
+        self.state.mark_incomplete()
 
     def _sources(self, scanned: list[tuple[SourceInfo, str, bool]], index: search.SearchIndex) -> dict[str, SourceInfo]:
         """Each source's HTML and search documents, written when stale; returns every source as it is
@@ -128,9 +129,22 @@ class _Builder:
                     Job(info, Path(path), convert, html_key if html_stale else None, _bare(newer), _bare(older))
                 )
         batches = [jobs[i : i + SOURCES_PER_TASK] for i in range(0, len(jobs), SOURCES_PER_TASK)]
-        for result in run_batches(batches, self.worker, self.writer.env):
+        cached = self.state.cached(self.renderer)
+
+        def attach(batch: list[Job]) -> list[Job]:
+            """Each job with its kept conversion, read just before the batch is sent."""
+            return [
+                replace(job, cached=self.state.conversion(job.info.digest, BODY, self.renderer))
+                if job.info.digest in cached
+                else job
+                for job in batch
+            ]
+
+        for result in run_batches(batches, self.worker, self.writer.env, attach):
             infos.update((info.source, info) for info in result.infos)
             index.add(result.postings)
+            self.state.store(self.renderer, result.conversions)
+            self.conversions += result.converted
         return infos
 
     def _search(self, sources: list[SourceInfo], index: search.SearchIndex) -> None:
@@ -157,6 +171,10 @@ def _bare(info: SourceInfo | None) -> SourceInfo | None:
 
 def build_site(options: SiteOptions) -> BuildReport:
     """Build (or bring up to date) the site in ``options.site_dir`` from the posts in ``posts_dir``."""
-    report = _Builder(options).run()
+    builder = _Builder(options)
+    try:
+        report = builder.run()
+    finally:
+        builder.state.close()
     log.info("%s", report.summary())
     return report

@@ -5,19 +5,16 @@ comes from its record; the converted HTML only gives the post's own HTML file an
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 
 from markupsafe import Markup
 
 from ..postformat import PageRecord, PaperRecord, PostRecord
-from .manifest import PaperLink, SourceInfo
-from .markdown import Heading, convert, convert_inline, markdown_text, text_html
+from .manifest import BODY, BuildState, PaperLink, SourceInfo, pack, unpack
+from .markdown import Converted, Heading, convert, convert_inline, markdown_text, text_html
 from .search import SearchDocument
 from .sources import load_page, load_post, load_record
-
-CONTENT_START, CONTENT_END = "<!--post-content-->", "<!--/post-content-->"
-
 
 _NOT_ALNUM = re.compile(r"[\W_]+")
 
@@ -78,6 +75,24 @@ class PaperParts:
     other: Markup
 
 
+def pack_body(converted: Converted) -> bytes:
+    """A post's conversion as the build state keeps it."""
+    return pack((converted.html, tuple((h.level, h.id, h.html) for h in converted.headings)))
+
+
+def unpack_body(packed: bytes) -> Converted:
+    html, headings = unpack(packed)
+    return Converted(html, tuple(Heading(*h) for h in headings))
+
+
+def pack_parts(parts: PaperParts) -> bytes:
+    return pack(tuple(map(str, astuple(parts))))
+
+
+def unpack_parts(packed: bytes) -> PaperParts:
+    return PaperParts(*map(Markup, unpack(packed)))
+
+
 def page_parts(record: PageRecord) -> PaperParts:
     return PaperParts(
         reason=Markup(convert_inline(record.reason) if record.reason else ""),
@@ -118,25 +133,15 @@ def paper_texts(paper: PaperRecord) -> PaperTexts:
     return PaperTexts(_html(paper.abstract if pending else paper.translation), _html(paper.explainer), pending)
 
 
-def built_content(html_file: Path) -> str | None:
-    """The converted body kept in an earlier build's HTML of a post, between the markers that wrap
-    ``content`` (sanitising strips comments from posts, so a post cannot fake them). Reading it back
-    is ~20 times cheaper than converting again, and spares a cache as big as the site."""
-    try:
-        text = html_file.read_text(encoding="utf-8")
-    except OSError:
-        return None
-    start = text.find(CONTENT_START)
-    end = text.find(CONTENT_END, start)
-    return text[start + len(CONTENT_START) : end] if start >= 0 and end >= 0 else None
-
-
 class Library:
-    """The sources as the feeds need them again."""
+    """The sources as the feeds need them again: records, and conversions from the build state's
+    cache (converted and kept when missing; ``conversions`` counts those)."""
 
-    def __init__(self, posts_dir: Path, site_dir: Path) -> None:
+    def __init__(self, posts_dir: Path, state: BuildState, renderer: str) -> None:
         self.posts_dir = posts_dir
-        self.site_dir = site_dir
+        self.state = state
+        self.renderer = renderer
+        self.conversions = 0
         self._parts: dict[str, PaperParts] = {}
 
     def record(self, post: SourceInfo) -> PostRecord:
@@ -144,13 +149,37 @@ class Library:
         each)."""
         return load_record(self.posts_dir / post.source)
 
+    def _kept(self, source: SourceInfo, part: int) -> bytes | None:
+        return self.state.conversion(source.digest, part, self.renderer)
+
+    def _keep(self, source: SourceInfo, part: int, packed: bytes) -> None:
+        self.conversions += 1
+        self.state.store(self.renderer, [(source.digest, part, packed)])
+
     def content(self, post: SourceInfo) -> str:
         """A daily post's converted body."""
-        found = built_content(self.site_dir / post.url)
-        return found if found is not None else convert(load_post(self.posts_dir / post.source)[0]).html
+        packed = self._kept(post, BODY)
+        if packed is None:
+            packed = pack_body(convert(load_post(self.posts_dir / post.source)[0]))
+            self._keep(post, BODY, packed)
+        return unpack_body(packed).html
+
+    def texts(self, post: SourceInfo, index: int, paper: PaperRecord) -> PaperTexts:
+        """The texts of a daily post's paper ``index`` (``paper``, from its record)."""
+        packed = self._kept(post, index)
+        if packed is None:
+            texts = paper_texts(paper)
+            packed = pack((str(texts.text), str(texts.explainer), texts.pending))
+            self._keep(post, index, packed)
+        text, explainer, pending = unpack(packed)
+        return PaperTexts(Markup(text), Markup(explainer), pending)
 
     def parts(self, page: SourceInfo) -> PaperParts:
         """A paper page's parts, kept: a page is in the feeds of its class and of each of its tags."""
         if page.digest not in self._parts:
-            self._parts[page.digest] = page_parts(load_page(self.posts_dir / page.source))
+            packed = self._kept(page, BODY)
+            if packed is None:
+                packed = pack_parts(page_parts(load_page(self.posts_dir / page.source)))
+                self._keep(page, BODY, packed)
+            self._parts[page.digest] = unpack_parts(packed)
         return self._parts[page.digest]

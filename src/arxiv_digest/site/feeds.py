@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from ..postformat import XML_INVALID, PaperRecord
-from .convert import Library, paper_texts
+from .convert import Library
 from .listings import Category, CategoryPosts, Topic, ref
 from .manifest import SourceInfo, digest
 from .options import SiteError
@@ -92,7 +92,7 @@ class Feeds:
 
     def _paper_entry(self, post: SourceInfo, index: int, paper: PaperRecord) -> FeedEntry:
         anchor = post.papers[index].anchor
-        content = str(self._macros.paper_entry(paper, paper_texts(paper)))  # type: ignore[attr-defined]
+        content = str(self._macros.paper_entry(paper, self.library.texts(post, index, paper)))  # type: ignore[attr-defined]
         content = self.writer.absolute_links(content, post.url)
         url = f"{post.url}#{anchor}" if anchor else post.url
         return self._entry(paper.title, url, post.date, content, paper.categories)

@@ -1,20 +1,25 @@
-"""The build manifest (inputs and outputs of the last build, kept in the site folder), what it keeps
-of each source, and the digests that decide what is stale."""
+"""The build state (inputs and outputs of the last build, and converted Markdown), kept in SQLite
+outside the published folder; what it keeps of each source, and the digests that decide what is
+stale."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-from dataclasses import dataclass, field
+import marshal
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ..files import write_atomic
+import zstandard
 
-MANIFEST = ".build-manifest.json"
+STATE_FILE = "build.sqlite3"
+SCHEMA = "1"
 _CODE = (Path(__file__).parent, Path(__file__).parents[1] / "postformat")
 
 
@@ -62,36 +67,29 @@ class SourceInfo:
     def month(self) -> str:
         return f"{self.date:%Y-%m}"
 
-    def to_json(self) -> dict[str, Any]:
-        extra = {"arxiv_id": self.arxiv_id, "classes": list(self.classes), "en_title": self.en_title}
-        return (extra if self.is_page else {}) | {
-            "source": self.source,
-            "digest": self.digest,
-            "title": self.title,
-            "date": self.date.isoformat(),
-            "url": self.url,
-            "tags": list(self.tags),
-            "papers": [[p.anchor, p.title, list(p.categories), p.arxiv_id] for p in self.papers],
-            "search_id": self.search_id,
-            "stamp": self.stamp,
-        }
+    def to_row(self) -> tuple[str, str, bytes]:
+        """The source, its digest and the rest as one marshal blob: 10,000 rows load in milliseconds."""
+        papers = tuple(tuple(p) for p in self.papers)
+        rest = (self.title, self.date.toordinal(), self.url, self.tags, papers, self.search_id, self.stamp)
+        return self.source, self.digest, marshal.dumps((*rest, self.arxiv_id, self.classes, self.en_title))
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> SourceInfo:
-        papers = tuple(PaperLink(a, t, tuple(c), i) for a, t, c, i in data["papers"])
+    def from_row(cls, source: str, digest: str, blob: bytes) -> SourceInfo:
+        title, day, url, tags, papers, search_id, stamp, arxiv_id, classes, en_title = marshal.loads(blob)
+        links = tuple(PaperLink(*p) for p in papers)
         return cls(
-            data["source"],
-            data["digest"],
-            data["title"],
-            date.fromisoformat(data["date"]),
-            data["url"],
-            tuple(data["tags"]),
-            papers,
-            data["search_id"],
-            data["stamp"],
-            data.get("arxiv_id", ""),
-            tuple(data.get("classes", ())),
-            data.get("en_title", ""),
+            source,
+            digest,
+            title,
+            date.fromordinal(day),
+            url,
+            tags,
+            links,
+            search_id,
+            stamp,
+            arxiv_id,
+            classes,
+            en_title,
         )
 
 
@@ -120,49 +118,140 @@ def renderer_version() -> str:
     return digest([file_digest(p.read_bytes()) for p in code], version("pyromark"), version("nh3"))
 
 
-@dataclass
-class Manifest:
-    """Inputs and outputs of the last build. ``complete`` is false while a build is writing, so a
-    build that died half-way is followed by a full one; its outputs are still known for cleaning."""
+_TABLES = (
+    "CREATE TABLE meta(name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE sources(source TEXT PRIMARY KEY, digest TEXT NOT NULL, row BLOB NOT NULL)",
+    "CREATE TABLE outputs(path TEXT PRIMARY KEY, key TEXT NOT NULL)",
+    # converted Markdown: part -1 is a source's body (a post's HTML and headings, a page's parts),
+    # part n the texts of a daily post's paper n as its category feeds show them
+    "CREATE TABLE conversions(digest TEXT NOT NULL, part INTEGER NOT NULL, renderer TEXT NOT NULL,"
+    " body BLOB NOT NULL, PRIMARY KEY(digest, part)) WITHOUT ROWID",
+)
+BODY = -1
 
-    renderer: str = ""
-    config: str = ""
-    complete: bool = False
-    sources: dict[str, SourceInfo] = field(default_factory=dict)
-    outputs: dict[str, str] = field(default_factory=dict)
-    next_search_id: int = 0
-    # each source as loaded and its JSON, which is saved again as is while the source is that same object
-    loaded: dict[str, tuple[SourceInfo, dict[str, Any]]] = field(default_factory=dict)
 
-    @classmethod
-    def load(cls, site_dir: Path) -> Manifest:
+def pack(value: Any) -> bytes:
+    """A conversion as stored: marshal, then zstd at level 1 (a post's 120 KB of HTML in 0.3 ms, to a
+    fifth; zlib took 1.7 ms)."""
+    return zstandard.ZstdCompressor(level=1).compress(marshal.dumps(value))
+
+
+def unpack(blob: bytes) -> Any:
+    return marshal.loads(zstandard.ZstdDecompressor().decompress(blob))
+
+
+class BuildState:
+    """What a build keeps for the next one, in ``build.sqlite3`` in the state folder (outside the
+    site folder, so it is never published): each source as the listings need it, each output with
+    the key of what it shows, and the conversion cache (Markdown -> HTML by source digest and
+    renderer version, as Jekyll caches it), so a template change re-renders without converting.
+
+    Rows are written only when they change, so an incremental build reads the rows and writes a
+    handful. ``complete`` is false while a build is writing, so a build that died half-way is
+    followed by a full one; its outputs are still known for cleaning, and conversions stay valid
+    (they are keyed by content)."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(folder / STATE_FILE, isolation_level=None)
         try:
-            data = json.loads((site_dir / MANIFEST).read_text(encoding="utf-8"))
-            loaded = {k: (SourceInfo.from_json(v), v) for k, v in data["sources"].items()}
-            return cls(
-                data["renderer"],
-                data["config"],
-                data["complete"],
-                {k: info for k, (info, _) in loaded.items()},
-                data["outputs"],
-                data["next_search_id"],
-                loaded,
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")  # a lost build state costs one full build, not data
+            meta = self._meta()
+        except sqlite3.DatabaseError:  # damaged or not ours: start afresh
+            self.db.close()
+            for suffix in ("", "-wal", "-shm"):
+                (folder / (STATE_FILE + suffix)).unlink(missing_ok=True)
+            self.db = sqlite3.connect(folder / STATE_FILE, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            meta = self._meta()
+        self.renderer = meta.get("renderer", "")
+        self.config = meta.get("config", "")
+        self.complete = meta.get("complete") == "1"
+        self.next_search_id = int(meta.get("next_search_id", "0"))
+        self.outputs: dict[str, str] = dict(self.db.execute("SELECT path, key FROM outputs"))
+        self._loaded: dict[str, SourceInfo] = {}
+
+    def _meta(self) -> dict[str, str]:
+        """The meta rows; the tables (re)created when they are missing or of another schema."""
+        tables = {name for (name,) in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        meta = dict(self.db.execute("SELECT name, value FROM meta")) if "meta" in tables else {}
+        if meta.get("schema") != SCHEMA:
+            with self._transaction():
+                for name in tables:
+                    self.db.execute(f"DROP TABLE {name}")
+                for statement in _TABLES:
+                    self.db.execute(statement)
+                self.db.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA,))
+            meta = {"schema": SCHEMA}
+        return meta
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def sources(self) -> dict[str, SourceInfo]:
+        """The sources as the last build left them (only an incremental build needs them)."""
+        rows = self.db.execute("SELECT source, digest, row FROM sources")
+        self._loaded = {row[0]: SourceInfo.from_row(*row) for row in rows}
+        return self._loaded
+
+    def mark_incomplete(self) -> None:
+        """From here on files change: a crash must not leave a state that vouches for them."""
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('complete', '0')")
+        self.complete = False
+
+    def save(
+        self, renderer: str, config: str, sources: dict[str, SourceInfo], outputs: dict[str, str], next_id: int
+    ) -> None:
+        """The finished build, in one transaction: the rows that changed, then ``complete``."""
+        old_sources = dict(self.db.execute("SELECT source, digest FROM sources"))
+        with self._transaction():
+            gone = [(s,) for s in old_sources.keys() - sources.keys()]
+            self.db.executemany("DELETE FROM sources WHERE source = ?", gone)
+            self.db.executemany(
+                "INSERT OR REPLACE INTO sources VALUES (?, ?, ?)",
+                (info.to_row() for source, info in sources.items() if self._changed(source, info)),
             )
-        except (OSError, ValueError, KeyError, TypeError):
-            return cls()
+            self.db.executemany(
+                "DELETE FROM outputs WHERE path = ?", ((p,) for p in self.outputs.keys() - outputs.keys())
+            )
+            self.db.executemany(
+                "INSERT OR REPLACE INTO outputs VALUES (?, ?)",
+                ((p, k) for p, k in outputs.items() if self.outputs.get(p) != k),
+            )
+            dead = {d for d in old_sources.values()} - {info.digest for info in sources.values()}
+            self.db.executemany("DELETE FROM conversions WHERE digest = ?", ((d,) for d in dead))
+            self.db.execute("DELETE FROM conversions WHERE renderer != ?", (renderer,))
+            values = {"renderer": renderer, "config": config, "next_search_id": str(next_id), "complete": "1"}
+            self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", values.items())
+        self.outputs = dict(outputs)
 
-    def _source_json(self, source: str, info: SourceInfo) -> dict[str, Any]:
-        known = self.loaded.get(source)
-        return known[1] if known and known[0] is info else info.to_json()
+    def _changed(self, source: str, info: SourceInfo) -> bool:
+        return self._loaded.get(source) != info
 
-    def save(self, site_dir: Path) -> None:
-        data = {
-            "renderer": self.renderer,
-            "config": self.config,
-            "complete": self.complete,
-            "sources": {k: self._source_json(k, v) for k, v in self.sources.items()},
-            "outputs": self.outputs,
-            "next_search_id": self.next_search_id,
-        }
-        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-        write_atomic(os.path.join(site_dir, MANIFEST), text, durable=False)
+    def cached(self, renderer: str) -> set[str]:
+        """Digests of the sources whose body conversion by ``renderer`` is kept."""
+        query = "SELECT digest FROM conversions WHERE part = ? AND renderer = ?"
+        return {d for (d,) in self.db.execute(query, (BODY, renderer))}
+
+    def conversion(self, source_digest: str, part: int, renderer: str) -> bytes | None:
+        query = "SELECT body FROM conversions WHERE digest = ? AND part = ? AND renderer = ?"
+        found = self.db.execute(query, (source_digest, part, renderer)).fetchone()
+        return found[0] if found else None
+
+    def store(self, renderer: str, conversions: Iterable[tuple[str, int, bytes]]) -> None:
+        """Keep conversions (digest, part, packed); they stay valid whatever happens to this build."""
+        rows = [(d, part, renderer, body) for d, part, body in conversions]
+        if rows:
+            with self._transaction():
+                self.db.executemany("INSERT OR REPLACE INTO conversions VALUES (?, ?, ?, ?)", rows)
+
+    def close(self) -> None:
+        self.db.close()

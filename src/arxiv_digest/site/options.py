@@ -25,6 +25,12 @@ class SiteOptions:
     posts_per_listing: int = 20  # daily posts on the index, on a category's listing and on each older one
     incremental: bool = True
     papers_per_listing: int = 50  # paper pages per class or tag listing
+    state_dir: Path | None = None  # what a build keeps for the next one, outside the published folder
+
+
+def state_folder(options: SiteOptions) -> Path:
+    """Where a build keeps its state: ``state_dir``, else a hidden folder beside the site folder."""
+    return options.state_dir or options.site_dir.parent / f".{options.site_dir.name}-state"
 
 
 @dataclass(frozen=True)
@@ -38,11 +44,12 @@ class BuildReport:
     seconds: float
     full: bool
     pages: int = 0  # per-paper pages; ``posts`` counts the daily posts only
+    converted: int = 0  # Markdown conversions run; the others were reused from the build state
 
     def summary(self) -> str:
         kind = "full" if self.full else "incremental"
         pages = f"{self.pages} paper pages, " if self.pages else ""
         return (
             f"Done: {self.posts} posts, {pages}{len(self.written)} files written, {self.skipped} unchanged, "
-            f"{len(self.removed)} removed ({kind} build) in {self.seconds:.2f} s"
+            f"{len(self.removed)} removed, {self.converted} conversions ({kind} build) in {self.seconds:.2f} s"
         )

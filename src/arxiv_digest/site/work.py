@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
@@ -16,8 +17,17 @@ import jinja2
 from markupsafe import Markup
 
 from . import search
-from .convert import CONTENT_END, CONTENT_START, built_content, page_document, page_parts, paper_links, post_documents
-from .manifest import SourceInfo
+from .convert import (
+    pack_body,
+    pack_parts,
+    page_document,
+    page_parts,
+    paper_links,
+    post_documents,
+    unpack_body,
+    unpack_parts,
+)
+from .manifest import BODY, SourceInfo
 from .markdown import convert, relative_links
 from .sources import load_page, load_post
 from .templates import environment, render
@@ -46,12 +56,18 @@ class Job:
     html_key: str | None
     newer: SourceInfo | None  # a daily post's neighbours, for its links to them
     older: SourceInfo | None
+    cached: bytes | None = None  # its conversion kept by an earlier build, attached just before it is sent
+
+
+Stored = list[tuple[str, int, bytes]]  # conversions to keep: source digest, part, packed
 
 
 @dataclass(frozen=True)
 class BatchResult:
     infos: list[SourceInfo]
     postings: dict[str, str]  # token -> comma-joined search ids of this batch's new sources
+    conversions: Stored
+    converted: int  # sources whose Markdown was converted (not found in the cache)
 
 
 _worker_state: tuple[Worker, jinja2.Environment] | None = None
@@ -68,54 +84,72 @@ def _batch_in_worker(jobs: list[Job]) -> BatchResult:
     return process_batch(jobs, *_worker_state)
 
 
-def _post(job: Job, worker: Worker, env: jinja2.Environment) -> tuple[SourceInfo, set[str]]:
-    """Convert a daily post (unless its HTML already holds the conversion) and write its HTML; a new
-    or changed post also gets its papers, from its record, and its search documents."""
-    info, tokens = job.info, set()
-    content = None if job.convert else built_content(worker.site_dir / info.url)
-    if content is None:
-        body, record = load_post(job.path)
+def _post(job: Job, worker: Worker, env: jinja2.Environment) -> tuple[SourceInfo, set[str], Stored]:
+    """A daily post's HTML, from its kept conversion or converted now; a new or changed post also
+    gets its papers, from its record, and its search documents."""
+    info, tokens, stored = job.info, set(), []
+    body, record = load_post(job.path) if job.convert or job.cached is None else ("", None)
+    if job.cached is None:
         converted = convert(body)
-        content = converted.html
-        if job.convert:
-            links = paper_links(record.papers, converted.headings)
-            info = replace(info, papers=links)
-            documents = post_documents(info, record, links, body)
-            tokens = search.write_document(worker.site_dir, info.search_id, documents)
+        stored = [(info.digest, BODY, pack_body(converted))]
+    else:
+        converted = unpack_body(job.cached)
+    if record is not None and job.convert:
+        links = paper_links(record.papers, converted.headings)
+        info = replace(info, papers=links)
+        documents = post_documents(info, record, links, body)
+        tokens = search.write_document(worker.site_dir, info.search_id, documents)
     if job.html_key:
-        body_html = Markup(CONTENT_START + relative_links(content, info.url) + CONTENT_END)
-        context = {"post": info, "content": body_html, "newer": job.newer, "older": job.older}
-        write_file(worker.site_dir, info.url, render(env, "post.html", info.url, head_title=info.title, **context))
-    return info, tokens
+        context = {"post": info, "content": Markup(relative_links(converted.html, info.url)), "newer": job.newer}
+        html = render(env, "post.html", info.url, head_title=info.title, older=job.older, **context)
+        write_file(worker.site_dir, info.url, html)
+    return info, tokens, stored
 
 
-def _page(job: Job, worker: Worker, env: jinja2.Environment) -> tuple[SourceInfo, set[str]]:
-    """A per-paper page: its parts from its record, written with ``paper.html``."""
-    info, tokens = job.info, set()
-    record = load_page(job.path)
-    parts = page_parts(record)
-    if job.convert:
+def _page(job: Job, worker: Worker, env: jinja2.Environment) -> tuple[SourceInfo, set[str], Stored]:
+    """A per-paper page: its parts from its record (or kept), written with ``paper.html``."""
+    info, tokens, stored = job.info, set(), []
+    record = load_page(job.path) if job.convert or job.cached is None else None
+    if job.cached is None:
+        parts = page_parts(record)  # type: ignore[arg-type]  # read just above
+        stored = [(info.digest, BODY, pack_parts(parts))]
+    else:
+        parts = unpack_parts(job.cached)
+    if record is not None and job.convert:
         info = replace(info, en_title=str(parts.title))
         tokens = search.write_document(worker.site_dir, info.search_id, [page_document(info, record)])
     if job.html_key:
         context = {"page": info, "parts": parts, "head_title": info.title}
         write_file(worker.site_dir, info.url, render(env, "paper.html", info.url, **context))
-    return info, tokens
+    return info, tokens, stored
 
 
 def process_batch(jobs: list[Job], worker: Worker, env: jinja2.Environment) -> BatchResult:
     done = [(_page if job.info.is_page else _post)(job, worker, env) for job in jobs]
-    return BatchResult([info for info, _ in done], search.postings_of((i.search_id, t) for i, t in done))
+    postings = search.postings_of((info.search_id, tokens) for info, tokens, _ in done)
+    stored = [row for _, _, rows in done for row in rows]
+    return BatchResult([info for info, _, _ in done], postings, stored, len(stored))
 
 
-def run_batches(batches: list[list[Job]], worker: Worker, env: jinja2.Environment) -> Iterator[BatchResult]:
-    """Batches in order: in worker processes when there are enough sources to pay for starting them."""
+def run_batches(
+    batches: list[list[Job]], worker: Worker, env: jinja2.Environment, prepare: Callable[[list[Job]], list[Job]]
+) -> Iterator[BatchResult]:
+    """Batches in order, each ``prepare``d just before it runs: in worker processes when there are
+    enough sources to pay for starting them, with a few batches in flight per worker, so what
+    ``prepare`` attaches (kept conversions) is never all in memory at once."""
     cpus = os.cpu_count() or 1
     if sum(map(len, batches)) < PARALLEL_MIN_SOURCES or cpus < 2:
         for jobs in batches:
-            yield process_batch(jobs, worker, env)
+            yield process_batch(prepare(jobs), worker, env)
         return
     # fork is cheapest but unsafe once other threads run (serve() builds beside its server threads)
     context = get_context("fork" if threading.active_count() == 1 else "forkserver")
-    with ProcessPoolExecutor(min(cpus, 8), mp_context=context, initializer=_worker_init, initargs=(worker,)) as pool:
-        yield from pool.map(_batch_in_worker, batches)
+    processes = min(cpus, 8)
+    with ProcessPoolExecutor(processes, mp_context=context, initializer=_worker_init, initargs=(worker,)) as pool:
+        waiting: deque[Future[BatchResult]] = deque()
+        for jobs in batches:
+            waiting.append(pool.submit(_batch_in_worker, prepare(jobs)))
+            if len(waiting) > 2 * processes:
+                yield waiting.popleft().result()
+        while waiting:
+            yield waiting.popleft().result()
