@@ -1,8 +1,8 @@
 """Markdown posts -> static HTML site: a paginated index, one HTML file per post, category listings, a
 monthly archive, Atom feeds (site-wide and per category) and a static search index; incremental by
-the build state kept outside the site folder. Per-paper pages (front matter with ``arxiv_id``, written by ``templates/paper.md.j2``) get
-their own HTML, class and tag listings with Atom feeds, and search entries, but are not listed as
-daily posts.
+the build state kept outside the site folder. Per-paper pages (front matter with ``arxiv_id``,
+written by ``templates/paper.md.j2``) get their own HTML, class and tag listings with Atom feeds,
+and search entries, but are not listed as daily posts.
 
 Everything the site knows about a post's papers comes from the post's record (``postformat``: the
 sidecar the pipeline writes, else the post's Markdown read in the reference format), never from the
