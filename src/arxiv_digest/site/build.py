@@ -16,7 +16,7 @@ from .manifest import BODY, BuildState, SourceInfo, digest, file_digest, key, re
 from .options import BuildReport, SiteError, SiteOptions, state_folder
 from .sources import scan
 from .templates import TEMPLATES, compile_template, environment, template_dirs, tree
-from .work import SOURCES_PER_TASK, Job, Worker, run_batches
+from .work import SOURCES_PER_TASK, Job, Worker, run_batches, run_here_or_forked
 from .writer import Writer
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,8 @@ class _Builder:
         feeds.site(daily)
         feeds.categories(categories)
         feeds.topics(topics)
+        library.keep()
+        run_here_or_forked(self.writer.take_queued())
         self._search(ordered, index)
         self._static()
         removed = self.writer.clean()
@@ -113,9 +115,7 @@ class _Builder:
             if info.is_page:
                 html_key = key(config, "paper.html", info.url, info.digest)
             else:
-                html_key = key(
-                    config, "post.html", info.url, info.digest, *(ref(newer) or ["-"]), *(ref(older) or ["-"])
-                )
+                html_key = key(config, "post.html", info.url, info.digest, ref(newer), ref(older))
             infos[info.source] = info
             if info.url in urls:
                 raise SiteError(f"{info.source} and {urls[info.url]} would both be written to {info.url}")

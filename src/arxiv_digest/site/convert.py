@@ -13,6 +13,7 @@ from markupsafe import Markup
 from ..postformat import PageRecord, PaperRecord, PostRecord
 from .manifest import BODY, BuildState, PaperLink, SourceInfo, pack, unpack
 from .markdown import Converted, Heading, convert, convert_inline, markdown_text, text_html
+from .options import SiteError
 from .search import SearchDocument
 from .sources import load_page, load_post, load_record
 
@@ -143,6 +144,7 @@ class Library:
         self.renderer = renderer
         self.conversions = 0
         self._parts: dict[str, PaperParts] = {}
+        self._new: list[tuple[str, int, bytes]] = []
 
     def record(self, post: SourceInfo) -> PostRecord:
         """A daily post's record (not kept: records hold whole posts, and feeds need a few papers of
@@ -154,7 +156,12 @@ class Library:
 
     def _keep(self, source: SourceInfo, part: int, packed: bytes) -> None:
         self.conversions += 1
-        self.state.store(self.renderer, [(source.digest, part, packed)])
+        self._new.append((source.digest, part, packed))
+
+    def keep(self) -> None:
+        """Store the conversions made since the last call, in one transaction."""
+        self.state.store(self.renderer, self._new)
+        self._new = []
 
     def content(self, post: SourceInfo) -> str:
         """A daily post's converted body."""
@@ -164,15 +171,26 @@ class Library:
             self._keep(post, BODY, packed)
         return unpack_body(packed).html
 
-    def texts(self, post: SourceInfo, index: int, paper: PaperRecord) -> PaperTexts:
-        """The texts of a daily post's paper ``index`` (``paper``, from its record)."""
-        packed = self._kept(post, index)
-        if packed is None:
-            texts = paper_texts(paper)
-            packed = pack((str(texts.text), str(texts.explainer), texts.pending))
-            self._keep(post, index, packed)
-        text, explainer, pending = unpack(packed)
-        return PaperTexts(Markup(text), Markup(explainer), pending)
+    def papers(self, post: SourceInfo, indexes: set[int]) -> dict[int, tuple[PaperRecord, PaperTexts]]:
+        """Papers of a daily post with their texts, as its category feeds show them: kept in the
+        build state, else from its record (read once for all of them) and converted."""
+        found: dict[int, tuple[PaperRecord, PaperTexts]] = {}
+        for index in indexes:
+            packed = self._kept(post, index)
+            if packed is not None:
+                fields, text, explainer, pending = unpack(packed)
+                found[index] = (PaperRecord(*fields), PaperTexts(Markup(text), Markup(explainer), pending))
+        missing = indexes - found.keys()
+        if missing:
+            record = self.record(post)
+            if max(missing) >= len(record.papers):
+                raise SiteError(f"{post.source} changed during the build")
+            for index in missing:
+                paper = record.papers[index]
+                texts = paper_texts(paper)
+                self._keep(post, index, pack((astuple(paper), str(texts.text), str(texts.explainer), texts.pending)))
+                found[index] = (paper, texts)
+        return found
 
     def parts(self, page: SourceInfo) -> PaperParts:
         """A paper page's parts, kept: a page is in the feeds of its class and of each of its tags."""

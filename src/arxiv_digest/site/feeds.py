@@ -7,11 +7,10 @@ from dataclasses import dataclass
 from datetime import date
 
 from ..postformat import XML_INVALID, PaperRecord
-from .convert import Library
+from .convert import Library, PaperTexts
 from .listings import Category, CategoryPosts, Topic, ref
-from .manifest import SourceInfo, digest
-from .options import SiteError
-from .templates import compile_template, render
+from .manifest import SourceInfo, key
+from .templates import compile_template
 from .writer import Writer
 
 FEED_POSTS = 10
@@ -50,7 +49,7 @@ class Feeds:
     def site(self, posts: list[SourceInfo]) -> None:
         """The latest posts, each with its whole converted body."""
         latest = posts[:FEED_POSTS]
-        if not self.writer.stale("feed.xml", digest(self.writer.config, "feed", [ref(p) for p in latest])):
+        if not self.writer.stale("feed.xml", key(self.writer.config, "feed", *map(ref, latest))):
             return
         entries = [
             self._entry(
@@ -72,8 +71,8 @@ class Feeds:
                 if len(papers) >= CATEGORY_FEED_PAPERS:
                     break
             del papers[CATEGORY_FEED_PAPERS:]
-            key = digest(self.writer.config, "feed", category.name, [[ref(post), index] for post, index in papers])
-            if self.writer.stale(category.feed_url, key):
+            entries = (f"{ref(post)}#{index}" for post, index in papers)
+            if self.writer.stale(category.feed_url, key(self.writer.config, "feed", category.name, *entries)):
                 stale.append((category, papers))
         wanted: dict[str, tuple[SourceInfo, set[int]]] = {}
         for _, papers in stale:
@@ -81,18 +80,15 @@ class Feeds:
                 wanted.setdefault(post.source, (post, set()))[1].add(index)
         entries: dict[tuple[str, int], FeedEntry] = {}
         for post, indexes in wanted.values():
-            record = self.library.record(post)
-            if max(indexes) >= len(record.papers):
-                raise SiteError(f"{post.source} changed during the build")
-            for index in indexes:
-                entries[post.source, index] = self._paper_entry(post, index, record.papers[index])
+            for index, (paper, texts) in self.library.papers(post, indexes).items():
+                entries[post.source, index] = self._paper_entry(post, index, paper, texts)
         for category, papers in stale:
             found = [entries[post.source, index] for post, index in papers]
             self._write(category.feed_url, f"{self.site_title} · {category.name}", category.url, found)
 
-    def _paper_entry(self, post: SourceInfo, index: int, paper: PaperRecord) -> FeedEntry:
+    def _paper_entry(self, post: SourceInfo, index: int, paper: PaperRecord, texts: PaperTexts) -> FeedEntry:
         anchor = post.papers[index].anchor
-        content = str(self._macros.paper_entry(paper, self.library.texts(post, index, paper)))  # type: ignore[attr-defined]
+        content = str(self._macros.paper_entry(paper, texts))  # type: ignore[attr-defined]
         content = self.writer.absolute_links(content, post.url)
         url = f"{post.url}#{anchor}" if anchor else post.url
         return self._entry(paper.title, url, post.date, content, paper.categories)
@@ -101,8 +97,8 @@ class Feeds:
         """The latest paper pages of each class and tag."""
         for topic, members in topics:
             latest = members[:CATEGORY_FEED_PAPERS]
-            key = digest(self.writer.config, "feed", topic.kind, topic.name, [ref(p) for p in latest])
-            if not self.writer.stale(topic.feed_url, key):
+            feed_key = key(self.writer.config, "feed", topic.kind, topic.name, *map(ref, latest))
+            if not self.writer.stale(topic.feed_url, feed_key):
                 continue
             entries = [
                 self._entry(page.title, page.url, page.date, self._page_entry(page), (*page.classes, *page.tags))
@@ -137,4 +133,4 @@ class Feeds:
             "html_url": self.writer.absolute(html_rel),
             "updated": entries[0].updated if entries else _stamp(date(1970, 1, 1)),
         }
-        self.writer.write(rel, render(self.writer.env, "feed.xml", rel, feed=feed, entries=entries))
+        self.writer.queue(rel, "feed.xml", {"feed": feed, "entries": entries})

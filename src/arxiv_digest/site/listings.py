@@ -103,9 +103,10 @@ def chunks(
         yield path_of(k), chunk, Pagination(label(chunk), newer, path_of(k - 1) if k > 1 else None)
 
 
-def ref(info: SourceInfo | None) -> list[str] | None:
-    """What a listing shows of a source changes only with its file and content."""
-    return [info.source, info.digest] if info else None
+def ref(info: SourceInfo | None) -> str:
+    """What a listing shows of a source changes only with its file and content (which also decide
+    its papers' anchors and categories); "-" for none."""
+    return f"{info.source}\x1e{info.digest}" if info else "-"
 
 
 def _index_path(number: int) -> str:
@@ -127,16 +128,16 @@ def paginate(
     path_of: Callable[[int], str],
     template: str,
     day_of: Callable[[Any], date],
-    first_key: list[Any],
+    first_key: list[str],
     **extra: Any,
 ) -> None:
     """A listing and its older chunks; ``first_key`` is what only the first one shows (a category's
-    totals), so that older chunks stay untouched when it changes."""
+    totals), so that older chunks stay untouched when it changes. An item is a source, or a post
+    with its papers in the listing's category, which its content decides."""
     for rel, chunk, pagination in chunks(items, max(1, per_listing), path_of, day_of):
-        refs = [
-            ref(item) if isinstance(item, SourceInfo) else [ref(item[0]), [p.anchor for p in item[1]]] for item in chunk
-        ]
-        key = [refs, pagination, first_key if pagination.newer is None else None]
+        refs = [ref(item) if isinstance(item, SourceInfo) else ref(item[0]) for item in chunk]
+        links = [pagination.label, pagination.newer or "-", pagination.older or "-"]
+        key = [*refs, *links, *(first_key if pagination.newer is None else ())]
         writer.render(rel, key, template, items=chunk, pagination=pagination, **extra)
 
 
@@ -154,7 +155,7 @@ def write_post_listings(writer: Writer, posts: list[SourceInfo], per_listing: in
         (Category(n, category_slug(n), len(e), sum(len(p) for _, p in e)) for n, e in by_category.items()),
         key=lambda c: (-c.papers, c.name),
     )
-    summary = [[c.name, c.posts, c.papers] for c in categories]
+    summary = [f"{c.name}\x1e{c.posts}\x1e{c.papers}" for c in categories]
     writer.render("categories/index.html", summary, "categories.html", categories=categories, head_title="分类")
     for category in categories:
         paginate(
@@ -164,7 +165,7 @@ def write_post_listings(writer: Writer, posts: list[SourceInfo], per_listing: in
             partial(_category_path, category.slug),
             "category.html",
             lambda entry: entry[0].date,
-            [category.posts, category.papers],
+            [str(category.posts), str(category.papers)],
             category=category,
             head_title=category.name,
         )
@@ -215,7 +216,7 @@ def write_topic_listings(
         return topics
     classes = [t for t, _ in topics if t.kind == "classes"]
     tags = [t for t, _ in topics if t.kind == "tags"]
-    summary = [[t.kind, t.name, t.papers] for t, _ in topics]
+    summary = [f"{t.kind}\x1e{t.name}\x1e{t.papers}" for t, _ in topics]
     for kind in ("classes", "tags"):  # the same overview at both, so neither folder is a dead end
         writer.render(f"{kind}/index.html", summary, "topics.html", classes=classes, tags=tags, head_title="类别与标签")
     for topic, members_of_topic in topics:
@@ -226,7 +227,7 @@ def write_topic_listings(
             partial(_topic_path, topic.kind, topic.slug),
             "topic.html",
             lambda page: page.date,
-            [topic.papers],
+            [str(topic.papers)],
             topic=topic,
             head_title=f"{topic.label}：{topic.name}",
         )

@@ -35,6 +35,7 @@ from .writer import write_file
 
 PARALLEL_MIN_SOURCES = 48  # below this, starting worker processes costs more than it saves
 SOURCES_PER_TASK = 25
+FORKED_MIN_TASKS, FORKED_TASKS_PER_SLICE = 64, 16
 
 
 @dataclass(frozen=True)
@@ -153,3 +154,30 @@ def run_batches(
                 yield waiting.popleft().result()
         while waiting:
             yield waiting.popleft().result()
+
+
+_forked: list[Callable[[], None]] = []  # what forked processes run, inherited from their parent
+
+
+def _run_slice(start: int, stop: int) -> None:
+    for task in _forked[start:stop]:
+        task()
+
+
+def run_here_or_forked(tasks: list[Callable[[], None]]) -> None:
+    """Run ``tasks`` (closures over this process's data) in processes forked now, when there are
+    enough of them and forking is safe (no other thread), else here."""
+    global _forked
+    cpus = os.cpu_count() or 1
+    if len(tasks) < FORKED_MIN_TASKS or cpus < 2 or threading.active_count() > 1:
+        for task in tasks:
+            task()
+        return
+    _forked = tasks
+    try:
+        with ProcessPoolExecutor(min(cpus, 8), mp_context=get_context("fork")) as pool:
+            slices = range(0, len(tasks), FORKED_TASKS_PER_SLICE)
+            for done in [pool.submit(_run_slice, i, i + FORKED_TASKS_PER_SLICE) for i in slices]:
+                done.result()
+    finally:
+        _forked = []

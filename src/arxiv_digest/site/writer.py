@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
 from ..files import write_atomic
-from .manifest import digest
+from .manifest import key
 from .markdown import absolute_links
 from .options import SiteError
 from .templates import render
@@ -42,6 +43,7 @@ class Writer:
         self.outputs: dict[str, str] = {}
         self.written: list[str] = []
         self.skipped = 0
+        self._queued: list[tuple[str, str, dict[str, Any]]] = []
 
     def stale(self, rel: str, key: str) -> bool:
         """Record ``rel`` as an output; True when it must be (re)written."""
@@ -58,11 +60,24 @@ class Writer:
         """An output this build leaves as it is."""
         self.stale(rel, self.old.get(rel, ""))
 
-    def render(self, rel: str, key_parts: Iterable[Any], template: str, **context: Any) -> None:
-        """Render ``template`` to ``rel`` unless the manifest shows it is up to date. In this process:
-        shipping a listing's posts to a worker costs more than rendering it (measured: 2.3x)."""
-        if self.stale(rel, digest(self.config, template, *key_parts)):
-            self.write(rel, render(self.env, template, rel, **context))
+    def render(self, rel: str, key_parts: Iterable[str], template: str, **context: Any) -> None:
+        """Queue ``template`` for ``rel`` unless the last build wrote it from the same ``key_parts``."""
+        if self.stale(rel, key(self.config, template, *key_parts)):
+            self.queue(rel, template, context)
+
+    def queue(self, rel: str, template: str, context: dict[str, Any]) -> None:
+        """Render ``template`` to ``rel`` in ``render_queued``."""
+        self._queued.append((rel, template, context))
+
+    def take_queued(self) -> list[Callable[[], None]]:
+        """Everything queued (listings, feeds), each as a task that renders and writes it: the build
+        runs them in processes forked then, which share this one's memory (shipping a listing's
+        posts to a worker would cost more than rendering it)."""
+        queued, self._queued = self._queued, []
+        return [partial(self._render, *item) for item in queued]
+
+    def _render(self, rel: str, template: str, context: dict[str, Any]) -> None:
+        self.write(rel, render(self.env, template, rel, **context))
 
     def write(self, rel: str, data: str | bytes) -> None:
         write_file(self.site_dir, rel, data)
