@@ -1,22 +1,32 @@
-"""Site build benchmark: 1,000 daily posts of 20 papers each, in the reference post format.
+"""Site build benchmark: 1,000 daily posts of 20 papers each, in the reference post format, beside Hugo.
 
-Run as ``.venv/bin/python bench/site.py [--posts N] [--pages] [--no-records] [--no-jekyll]
-[--keep DIR]``. Papers (titles with LaTeX, up to 133 authors, non-ASCII names, cross-listed
-categories) come from the real listings fixture; the Chinese translations and explainers are
-sentences of the reference posts, shuffled with a fixed seed, at the reference posts' lengths.
-``--pages`` adds one page per paper in the format of ``templates/paper.md.j2`` (one class of five,
-2-4 tags of 150, most of them rare), linked from the post, as with ``pages.enabled``; the
-incremental build then adds a post and its 20 pages. Each post and page has the record beside it
-that the pipeline writes (``--no-records``: none, as for the seed system's posts, which the site
-then reads by their Markdown). Each build runs in a child process, so its peak memory
-(``ru_maxrss`` of the build process and of its largest worker) is measured on its own. Targets on
-the 2-core machine: full build < 10 s, incremental < 1 s, peak < 300 MB, faster than Jekyll.
+Run as ``.venv/bin/python bench/site.py [--posts N] [--pages] [--no-records] [--no-jekyll] [--no-hugo]
+[--keep DIR]`` (``--posts 3000`` and ``10000`` for the scale figures). Papers (titles with LaTeX, up
+to 133 authors, non-ASCII names, cross-listed categories) come from the real listings fixture; the
+Chinese translations and explainers are sentences of the reference posts, shuffled with a fixed
+seed, at the reference posts' lengths. ``--pages`` adds one page per paper in the format of
+``templates/paper.md.j2`` (one class of five, 2-4 tags of 150, most of them rare), linked from the
+post, as with ``pages.enabled``; adding a post then adds its 20 pages too. Each post and page has
+the record beside it that the pipeline writes (``--no-records``: none, as for the seed system's
+posts, which the site then reads by their Markdown).
+
+Each build runs in a child process, so its wall time (interpreter start included), CPU time (user +
+system of the process and its workers, from ``RUSAGE_CHILDREN``) and peak memory (PSS of its process
+tree, sampled every 20 ms) are its own. The builds: full (an empty build state), after a template
+change (``base.html`` overridden: every page re-rendered, every conversion reused from the build
+state), and after adding the newest post. When ``hugo`` is installed (Debian's 0.111), the same
+posts are built with a minimal Hugo site (posts, paginated home, per-category pages and feeds with
+full content, generated config and layouts) and timed the same way, side by side; Jekyll's full
+build is timed last. Targets (issue 11) on the 2-core machine: at 1,000 posts full build CPU <=
+Hugo's and wall <= 5 s, a template change <= 2.5 s; at 3,000 posts adding one post <= 0.6 s and peak
+memory <= 300 MB.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
 import resource
@@ -39,12 +49,14 @@ from pathlib import Path
 from arxiv_digest.site import SiteOptions, build_site
 
 if __name__ == "__main__":
-    report = build_site(SiteOptions(Path(sys.argv[1]), Path(sys.argv[2])))
+    posts, site, templates = map(Path, sys.argv[1:4])
+    report = build_site(SiteOptions(posts, site, templates_dirs=(templates,)))
     print(json.dumps({
         "seconds": report.seconds,
         "pages": report.pages,
         "written": len(report.written),
         "skipped": report.skipped,
+        "converted": report.converted,
         "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }))
 """
@@ -238,26 +250,92 @@ def _tree_pss_mb(root: int) -> float:
     return kilobytes / 1024
 
 
-def build(posts: Path, site: Path) -> dict[str, float]:
-    """One build in a child process; the memory of its process tree is sampled every 20 ms."""
+def child(code: str, *args: Path) -> dict[str, float]:
+    """Run ``code`` in a child process: its JSON result, wall and CPU time (user + system of the
+    process and its workers) and the peak PSS of its process tree, sampled every 20 ms."""
     started = time.perf_counter()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    child = subprocess.Popen(
-        [sys.executable, "-c", BUILD_CHILD, str(posts), str(site)], stdout=subprocess.PIPE, text=True
-    )
+    process = subprocess.Popen([sys.executable, "-c", code, *map(str, args)], stdout=subprocess.PIPE, text=True)
     peak = 0.0
-    while child.poll() is None:
-        peak = max(peak, _tree_pss_mb(child.pid))
+    while process.poll() is None:
+        peak = max(peak, _tree_pss_mb(process.pid))
         time.sleep(0.02)
-    stdout = child.stdout.read() if child.stdout else ""
-    if child.returncode:
-        raise SystemExit(f"build failed with exit code {child.returncode}")
+    stdout = process.stdout.read() if process.stdout else ""
+    if process.returncode:
+        raise SystemExit(f"child failed with exit code {process.returncode}")
     result = json.loads(stdout.strip().splitlines()[-1])
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     result["wall"] = time.perf_counter() - started
     result["cpu"] = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     result["tree_mb"] = peak
     return result
+
+
+def build(posts: Path, site: Path, templates: Path) -> dict[str, float]:
+    return child(BUILD_CHILD, posts, site, templates)
+
+
+HUGO_CONFIG = """baseURL = "http://example.org/"
+title = "arXiv Daily"
+languageCode = "zh-cn"
+paginate = 20
+disableKinds = ["section"]
+[taxonomies]
+  category = "categories"
+[markup.goldmark.renderer]
+  unsafe = true
+[frontmatter]
+  date = [":filename", ":default"]
+[outputs]
+  home = ["HTML", "RSS"]
+  taxonomy = ["HTML"]
+  term = ["HTML", "RSS"]
+[permalinks]
+  posts = "/:year/:month/:day/:slug/"
+"""
+HUGO_LAYOUTS = {
+    "_default/baseof.html": "<!doctype html><html><head><meta charset=utf-8><title>{{ .Title }}</title></head>"
+    '<body>{{ block "main" . }}{{ end }}</body></html>\n',
+    "_default/single.html": '{{ define "main" }}<article><h1>{{ .Title }}</h1>{{ .Content }}</article>{{ end }}\n',
+    "_default/list.html": '{{ define "main" }}<h1>{{ .Title }}</h1><ul>{{ range .Paginator.Pages }}'
+    '<li><a href="{{ .RelPermalink }}">{{ .Title }}</a> {{ .Date.Format "2006-01-02" }}</li>{{ end }}</ul>'
+    "{{ end }}\n",
+    "index.html": '{{ define "main" }}<ul>{{ range (.Paginate site.RegularPages).Pages }}'
+    '<li><a href="{{ .RelPermalink }}">{{ .Title }}</a></li>{{ end }}</ul>{{ end }}\n',
+    "_default/rss.xml": "{{ $pages := .Pages }}{{ if .IsHome }}{{ $pages = site.RegularPages }}{{ end }}"
+    '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>{{ .Title }}</title>'
+    "{{ range first 10 $pages }}<item><title>{{ .Title }}</title><link>{{ .Permalink }}</link>"
+    "<description>{{ .Content | html }}</description></item>{{ end }}</channel></rss>\n",
+}
+_CATEGORIES = re.compile(r"^- \*\*Categories\*\*: (.*)$", re.M)
+
+
+def hugo(posts: Path, work: Path) -> dict[str, float] | None:
+    """Hugo on the same posts: a post page each, the paginated home page, a page and a feed (full
+    content) per category, and the home feed; None when Hugo is not installed. Daily posts get the
+    categories of their papers in the front matter, which is where Hugo looks for them."""
+    if not shutil.which("hugo"):
+        return None
+    (work / "content" / "posts").mkdir(parents=True)
+    (work / "config.toml").write_text(HUGO_CONFIG)
+    for name, text in HUGO_LAYOUTS.items():
+        (work / "layouts" / name).parent.mkdir(parents=True, exist_ok=True)
+        (work / "layouts" / name).write_text(text)
+    for post in posts.glob("*.md"):
+        text = post.read_text(encoding="utf-8")
+        found = dict.fromkeys(c.strip() for line in _CATEGORIES.findall(text) for c in line.split(","))
+        if found:
+            listed = ", ".join(json.dumps(c) for c in found)
+            text = text.replace("\n---\n", f"\ncategories: [{listed}]\n---\n", 1)
+        (work / "content" / "posts" / post.name).write_text(text, encoding="utf-8")
+    started = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    command = ["hugo", "--source", str(work), "--destination", str(work / "public"), "--quiet"]
+    subprocess.run(command, check=True, capture_output=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    files = sum(len(names) for _, _, names in os.walk(work / "public"))
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return {"wall": time.perf_counter() - started, "cpu": cpu, "files": files}
 
 
 def jekyll(posts: Path, work: Path) -> float | None:
@@ -274,15 +352,30 @@ def jekyll(posts: Path, work: Path) -> float | None:
 
 
 def _load() -> str:
-    """Other work on the machine skews wall times; the CPU seconds printed beside them do not."""
+    """Other work on the machine skews wall times; the CPU seconds printed beside them less so."""
     return Path("/proc/loadavg").read_text().split()[0]
+
+
+def _row(name: str, result: dict[str, float], note: str = "") -> str:
+    memory = f"{result['tree_mb']:.0f}" if "tree_mb" in result else ""
+    return f"{name:26} {result['wall']:8.2f} {result['cpu']:8.1f} {memory:>8}  {note}  (load {_load()})"
+
+
+def _verdict(value: float, target: float, unit: str) -> str:
+    return f"{value:.2f} {unit} (target {target:g} {unit}: {'met' if value <= target else 'MISSED'})"
+
+
+TEMPLATE_CHANGE = (
+    '{% extends "!default/base.html" %}{% block head %}<meta name="generator" content="bench">{% endblock %}'
+)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--posts", type=int, default=1000)
+    parser.add_argument("--posts", type=int, default=1000, help="1000 by default; 3000 and 10000 for the scale figures")
     parser.add_argument("--pages", action="store_true", help="one page per paper as well (pages.enabled)")
     parser.add_argument("--no-jekyll", action="store_true", help="skip the Jekyll comparison")
+    parser.add_argument("--no-hugo", action="store_true", help="skip the Hugo comparison")
     parser.add_argument(
         "--no-records",
         action="store_true",
@@ -292,7 +385,8 @@ def main() -> None:
     args = parser.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="arxiv-digest-bench-"))
     try:
-        posts = work / "posts"
+        posts, site, templates = work / "posts", work / "site", work / "templates"
+        templates.mkdir(parents=True)
         write_posts(posts, args.posts + 1, pages=args.pages, records=not args.no_records)
         newest = max(posts.glob("*.md")).name[:10]
         held = work / "held"
@@ -304,28 +398,46 @@ def main() -> None:
         records = "no records (seed posts)" if args.no_records else "with their records"
         print(
             f"{args.posts} posts x {PAPERS_PER_POST} papers{pages}, {size:.0f} MB of Markdown, {records}; "
-            f"load average {_load()}"
+            f"{os.cpu_count()} CPUs (wall times grow with the load average, CPU times less)"
         )
+        print(f"{'':26} {'wall s':>8} {'CPU s':>8} {'peak MB':>8}")
+        full = build(posts, site, templates)
+        print(_row("ours, full build", full, f"{full['written']} files, {full['converted']} conversions"))
+        found = None if args.no_hugo else hugo(posts, work / "hugo")
+        if found:
+            print(_row("hugo, full build", found, f"{found['files']:.0f} files"))
+        else:
+            print("hugo: " + ("skipped" if args.no_hugo else "not installed"))
 
-        full = build(posts, work / "site")
-        print(
-            f"full build:        {full['seconds']:6.2f} s  ({full['written']} files; wall {full['wall']:.2f} s, "
-            f"CPU {full['cpu']:.1f} s)  "
-            f"peak RSS {full['rss_mb']:.0f} MB in the build process; {full['tree_mb']:.0f} MB PSS with its workers"
-        )
+        (templates / "base.html").write_text(TEMPLATE_CHANGE, encoding="utf-8")
+        changed = build(posts, site, templates)
+        note = f"{changed['written']} files written, {changed['converted']} conversions"
+        print(_row("ours, template change", changed, note))
+
         for extra in held.iterdir():
             extra.rename(posts / extra.name)
-        incremental = build(posts, work / "site")
-        print(
-            f"incremental build: {incremental['seconds']:6.2f} s  ({incremental['written']} files written, "
-            f"{incremental['skipped']} unchanged; wall {incremental['wall']:.2f} s, CPU {incremental['cpu']:.1f} s)  "
-            f"peak RSS {incremental['rss_mb']:.0f} MB"
-        )
+        added = build(posts, site, templates)
+        note = f"{added['written']} files written, {added['skipped']} unchanged, {added['converted']} conversions"
+        print(_row("ours, + one post", added, note))
+        state = sum(p.stat().st_size for p in (work / ".site-state").iterdir()) / 2**20
+        print(f"build state {state:.0f} MB (outside the site folder)")
+
         seconds = None if args.no_jekyll else jekyll(posts, work / "jekyll")
         if seconds is None:
-            print("jekyll: skipped" if args.no_jekyll else "jekyll: not installed")
+            print("jekyll: " + ("skipped" if args.no_jekyll else "not installed"))
         else:
-            print(f"jekyll build:      {seconds:6.2f} s  ({seconds / full['seconds']:.1f}x the full build's time)")
+            print(f"{'jekyll, full build':26} {seconds:8.2f}")
+
+        print("targets (issue 11):")
+        if found:
+            print(
+                f"  full build CPU / Hugo's: {full['cpu'] / found['cpu']:.2f} (target <= 1), wall {full['wall'] / found['wall']:.2f}x Hugo's"
+            )
+        print(f"  full build wall:      {_verdict(full['wall'], 5, 's')} at 1,000 posts")
+        print(f"  template change wall: {_verdict(changed['wall'], 2.5, 's')} at 1,000 posts")
+        print(f"  + one post wall:      {_verdict(added['wall'], 0.6, 's')} at 3,000 posts")
+        peak = max(full["tree_mb"], changed["tree_mb"], added["tree_mb"])
+        print(f"  peak memory:          {_verdict(peak, 300, 'MB')} at 3,000 posts")
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
