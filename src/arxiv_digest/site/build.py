@@ -42,8 +42,9 @@ class _Builder:
         )
         asset_version = digest(sorted((r, d) for r, (d, _) in self.static.items()))[:10]
         site = {"title": options.title, "base_url": options.base_url}
-        self.worker = Worker(self.site_dir, tuple(self.dirs), {"site": site, "asset_version": asset_version})
-        env = environment(self.dirs, self.worker.site_globals)
+        compiled = state_folder(options) / "templates"
+        self.worker = Worker(self.site_dir, tuple(self.dirs), {"site": site, "asset_version": asset_version}, compiled)
+        env = environment(self.dirs, self.worker.site_globals, compiled)
         for name in TEMPLATES:  # a syntax error stops the build before it has touched anything
             compile_template(env, name)
         self.state = BuildState(state_folder(options))

@@ -45,6 +45,7 @@ class Worker:
     site_dir: Path
     dirs: tuple[Path, ...]
     site_globals: dict[str, Any]
+    compiled: Path  # compiled templates, in the build state
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ _worker_state: tuple[Worker, jinja2.Environment] | None = None
 
 def _worker_init(worker: Worker) -> None:
     global _worker_state
-    _worker_state = (worker, environment(worker.dirs, worker.site_globals))
+    _worker_state = (worker, environment(worker.dirs, worker.site_globals, worker.compiled))
 
 
 def _batch_in_worker(jobs: list[Job]) -> BatchResult:
