@@ -1,0 +1,133 @@
+"""The site build's state: kept outside the published folder, trusted only when the last build
+finished, its conversions reused after a template change, and an incremental build that writes
+what changed (a set that does not grow with the site) and gives a full build's bytes."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from arxiv_digest.config import load_config, site_options
+from arxiv_digest.site import SiteError, SiteOptions, build_site, state_folder, template_dirs
+
+from .site_support import pipeline_post, write_posts
+
+FIRST_DAY = date(2025, 11, 1)
+OTHER_CATEGORIES = ("cs.CL", "cs.LG", "eess.SP", "cs.MM")
+
+
+def _post(number: int) -> str:
+    """Daily post ``number``: one paper in cs.SD, eess.AS and one of four other categories."""
+    day = FIRST_DAY + timedelta(days=number)
+    text = pipeline_post(day, translation=f"第{number}期的译文，研究音频。", arxiv_id=f"2511.{number:05d}")
+    return text.replace("math.NA", OTHER_CATEGORIES[number % len(OTHER_CATEGORIES)])
+
+
+def _write_daily(posts: Path, count: int) -> None:
+    posts.mkdir(parents=True, exist_ok=True)
+    for number in range(count):
+        (posts / f"{FIRST_DAY + timedelta(days=number)}-arxiv.md").write_text(_post(number), encoding="utf-8")
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_state_lives_outside_the_published_folder(tmp_path: Path) -> None:
+    write_posts(tmp_path / "posts")
+    options = SiteOptions(tmp_path / "posts", tmp_path / "site")
+    build_site(options)
+    published = _files(tmp_path / "site")
+    assert not [name for name in published if name.rsplit("/", 1)[-1].startswith(".")]
+    assert not [name for name in published if not name.endswith((".html", ".xml", ".json", ".css", ".js"))]
+    assert state_folder(options) == tmp_path / ".site-state"
+    assert (tmp_path / ".site-state" / "build.sqlite3").is_file()
+
+    elsewhere = SiteOptions(tmp_path / "posts", tmp_path / "site2", state_dir=tmp_path / "kept")
+    assert build_site(elsewhere).full and build_site(elsewhere).written == ()
+    assert (tmp_path / "kept" / "build.sqlite3").is_file() and not (tmp_path / ".site2-state").exists()
+
+
+def test_config_keeps_the_state_beside_the_store(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text("store:\n  path: data/digest.sqlite3\n", encoding="utf-8")
+    options = site_options(load_config(tmp_path / "config.yaml"))
+    assert options.state_dir == tmp_path / "data" / "site-build"
+
+
+def test_template_change_rerenders_every_page_and_reuses_every_conversion(tmp_path: Path) -> None:
+    write_posts(tmp_path / "posts")
+    mine = tmp_path / "templates"
+    mine.mkdir()
+    options = SiteOptions(tmp_path / "posts", tmp_path / "site", templates_dirs=(mine,))
+    first = build_site(options)
+    assert first.converted >= first.posts  # each post's body, and the papers its category feeds show
+
+    packaged = (template_dirs(())[-1] / "base.html").read_text(encoding="utf-8")
+    (mine / "base.html").write_text(packaged.replace("</footer>", "</footer><!-- mine -->"), encoding="utf-8")
+    changed = build_site(options)
+    pages = [p for p in _files(tmp_path / "site") if p.endswith(".html")]
+    assert set(pages) <= set(changed.written)
+    assert all(b"<!-- mine -->" in (tmp_path / "site" / p).read_bytes() for p in pages)
+    assert changed.converted == 0
+
+
+def test_a_build_that_fails_half_way_is_followed_by_a_full_one(tmp_path: Path) -> None:
+    _write_daily(tmp_path / "posts", 6)
+    mine = tmp_path / "templates"
+    mine.mkdir()
+    options = SiteOptions(tmp_path / "posts", tmp_path / "site", templates_dirs=(mine,), posts_per_listing=2)
+    build_site(options)
+    (mine / "category.html").write_text(
+        '{% extends "!default/category.html" %}{% block main %}{{ category.name.nope }}{% endblock %}',
+        encoding="utf-8",
+    )
+    with pytest.raises(SiteError, match=r"category\.html"):
+        build_site(options)  # posts were rewritten for the new template before the listings failed
+    with sqlite3.connect(state_folder(options) / "build.sqlite3") as db:
+        assert db.execute("SELECT value FROM meta WHERE name = 'complete'").fetchone() == ("0",)
+    (mine / "category.html").unlink()
+    again = build_site(options)
+    assert again.full and again.converted == 0  # conversions are keyed by content: still good
+
+
+def _add_one_post(tmp_path: Path, count: int) -> set[str]:
+    """A site of ``count`` posts, then one more: what the incremental build wrote, outside the
+    search index (the search module's: its own tests compare incremental and full results)."""
+    posts, site = tmp_path / "posts", tmp_path / "site"
+    _write_daily(posts, count)
+    options = SiteOptions(posts, site, posts_per_listing=5)
+    build_site(options)
+    (posts / f"{FIRST_DAY + timedelta(days=count)}-arxiv.md").write_text(_post(count), encoding="utf-8")
+    report = build_site(options)
+    assert not report.full and report.converted == 2  # the new post, and its paper for the category feeds
+    return {w for w in report.written if not w.startswith("search/")}
+
+
+def _expected(count: int) -> set[str]:
+    """What showing post ``count`` (of category cs.CL) changes: it and its neighbour, the first
+    listings it appears on, its month, the feeds, and the category totals."""
+    day = FIRST_DAY + timedelta(days=count)
+    listings = {f"categories/{c}/{name}" for c in ("cs.SD", "eess.AS", "cs.CL") for name in ("index.html", "feed.xml")}
+    return listings | {
+        f"{day:%Y/%m/%d}/arxiv.html",
+        f"{day - timedelta(days=1):%Y/%m/%d}/arxiv.html",
+        f"archive/{day:%Y-%m}.html",
+        *("archive/index.html", "categories/index.html", "feed.xml", "index.html"),
+    }
+
+
+def test_adding_a_post_writes_a_set_that_does_not_grow_with_the_site_and_equals_a_full_build(
+    tmp_path: Path,
+) -> None:
+    assert _add_one_post(tmp_path / "small", 12) == _expected(12)
+    assert _add_one_post(tmp_path / "large", 44) == _expected(44)
+
+    fresh = SiteOptions(tmp_path / "large" / "posts", tmp_path / "fresh", posts_per_listing=5)
+    assert build_site(fresh).full
+    incremental, full = _files(tmp_path / "large" / "site"), _files(tmp_path / "fresh")
+    assert incremental.keys() == full.keys()
+    differing = [name for name in full if incremental[name] != full[name] and not name.startswith("search/")]
+    assert differing == []
