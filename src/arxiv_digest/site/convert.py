@@ -175,11 +175,10 @@ class Library:
         """Papers of a daily post with their texts, as its category feeds show them: kept in the
         build state, else from its record (read once for all of them) and converted."""
         found: dict[int, tuple[PaperRecord, PaperTexts]] = {}
-        for index in indexes:
-            packed = self._kept(post, index)
-            if packed is not None:
-                fields, text, explainer, pending = unpack(packed)
-                found[index] = (PaperRecord(*fields), PaperTexts(Markup(text), Markup(explainer), pending))
+        kept = self.state.paper_conversions(post.digest, self.renderer)
+        for index in indexes & kept.keys():
+            fields, text, explainer, pending = unpack(kept[index])
+            found[index] = (PaperRecord(*fields), PaperTexts(Markup(text), Markup(explainer), pending))
         missing = indexes - found.keys()
         if missing:
             record = self.record(post)

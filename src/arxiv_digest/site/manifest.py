@@ -246,6 +246,11 @@ class BuildState:
         found = self.db.execute(query, (source_digest, part, renderer)).fetchone()
         return found[0] if found else None
 
+    def paper_conversions(self, source_digest: str, renderer: str) -> dict[int, bytes]:
+        """A source's kept conversions of its papers' texts, by paper index."""
+        query = "SELECT part, body FROM conversions WHERE digest = ? AND part >= 0 AND renderer = ?"
+        return dict(self.db.execute(query, (source_digest, renderer)))
+
     def store(self, renderer: str, conversions: Iterable[tuple[str, int, bytes]]) -> None:
         """Keep conversions (digest, part, packed); they stay valid whatever happens to this build."""
         rows = [(d, part, renderer, body) for d, part, body in conversions]
