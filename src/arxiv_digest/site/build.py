@@ -70,7 +70,7 @@ class _Builder:
         pages = [i for i in ordered if i.is_page]
         categories = write_post_listings(self.writer, daily, self.options.posts_per_listing)
         topics = write_topic_listings(self.writer, pages, self.options.papers_per_listing)
-        library = Library(self.options.posts_dir, self.state, self.renderer)
+        library = Library(self.options.posts_dir, self.state, self.renderer, run_here_or_forked)
         feeds = Feeds(self.writer, library, self.options.title)
         feeds.site(daily)
         feeds.categories(categories)

@@ -5,8 +5,11 @@ comes from its record; the converted HTML only gives the post's own HTML file an
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import astuple, dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from markupsafe import Markup
 
@@ -134,22 +137,37 @@ def paper_texts(paper: PaperRecord) -> PaperTexts:
     return PaperTexts(_html(paper.abstract if pending else paper.translation), _html(paper.explainer), pending)
 
 
+FeedPaper = tuple[PaperRecord, PaperTexts]
+
+
+def _convert_papers(path: Path, indexes: set[int]) -> dict[int, bytes]:
+    """Papers of a daily post as its category feeds show them, packed: the record's facts and the
+    converted texts."""
+    record = load_record(path)
+    if max(indexes) >= len(record.papers):
+        raise SiteError(f"{path} changed during the build")
+    converted = {}
+    for index in indexes:
+        paper = record.papers[index]
+        texts = paper_texts(paper)
+        converted[index] = pack((astuple(paper), str(texts.text), str(texts.explainer), texts.pending))
+    return converted
+
+
 class Library:
     """The sources as the feeds need them again: records, and conversions from the build state's
     cache (converted and kept when missing; ``conversions`` counts those)."""
 
-    def __init__(self, posts_dir: Path, state: BuildState, renderer: str) -> None:
+    def __init__(
+        self, posts_dir: Path, state: BuildState, renderer: str, run: Callable[[list[Callable[[], Any]]], list[Any]]
+    ) -> None:
         self.posts_dir = posts_dir
         self.state = state
         self.renderer = renderer
+        self.run = run  # runs tasks, in forked processes when there are many
         self.conversions = 0
         self._parts: dict[str, PaperParts] = {}
         self._new: list[tuple[str, int, bytes]] = []
-
-    def record(self, post: SourceInfo) -> PostRecord:
-        """A daily post's record (not kept: records hold whole posts, and feeds need a few papers of
-        each)."""
-        return load_record(self.posts_dir / post.source)
 
     def _kept(self, source: SourceInfo, part: int) -> bytes | None:
         return self.state.conversion(source.digest, part, self.renderer)
@@ -171,24 +189,25 @@ class Library:
             self._keep(post, BODY, packed)
         return unpack_body(packed).html
 
-    def papers(self, post: SourceInfo, indexes: set[int]) -> dict[int, tuple[PaperRecord, PaperTexts]]:
-        """Papers of a daily post with their texts, as its category feeds show them: kept in the
-        build state, else from its record (read once for all of them) and converted."""
-        found: dict[int, tuple[PaperRecord, PaperTexts]] = {}
-        kept = self.state.paper_conversions(post.digest, self.renderer)
-        for index in indexes & kept.keys():
-            fields, text, explainer, pending = unpack(kept[index])
-            found[index] = (PaperRecord(*fields), PaperTexts(Markup(text), Markup(explainer), pending))
-        missing = indexes - found.keys()
-        if missing:
-            record = self.record(post)
-            if max(missing) >= len(record.papers):
-                raise SiteError(f"{post.source} changed during the build")
-            for index in missing:
-                paper = record.papers[index]
-                texts = paper_texts(paper)
-                self._keep(post, index, pack((astuple(paper), str(texts.text), str(texts.explainer), texts.pending)))
-                found[index] = (paper, texts)
+    def papers(self, wanted: list[tuple[SourceInfo, set[int]]]) -> dict[tuple[str, int], FeedPaper]:
+        """Papers of daily posts (each with the indexes wanted) and their texts, as category feeds
+        show them: kept in the build state, else read from each post's record and converted, in
+        processes forked for it when there are many."""
+        kept = {post.source: self.state.paper_conversions(post.digest, self.renderer) for post, _ in wanted}
+        missing = [(post, indexes - kept[post.source].keys()) for post, indexes in wanted]
+        missing = [(post, indexes) for post, indexes in missing if indexes]
+        tasks: list[Callable[[], Any]] = [
+            partial(_convert_papers, self.posts_dir / post.source, indexes) for post, indexes in missing
+        ]
+        for (post, _), converted in zip(missing, self.run(tasks), strict=True):
+            kept[post.source].update(converted)
+            self._new += [(post.digest, index, packed) for index, packed in converted.items()]
+            self.conversions += len(converted)
+        found = {}
+        for post, indexes in wanted:
+            for index in indexes:
+                fields, text, explainer, pending = unpack(kept[post.source][index])
+                found[post.source, index] = (PaperRecord(*fields), PaperTexts(Markup(text), Markup(explainer), pending))
         return found
 
     def parts(self, page: SourceInfo) -> PaperParts:

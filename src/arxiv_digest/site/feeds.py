@@ -71,17 +71,18 @@ class Feeds:
                 if len(papers) >= CATEGORY_FEED_PAPERS:
                     break
             del papers[CATEGORY_FEED_PAPERS:]
-            entries = (f"{ref(post)}#{index}" for post, index in papers)
-            if self.writer.stale(category.feed_url, key(self.writer.config, "feed", category.name, *entries)):
+            shown = (f"{ref(post)}#{index}" for post, index in papers)
+            if self.writer.stale(category.feed_url, key(self.writer.config, "feed", category.name, *shown)):
                 stale.append((category, papers))
         wanted: dict[str, tuple[SourceInfo, set[int]]] = {}
         for _, papers in stale:
             for post, index in papers:
                 wanted.setdefault(post.source, (post, set()))[1].add(index)
-        entries: dict[tuple[str, int], FeedEntry] = {}
-        for post, indexes in wanted.values():
-            for index, (paper, texts) in self.library.papers(post, indexes).items():
-                entries[post.source, index] = self._paper_entry(post, index, paper, texts)
+        by_source = {source: post for source, (post, _) in wanted.items()}
+        entries = {
+            (source, index): self._paper_entry(by_source[source], index, paper, texts)
+            for (source, index), (paper, texts) in self.library.papers(list(wanted.values())).items()
+        }
         for category, papers in stale:
             found = [entries[post.source, index] for post, index in papers]
             self._write(category.feed_url, f"{self.site_title} · {category.name}", category.url, found)

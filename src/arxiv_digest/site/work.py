@@ -157,28 +157,26 @@ def run_batches(
             yield waiting.popleft().result()
 
 
-_forked: list[Callable[[], None]] = []  # what forked processes run, inherited from their parent
+_forked: list[Callable[[], Any]] = []  # what forked processes run, inherited from their parent
 
 
-def _run_slice(start: int, stop: int) -> None:
-    for task in _forked[start:stop]:
-        task()
+def _run_slice(start: int, stop: int) -> list[Any]:
+    return [task() for task in _forked[start:stop]]
 
 
-def run_here_or_forked(tasks: list[Callable[[], None]]) -> None:
-    """Run ``tasks`` (closures over this process's data) in processes forked now, when there are
-    enough of them and forking is safe (no other thread), else here."""
+def run_here_or_forked(tasks: list[Callable[[], Any]]) -> list[Any]:
+    """Run ``tasks`` (closures over this process's data; they return what pickles cheaply) in
+    processes forked now, when there are enough of them and forking is safe (no other thread), else
+    here; their results in order."""
     global _forked
     cpus = os.cpu_count() or 1
     if len(tasks) < FORKED_MIN_TASKS or cpus < 2 or threading.active_count() > 1:
-        for task in tasks:
-            task()
-        return
+        return [task() for task in tasks]
     _forked = tasks
     try:
         with ProcessPoolExecutor(min(cpus, 8), mp_context=get_context("fork")) as pool:
             slices = range(0, len(tasks), FORKED_TASKS_PER_SLICE)
-            for done in [pool.submit(_run_slice, i, i + FORKED_TASKS_PER_SLICE) for i in slices]:
-                done.result()
+            done = [pool.submit(_run_slice, i, i + FORKED_TASKS_PER_SLICE) for i in slices]
+            return [result for slice_done in done for result in slice_done.result()]
     finally:
         _forked = []
