@@ -141,6 +141,16 @@ def paginate(
         writer.render(rel, key, template, items=chunk, pagination=pagination, **extra)
 
 
+def _papers_by_category(post: SourceInfo) -> dict[str, list[PaperLink]]:
+    """Each of ``post.categories``, in that order, with its papers: one pass over the papers (this
+    runs for every post of every build)."""
+    found: dict[str, list[PaperLink]] = {name: [] for name in post.tags if name.lower() != "arxiv"}
+    for paper in post.papers:
+        for name in dict.fromkeys(paper.categories):
+            found.setdefault(name, []).append(paper)
+    return found
+
+
 def write_post_listings(writer: Writer, posts: list[SourceInfo], per_listing: int) -> dict[Category, CategoryPosts]:
     """The index, the category listings and their overview, the archive and the search form; returns
     each category with its posts."""
@@ -148,9 +158,8 @@ def write_post_listings(writer: Writer, posts: list[SourceInfo], per_listing: in
 
     by_category: dict[str, CategoryPosts] = {}
     for post in posts:
-        for name in post.categories:
-            matching = tuple(p for p in post.papers if name in p.categories)
-            by_category.setdefault(name, []).append((post, matching))
+        for name, matching in _papers_by_category(post).items():
+            by_category.setdefault(name, []).append((post, tuple(matching)))
     categories = sorted(
         (Category(n, category_slug(n), len(e), sum(len(p) for _, p in e)) for n, e in by_category.items()),
         key=lambda c: (-c.papers, c.name),
