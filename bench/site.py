@@ -430,9 +430,8 @@ def main() -> None:
 
         print("targets (issue 11):")
         if found:
-            print(
-                f"  full build CPU / Hugo's: {full['cpu'] / found['cpu']:.2f} (target <= 1), wall {full['wall'] / found['wall']:.2f}x Hugo's"
-            )
+            ratio, wall = full["cpu"] / found["cpu"], full["wall"] / found["wall"]
+            print(f"  full build CPU / Hugo's: {ratio:.2f} (target <= 1), wall {wall:.2f}x Hugo's")
         print(f"  full build wall:      {_verdict(full['wall'], 5, 's')} at 1,000 posts")
         print(f"  template change wall: {_verdict(changed['wall'], 2.5, 's')} at 1,000 posts")
         print(f"  + one post wall:      {_verdict(added['wall'], 0.6, 's')} at 3,000 posts")
