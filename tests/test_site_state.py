@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from arxiv_digest.config import load_config, site_options
-from arxiv_digest.site import SiteError, SiteOptions, build_site, state_folder, template_dirs
+from arxiv_digest.site import SiteError, SiteOptions, build_site, state_folder, template_dirs, work
 
 from .site_support import pipeline_post, write_posts
 
@@ -131,3 +131,15 @@ def test_adding_a_post_writes_a_set_that_does_not_grow_with_the_site_and_equals_
     assert incremental.keys() == full.keys()
     differing = [name for name in full if incremental[name] != full[name] and not name.startswith("search/")]
     assert differing == []
+
+
+def test_worker_and_forked_processes_write_what_one_process_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write_daily(tmp_path / "posts", 50)  # enough sources for worker processes, and listings for forks
+    parallel = build_site(SiteOptions(tmp_path / "posts", tmp_path / "parallel", posts_per_listing=1))
+    monkeypatch.setattr(work, "PARALLEL_MIN_SOURCES", 10**6)
+    monkeypatch.setattr(work, "FORKED_MIN_TASKS", 10**6)
+    alone = build_site(SiteOptions(tmp_path / "posts", tmp_path / "alone", posts_per_listing=1))
+    assert len(parallel.written) == len(alone.written) > 2 * work.FORKED_TASKS_PER_SLICE
+    assert _files(tmp_path / "parallel") == _files(tmp_path / "alone")
