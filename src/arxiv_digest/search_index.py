@@ -1,0 +1,590 @@
+"""The site's search index: one hit per paper, a bounded download per query, incremental updates.
+
+The site build hands every paper of a changed page (a daily post, or a per-paper page) to a
+``SearchIndexWriter`` as a ``SearchDoc``; ``finish()`` writes the files below into the published
+``search/`` folder and keeps a small SQLite state elsewhere. ``search_query`` reads the index the way
+``templates/site/static/search.js`` does. Terms are defined in ``search_text``.
+
+On-disk format (every file is gzip, written by us, so the bytes a browser downloads do not depend on
+the web server; search.js inflates them with ``DecompressionStream``):
+
+* ``meta.gz`` (JSON; fetched first, never cached): ``{"format": 1, "generation": g, "papers": N,
+  "slot_bits": 12, "records_per_file": 4, "segments": [{"name": "s1f", "bounds": [...]}, ...]}``.
+* A paper's id is ``day * 4096 + slot``: ``day`` counts days since 1970-01-01 (the paper's date),
+  ``slot`` its place among that day's papers, pages in URL order and a page's papers in order. Ids
+  follow from the content alone, so an incremental build numbers papers as a full one does, and
+  ties in score are broken by id (newer day first, then slot).
+* A segment ``<name>/`` holds the postings of some days (a day lives in exactly one segment):
+  ``d<k>.gz``, its dictionary shards: entries ``varint len, term (UTF-8), varint df, varint gap
+  bytes, varint file`` sorted by term in UTF-16 order and cut every ~4 KB; ``bounds[k]`` is the
+  shortest prefix of shard k's first term that sorts after shard k-1's last term. ``file`` 0 means
+  the postings follow inline; ``f`` > 0 means they are in ``p<f-1>.gz`` (postings over 256 bytes).
+  Postings: the ids as LEB128 gaps (the first one from 0), then one impact byte (1..255) per id.
+* ``r/<day>.<n>.gz``: JSON list of the records of slots ``4n .. 4n+3`` of that day, what a result
+  shows: ``{"u": URL, "d": date, "t": title, "a": [first authors], "n": number of authors, "c":
+  [categories], "z": translation (for the snippet), "k": class, "g": [tags], "i": arXiv id}`` (empty
+  fields left out; no explainer, which would double the records' size). Fetched only for the
+  results shown.
+
+Ranking: BM25 with fields weighted (``WEIGHTS``); the per-paper part (term frequency, length) is
+stored as the impact, idf is applied by the reader from the df in the dictionary and ``papers``.
+
+Updates: the newest ``HOT_DAYS`` days live in one small "hot" segment, rewritten by every build that
+touches them (late papers change the last week's posts). A day that ages out goes to a new "cold"
+segment; cold segments merge four of a size into one (levels of 256 x 4^k papers), so adding a post
+writes one hot segment and one small cold one, and merges cost O(log N) rewrites per paper over
+time. When a page changes, only its papers are tokenised again; the other papers of its day keep
+their postings, moved to their new slots (``search_segments.remap``). A change to an older day
+rewrites the segments holding that day (the only case whose cost grows with the site). No postings
+are ever left dead: the dictionary's df is exact and results do not depend on the segment layout.
+The state (``search-index.sqlite``) holds each page's day, slots and digest, and the segment list.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import math
+import os
+import shutil
+import sqlite3
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import DigestError
+from .files import write_atomic
+from .search_segments import (
+    SLOT_BITS,
+    Run,
+    SegmentInfo,
+    SegmentWriter,
+    combine,
+    gzip_bytes,
+    index_papers,
+    merge_runs,
+    read_segment,
+    read_spill,
+    remap,
+    spill,
+)
+
+FORMAT = 1
+HOT_DAYS = 8
+RECORDS_PER_FILE = 4
+MERGE_FACTOR = 4
+LEVEL_PAPERS = 256
+BATCH_PAPERS = 256  # tokenised at once: larger batches only add page faults
+FLUSH_PAPERS = 2048  # new papers of cold days buffered before they become a segment
+META = "meta.gz"
+STATE = "search-index.sqlite"
+EPOCH = date(1970, 1, 1)
+WEIGHTS = {
+    "title": 5.0,
+    "authors": 4.0,
+    "arxiv_id": 4.0,
+    "categories": 2.0,
+    "paper_class": 3.0,
+    "tags": 3.0,
+    "translation": 1.0,
+    "explainer": 0.5,
+}
+AUTHORS_SHOWN = 3
+
+
+_Changes = dict[str, tuple[int | None, int | None]]  # page -> (old day, new day), None for none
+
+
+class SearchIndexError(DigestError):
+    """The index on disk and its state disagree in a way an incremental build cannot repair."""
+
+
+@dataclass(frozen=True)
+class SearchDoc:
+    """One paper as search sees it. ``url`` is site-relative: the post's URL and ``#anchor``, or the
+    paper page's URL. The papers of one page (the URL before ``#``) share its date."""
+
+    url: str
+    date: date
+    title: str
+    authors: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    translation: str = ""
+    explainer: str = ""
+    paper_class: str = ""
+    tags: tuple[str, ...] = ()
+    arxiv_id: str = ""
+
+    @property
+    def page(self) -> str:
+        return self.url.split("#", 1)[0]
+
+    @property
+    def day(self) -> int:
+        return (self.date - EPOCH).days
+
+    def fields(self) -> list[tuple[float, str]]:
+        texts = {
+            "title": self.title,
+            "authors": "\n".join(self.authors),  # no word pairs across names
+            "arxiv_id": self.arxiv_id,
+            "categories": "\n".join(self.categories),
+            "paper_class": self.paper_class,
+            "tags": "\n".join(self.tags),
+            "translation": self.translation,
+            "explainer": self.explainer,
+        }
+        return [(WEIGHTS[name], text) for name, text in texts.items() if text]
+
+    def record(self) -> dict[str, Any]:
+        """What a search result shows (see the module docstring)."""
+        values: dict[str, Any] = {
+            "u": self.url,
+            "d": self.date.isoformat(),
+            "t": self.title,
+            "a": list(self.authors[:AUTHORS_SHOWN]),
+            "n": len(self.authors) if len(self.authors) > AUTHORS_SHOWN else 0,
+            "c": list(self.categories),
+            "z": self.translation,
+            "k": self.paper_class,
+            "g": list(self.tags),
+            "i": self.arxiv_id,
+        }
+        return {key: value for key, value in values.items() if value}
+
+
+@dataclass(frozen=True)
+class SearchUpdate:
+    """What ``finish()`` did: paths relative to the search folder."""
+
+    written: tuple[str, ...]
+    removed: tuple[str, ...]
+    papers: int
+    segments: int
+    days_indexed: int
+
+
+def _records_path(day: int, number: int) -> str:
+    return f"r/{day}.{number}.gz"
+
+
+def _days_to_ranges(days: Iterable[int]) -> list[list[int]]:
+    ranges: list[list[int]] = []
+    for day in sorted(days):
+        if ranges and ranges[-1][1] == day - 1:
+            ranges[-1][1] = day
+        else:
+            ranges.append([day, day])
+    return ranges
+
+
+def _segment_to_json(info: SegmentInfo) -> dict[str, Any]:
+    return {"name": info.name, "bounds": list(info.bounds), "files": info.files, "days": _days_to_ranges(info.days)}
+
+
+def _segment_from_json(data: dict[str, Any]) -> SegmentInfo:
+    days = frozenset(d for low, high in data["days"] for d in range(low, high + 1))
+    return SegmentInfo(data["name"], tuple(data["bounds"]), data["files"], days)
+
+
+class SearchIndexWriter:
+    """Add the papers of changed pages (``add``), drop deleted pages (``remove``), then ``finish``.
+
+    A page given to ``add`` in this build is replaced by exactly the papers added for it; pages not
+    mentioned keep theirs. When ``fresh`` is true (first build, ``rebuild=True``, or a state that
+    does not match the folder) the index starts empty and every page must be added.
+    """
+
+    def __init__(self, folder: Path, state_dir: Path, *, rebuild: bool = False, hot_days: int = HOT_DAYS) -> None:
+        self.folder = folder
+        self.state_dir = state_dir
+        self.hot_days = hot_days
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(state_dir / STATE, isolation_level=None)
+        self.db.executescript(
+            """
+            PRAGMA journal_mode = WAL;
+            CREATE TABLE IF NOT EXISTS pages (page TEXT PRIMARY KEY, day INTEGER NOT NULL, first INTEGER NOT NULL,
+                                              papers INTEGER NOT NULL, digest TEXT NOT NULL);
+            CREATE INDEX IF NOT EXISTS pages_by_day ON pages (day);
+            CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            CREATE TEMP TABLE spool (page TEXT NOT NULL, position INTEGER NOT NULL, day INTEGER NOT NULL,
+                                     record TEXT NOT NULL, fields TEXT NOT NULL, PRIMARY KEY (page, position));
+            """
+        )
+        self.layout = self._load_layout()
+        self.fresh = rebuild or self.layout is None
+        if self.fresh:
+            self.db.execute("DELETE FROM pages")
+            self.layout = {"generation": 0, "next": 0, "hot": None, "cold": []}
+        self._spooled: dict[str, tuple[int, int]] = {}  # page -> (papers added, day)
+        self._removed: set[str] = set()
+        self._rows: list[tuple[str, int, int, str, str]] = []
+        self.db.execute("BEGIN")  # one transaction per build: SQLite commits cost a sync each
+
+    def _load_layout(self) -> dict[str, Any] | None:
+        """The state's layout when it matches the published meta and the last build completed."""
+        row = self.db.execute("SELECT value FROM kv WHERE key = 'layout'").fetchone()
+        if row is None:
+            return None
+        layout = json.loads(row[0])
+        try:
+            meta = json.loads(gzip.decompress((self.folder / META).read_bytes()))
+        except (OSError, ValueError):
+            return None
+        complete = layout.get("complete") and layout.get("format") == FORMAT
+        return layout if complete and meta.get("generation") == layout["generation"] else None
+
+    def add(self, doc: SearchDoc) -> None:
+        page, day = doc.page, doc.day
+        if day < 0:
+            raise SearchIndexError(f"{doc.url}: date {doc.date} is before 1970")
+        position, first_day = self._spooled.get(page, (0, day))
+        if first_day != day:
+            raise SearchIndexError(f"{doc.url}: papers of one page must share its date")
+        self._spooled[page] = (position + 1, day)
+        self._removed.discard(page)
+        record = json.dumps(doc.record(), ensure_ascii=False, separators=(",", ":"))
+        fields = json.dumps(doc.fields(), ensure_ascii=False, separators=(",", ":"))
+        self._rows.append((page, position, day, record, fields))
+        if len(self._rows) >= 1000:
+            self._flush_rows()
+
+    def _flush_rows(self) -> None:
+        self.db.executemany("INSERT INTO spool VALUES (?, ?, ?, ?, ?)", self._rows)
+        self._rows = []
+
+    def remove(self, page: str) -> None:
+        """Drop a page (a deleted post) and its papers."""
+        if self._spooled.pop(page, None):
+            self._flush_rows()
+            self.db.execute("DELETE FROM spool WHERE page = ?", (page,))
+        self._removed.add(page)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -----------------------------------------------------------------------------------------------
+
+    def finish(self) -> SearchUpdate:
+        """Write what changed; returns the files written and removed (relative to the folder)."""
+        layout = self.layout
+        assert layout is not None
+        self._set_layout(layout | {"complete": False})  # a build killed from here on is followed by a full one
+        self.db.execute("COMMIT")
+        self.db.execute("BEGIN")
+        self._flush_rows()
+        changes = self._changes()
+        if not changes and not self.fresh:
+            return self._done(layout, (), ())
+        dirty = sorted({d for old, new in changes.values() for d in (old, new) if d is not None})
+        newest = self._newest_day(changes)
+        cutoff = newest - self.hot_days + 1 if newest is not None else 0
+        names = _Names(layout["next"])
+        old = [_segment_from_json(s) for s in layout["cold"]]
+        hot = _segment_from_json(layout["hot"]) if layout["hot"] else None
+        written: list[str] = []
+        removed: list[str] = []
+
+        moves: dict[int, np.ndarray] = {}
+        hot_runs: list[Run] = []
+        fresh_cold = _ColdBuffer(self.folder, names, self.state_dir)
+        for run in self._index_days(dirty, changes, moves, written, removed):
+            days = run.ids >> SLOT_BITS
+            hot_runs.append(run.select(days >= cutoff))
+            fresh_cold.add(run.select(days < cutoff))
+        cold = [s for s in old if not s.days & moves.keys()]
+        for segment in [s for s in old if s.days & moves.keys()]:  # an older day changed: renumber it here
+            tables = {d: t for d, t in moves.items() if d in segment.days}
+            runs = (remap(run, tables) for run in self._read(segment))
+            cold.append(_write_segment(self.folder, names.next(), [runs]))
+        hot_runs = [r for r in hot_runs if len(r)]
+        new_hot = hot
+        if hot is not None and (moves.keys() & hot.days or min(hot.days) < cutoff or hot_runs):
+            tables = {d: t for d, t in moves.items() if d in hot.days}
+            runs = [remap(run, tables) for run in self._read(hot)]
+            aged = [r.select(r.ids >> SLOT_BITS < cutoff) for r in runs]  # days now older than the hot window
+            cold.append(_write_segment(self.folder, names.next(), [aged]))
+            hot_runs += [r.select(r.ids >> SLOT_BITS >= cutoff) for r in runs]
+            new_hot = None
+        if new_hot is None and hot_runs:
+            new_hot = _write_segment(self.folder, names.next(), [[combine(hot_runs)]])
+        cold += fresh_cold.close()
+        cold = self._merge_levels([s for s in cold if s.days], names)
+        segments = [*cold, *([new_hot] if new_hot and new_hot.days else [])]
+
+        kept = {s.name for s in segments}
+        for segment in [*old, *([hot] if hot else [])]:
+            if segment.name not in kept:
+                removed += segment.paths()
+        for entry in self.folder.iterdir() if self.folder.is_dir() else ():
+            if entry.is_dir() and entry.name.startswith("s") and entry.name not in kept:
+                shutil.rmtree(entry)  # replaced segments, and ones merged within this build
+        old_names = {s.name for s in old} | ({hot.name} if hot else set())
+        written += [p for s in segments if s.name not in old_names for p in s.paths()]
+        total = self.db.execute("SELECT COALESCE(SUM(papers), 0) FROM pages").fetchone()[0]
+        generation = layout["generation"] + 1
+        meta = {
+            "format": FORMAT,
+            "generation": generation,
+            "papers": total,
+            "slot_bits": SLOT_BITS,
+            "records_per_file": RECORDS_PER_FILE,
+            "segments": [{"name": s.name, "bounds": list(s.bounds)} for s in segments],
+        }
+        write_atomic(self.folder / META, gzip_bytes(json.dumps(meta, ensure_ascii=False).encode()), durable=False)
+        written.append(META)
+        if self.fresh:
+            removed += self._remove_strays(set(written))
+        layout = {
+            "format": FORMAT,
+            "complete": True,
+            "generation": generation,
+            "next": names.counter,
+            "hot": _segment_to_json(new_hot) if new_hot and new_hot.days else None,
+            "cold": [_segment_to_json(s) for s in cold],
+        }
+        return self._done(layout, written, removed, len(dirty))
+
+    def _done(
+        self, layout: dict[str, Any], written: Sequence[str], removed: Sequence[str], days: int = 0
+    ) -> SearchUpdate:
+        self.layout = layout
+        self._set_layout(layout)
+        self.db.execute("DELETE FROM spool")
+        self._removed.clear()
+        self.db.execute("COMMIT")
+        self.db.execute("BEGIN")
+        self._spooled.clear()
+        self.fresh = False
+        total = self.db.execute("SELECT COALESCE(SUM(papers), 0) FROM pages").fetchone()[0]
+        segments = len(layout["cold"]) + bool(layout["hot"])
+        return SearchUpdate(tuple(sorted(set(written))), tuple(sorted(set(removed))), total, segments, days)
+
+    def _read(self, segment: SegmentInfo) -> Iterator[Run]:
+        try:
+            yield from read_segment(self.folder, segment)
+        except (OSError, EOFError, ValueError, IndexError) as exc:
+            raise SearchIndexError(f"{self.folder / segment.name}: unreadable ({exc}); rebuild the site") from None
+
+    def _set_layout(self, layout: dict[str, Any]) -> None:
+        self.db.execute("INSERT OR REPLACE INTO kv VALUES ('layout', ?)", (json.dumps(layout),))
+
+    def _changes(self) -> _Changes:
+        """Pages whose papers changed. Pages added again with the same papers are not changes, so
+        re-rendering a post costs nothing here."""
+        old = {p: (d, digest) for p, d, digest in self.db.execute("SELECT page, day, digest FROM pages")}
+        changes: _Changes = {}
+        self._added: dict[str, tuple[int, str]] = {}
+        for page, day, content, papers in self.db.execute(
+            "SELECT page, day, group_concat(record || fields, char(10)), COUNT(*) FROM "
+            "(SELECT * FROM spool ORDER BY page, position) GROUP BY page"
+        ):
+            digest = hashlib.sha256(content.encode()).hexdigest()
+            self._added[page] = (papers, digest)
+            before = old.get(page)
+            if before != (day, digest):
+                changes[page] = (before[0] if before else None, day)
+        for page in self._removed:
+            if page in old and page not in self._added:
+                changes[page] = (old[page][0], None)
+        return changes
+
+    def _newest_day(self, changes: _Changes) -> int | None:
+        """The newest day that has papers after this build."""
+        candidates = [new for _, new in changes.values() if new is not None]
+        for day, page in self.db.execute("SELECT day, page FROM pages ORDER BY day DESC"):
+            if page not in changes:
+                candidates.append(day)
+                break
+        return max(candidates) if candidates else None
+
+    def _index_days(
+        self, dirty: list[int], changes: _Changes, moves: dict[int, np.ndarray], written: list[str], removed: list[str]
+    ) -> Iterator[Run]:
+        """Renumber each dirty day (pages in URL order, a page's papers in order) and rewrite its
+        records; the papers of changed pages come back as runs, in batches. ``moves`` gets, for days
+        that had papers, each old slot's new slot (-1: gone)."""
+        old_rows = {
+            day: self.db.execute(
+                "SELECT page, first, papers, digest FROM pages WHERE day = ? ORDER BY page", (day,)
+            ).fetchall()
+            for day in dirty
+        }
+        batch: list[tuple[int, list[tuple[float, str]]]] = []
+        for day in dirty:
+            kept = {
+                page: (first, papers, digest) for page, first, papers, digest in old_rows[day] if page not in changes
+            }
+            arriving = [p for p, (_, new) in changes.items() if new == day]
+            old_records = _RecordReader(self.folder, day)
+            old_count = sum(papers for _, _, papers, _ in old_rows[day])
+            if old_count:
+                moves[day] = np.full(1 << SLOT_BITS, -1, np.int64)
+            records: list[dict[str, Any]] = []
+            rows = []
+            for page in sorted([*kept, *arriving]):
+                slot = len(records)
+                if page in kept:
+                    first, papers, digest = kept[page]
+                    moves[day][first : first + papers] = np.arange(slot, slot + papers)
+                    records += [old_records.get(first + i) for i in range(papers)]
+                else:
+                    query = "SELECT record, fields FROM spool WHERE page = ? ORDER BY position"
+                    found = self.db.execute(query, (page,)).fetchall()
+                    records += [json.loads(record) for record, _ in found]
+                    batch += [((day << SLOT_BITS) | (slot + i), json.loads(f)) for i, (_, f) in enumerate(found)]
+                    papers, digest = self._added[page]
+                rows.append((page, day, slot, papers, digest))
+            if len(records) > 1 << SLOT_BITS:
+                raise SearchIndexError(f"{EPOCH + timedelta(days=day)}: {len(records)} papers in one day")
+            self.db.execute("DELETE FROM pages WHERE day = ?", (day,))
+            self.db.executemany("INSERT OR REPLACE INTO pages VALUES (?, ?, ?, ?, ?)", rows)
+            written += self._write_records(day, records, old_count, removed)
+            if len(batch) >= BATCH_PAPERS:
+                yield index_papers(batch)
+                batch = []
+        if batch:
+            yield index_papers(batch)
+
+    def _write_records(self, day: int, docs: list[dict[str, Any]], old_count: int, removed: list[str]) -> list[str]:
+        written = []
+        count = math.ceil(len(docs) / RECORDS_PER_FILE)
+        for number in range(count):
+            chunk = docs[number * RECORDS_PER_FILE : (number + 1) * RECORDS_PER_FILE]
+            data = gzip_bytes(json.dumps(chunk, ensure_ascii=False, separators=(",", ":")).encode())
+            path = _records_path(day, number)
+            write_atomic(self.folder / path, data, durable=False)
+            written.append(path)
+        for number in range(count, math.ceil(old_count / RECORDS_PER_FILE)):
+            path = _records_path(day, number)
+            (self.folder / path).unlink(missing_ok=True)
+            removed.append(path)
+        return written
+
+    def _merge_levels(self, cold: list[SegmentInfo], names: _Names) -> list[SegmentInfo]:
+        """Merge the segments of the lowest level that has ``MERGE_FACTOR`` or more, until none has."""
+        papers_by_day = dict(self.db.execute("SELECT day, SUM(papers) FROM pages GROUP BY day").fetchall())
+
+        def level(segment: SegmentInfo) -> int:
+            papers = sum(papers_by_day.get(d, 0) for d in segment.days)
+            return int(math.log(max(papers, LEVEL_PAPERS) / LEVEL_PAPERS, MERGE_FACTOR))
+
+        while True:
+            by_level: defaultdict[int, list[SegmentInfo]] = defaultdict(list)
+            for segment in cold:
+                by_level[level(segment)].append(segment)
+            full = [group for _, group in sorted(by_level.items()) if len(group) >= MERGE_FACTOR]
+            if not full:
+                return cold
+            group = full[0]
+            merged = _write_segment(self.folder, names.next(), [self._read(s) for s in group])
+            at = cold.index(group[0])
+            cold = [s for s in cold if s not in group]
+            cold.insert(at, merged)
+
+    def _remove_strays(self, keep: set[str]) -> list[str]:
+        """After a fresh build: every file in the folder that this build did not write."""
+        strays = []
+        for root, _, files in os.walk(self.folder):
+            for name in files:
+                rel = os.path.relpath(os.path.join(root, name), self.folder).replace(os.sep, "/")
+                if rel not in keep:
+                    os.unlink(os.path.join(root, name))
+                    strays.append(rel)
+        return strays
+
+
+class _Names:
+    """Segment folder names: never reused, so a browser may cache segment files for good."""
+
+    def __init__(self, counter: int) -> None:
+        self.counter = counter
+
+    def next(self) -> str:
+        number, digits = self.counter, ""
+        self.counter += 1
+        while True:
+            number, rest = divmod(number, 36)
+            digits = "0123456789abcdefghijklmnopqrstuvwxyz"[rest] + digits
+            if not number:
+                return "s" + digits
+
+
+def _write_segment(folder: Path, name: str, sources: Sequence[Iterable[Run]]) -> SegmentInfo:
+    writer = SegmentWriter(folder, name)
+    for run in merge_runs(sources):
+        writer.write(run)
+    info = writer.close()
+    if not info.days:
+        shutil.rmtree(folder / name, ignore_errors=True)
+    return info
+
+
+def _without_days(runs: Iterable[Run], days: np.ndarray) -> Iterator[Run]:
+    for run in runs:
+        yield run.select(~np.isin(run.ids >> SLOT_BITS, days))
+
+
+class _ColdBuffer:
+    """New papers of days outside the hot window, made into one segment. Past ``FLUSH_PAPERS`` (a
+    full build) the buffer is spilled to plain arrays in the state folder and the spills merged at
+    the end, so memory stays bounded and the published folder gets each file once."""
+
+    def __init__(self, folder: Path, names: _Names, spill_dir: Path) -> None:
+        self.folder, self.names, self.spill_dir = folder, names, spill_dir
+        self.runs: list[Run] = []
+        self.papers = 0
+        self.spills: list[Path] = []
+
+    def add(self, run: Run) -> None:
+        if len(run):
+            self.runs.append(run)
+            self.papers += len(np.unique(run.ids))
+            if self.papers >= FLUSH_PAPERS:
+                self._spill()
+
+    def _spill(self) -> None:
+        if self.runs:
+            path = self.spill_dir / f"spill-{len(self.spills)}"
+            shutil.rmtree(path, ignore_errors=True)
+            spill(combine(self.runs), path)
+            self.spills.append(path)
+        self.runs, self.papers = [], 0
+
+    def close(self) -> list[SegmentInfo]:
+        if not self.spills:
+            return [_write_segment(self.folder, self.names.next(), [[combine(self.runs)]])] if self.runs else []
+        self._spill()
+        try:
+            return [_write_segment(self.folder, self.names.next(), [read_spill(p) for p in self.spills])]
+        finally:
+            for path in self.spills:
+                shutil.rmtree(path, ignore_errors=True)
+
+
+class _RecordReader:
+    """The records of one day as written by the last build, read back a file at a time."""
+
+    def __init__(self, folder: Path, day: int) -> None:
+        self.folder, self.day = folder, day
+        self.files: dict[int, list[dict[str, Any]]] = {}
+
+    def get(self, slot: int) -> dict[str, Any]:
+        number, index = divmod(slot, RECORDS_PER_FILE)
+        if number not in self.files:
+            path = self.folder / _records_path(self.day, number)
+            try:
+                self.files[number] = json.loads(gzip.decompress(path.read_bytes()))
+            except (OSError, EOFError, ValueError) as exc:
+                raise SearchIndexError(f"{path}: unreadable ({exc}); rebuild the site") from None
+        try:
+            return self.files[number][index]
+        except IndexError:
+            raise SearchIndexError(f"{self.folder}: records of day {self.day} are short; rebuild the site") from None
