@@ -21,7 +21,7 @@ the web server; search.js inflates them with ``DecompressionStream``):
   the postings follow inline; ``f`` > 0 means they are in ``p<f-1>.gz`` (postings over 256 bytes).
   Postings: the ids as LEB128 gaps (the first one from 0), then one impact byte (1..255) per id.
 * ``r/<day>.<n>.gz``: JSON list of the records of slots ``4n .. 4n+3`` of that day, what a result
-  shows: ``{"u": URL, "d": date, "t": title, "a": [first authors], "n": number of authors, "c":
+  shows: ``{"u": URL, "d": date, "t": title, "h": Chinese title, "a": [first authors], "n": number of authors, "c":
   [categories], "z": translation (for the snippet), "k": class, "g": [tags], "i": arXiv id}`` (empty
   fields left out; no explainer, which would double the records' size). Fetched only for the
   results shown.
@@ -87,6 +87,7 @@ STATE = "search-index.sqlite"
 EPOCH = date(1970, 1, 1)
 WEIGHTS = {
     "title": 5.0,
+    "title_zh": 5.0,
     "authors": 4.0,
     "arxiv_id": 4.0,
     "categories": 2.0,
@@ -113,6 +114,7 @@ class SearchDoc:
     url: str
     date: date
     title: str
+    title_zh: str = ""  # a paper page's Chinese title
     authors: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
     translation: str = ""
@@ -132,6 +134,7 @@ class SearchDoc:
     def fields(self) -> list[tuple[float, str]]:
         texts = {
             "title": self.title,
+            "title_zh": self.title_zh,
             "authors": "\n".join(self.authors),  # no word pairs across names
             "arxiv_id": self.arxiv_id,
             "categories": "\n".join(self.categories),
@@ -148,6 +151,7 @@ class SearchDoc:
             "u": self.url,
             "d": self.date.isoformat(),
             "t": self.title,
+            "h": self.title_zh,
             "a": list(self.authors[:AUTHORS_SHOWN]),
             "n": len(self.authors) if len(self.authors) > AUTHORS_SHOWN else 0,
             "c": list(self.categories),

@@ -107,6 +107,7 @@ class Result:
     requests: int = 0
     bytes: int = 0
     by_round: list[int] = field(default_factory=list)
+    fetched: list[list[str]] = field(default_factory=list)  # the paths of each round
 
     @property
     def urls(self) -> list[str]:
@@ -124,6 +125,7 @@ class Searcher:
             return []
         result.rounds += 1
         result.requests += len(paths)
+        result.fetched.append(list(paths))
         data = self._fetch(paths)
         result.bytes += sum(map(len, data))
         result.by_round.append(sum(map(len, data)))

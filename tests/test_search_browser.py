@@ -1,0 +1,160 @@
+"""search.js in a real browser (headless Chromium) on the site's real search page, against an index
+written by ``SearchIndexWriter`` from the papers of the built site: an English phrase, an author's
+surname, a Chinese word and a word being typed each show the right papers first, with highlighted
+snippets, and search.js ranks and downloads exactly what its Python mirror (``search_query``) does:
+the same files (counted at the server), so the mirror's byte and round figures hold for the browser."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import re
+import shutil
+import threading
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from urllib.parse import quote, unquote, urljoin
+
+import lxml.html
+import pytest
+
+from arxiv_digest.search_index import SearchDoc, SearchIndexWriter
+from arxiv_digest.search_query import Searcher, folder_fetch
+from arxiv_digest.site import SiteOptions, build_site
+
+from .site_support import write_posts
+from .test_site_browser import CHROMIUM, dom_after_scripts
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="/usr/bin/chromium is missing (Debian: apt-get install -y chromium)"
+)
+
+
+def papers_of(site: Path) -> Iterator[SearchDoc]:
+    """Each paper section of the built posts, as the site build will hand it to the index."""
+    for page in sorted(site.rglob("*.html")):
+        text = page.read_text(encoding="utf-8")
+        if "<!--post-content-->" not in text:
+            continue
+        url = page.relative_to(site).as_posix()
+        year, month, day = (int(part) for part in url.split("/")[:3])
+        for heading in lxml.html.fromstring(text).iter("h2"):
+            fields: dict[str, str] = {}
+            translation = explainer = ""
+            for sibling in heading.itersiblings():
+                if sibling.tag == "h2":
+                    break
+                if sibling.tag == "ul":
+                    for item in sibling.iter("li"):
+                        name, _, value = item.text_content().partition(":")
+                        fields[name.strip()] = value.strip()
+                elif sibling.tag == "p" and not translation:
+                    translation = sibling.text_content()
+                elif sibling.tag == "details":
+                    explainer = sibling.text_content()
+            if "Authors" in fields:
+                yield SearchDoc(
+                    url=f"{url}#{heading.get('id')}",
+                    date=date(year, month, day),
+                    title=heading.text_content(),
+                    authors=tuple(a.strip() for a in fields["Authors"].split(",")),
+                    categories=tuple(c.strip() for c in fields.get("Categories", "").split(",")),
+                    translation=translation,
+                    explainer=explainer,
+                    arxiv_id=re.sub(r"v\d+$", "", fields.get("arXiv", "").rsplit("/", 1)[-1]),
+                )
+
+
+class _Site:
+    """The built site served over loopback, with a log of the search files requested."""
+
+    def __init__(self, root: Path) -> None:
+        self.requested: list[str] = []
+        site = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                site.requested.append(unquote(self.path.split("?")[0]))
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=root))
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def search_files(self) -> list[str]:
+        return [p.removeprefix("/search/") for p in self.requested if p.startswith("/search/")]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[_Site, Searcher, Path]]:
+    folder = tmp_path_factory.mktemp("search-browser")
+    write_posts(folder / "posts")
+    build_site(SiteOptions(folder / "posts", folder / "site"))
+    shutil.rmtree(folder / "site" / "search")  # the old index; the new one from the same papers
+    writer = SearchIndexWriter(folder / "site" / "search", folder / "state")
+    docs = list(papers_of(folder / "site"))
+    assert len(docs) >= 12
+    for doc in docs:
+        writer.add(doc)
+    writer.finish()
+    writer.close()
+    site = _Site(folder / "site")
+    try:
+        yield site, Searcher(folder_fetch(folder / "site" / "search")), folder
+    finally:
+        site.server.shutdown()
+
+
+def search_page(site: _Site, query: str, profile: Path) -> tuple[list[str], str, lxml.html.HtmlElement]:
+    site.requested.clear()
+    dom = dom_after_scripts(f"{site.url}/search.html?q={quote(query)}", profile)
+    results = dom.get_element_by_id("search-results")
+    return [a.get("href") for a in results.find_class("result-title")], dom.get_element_by_id("search-status").text, dom
+
+
+@pytest.mark.parametrize(
+    ("query", "first_title", "marked"),
+    [
+        (
+            '"speech enhancement"',
+            "Modeling strategies for speech enhancement in the latent space of a neural audio codec",
+            "speech",
+        ),
+        (
+            "Hinrichs",
+            "Analysis of the Maximum Prediction Gain of Short-Term Prediction on Sustained Speech",
+            "Hinrichs",
+        ),
+        ("鼓点", "Towards Realistic Synthetic Data for Automatic Drum Transcription", "鼓点"),
+        ("piano timb", "Research on Piano Timbre Transformation System Based on Diffusion Model", "Timb"),
+    ],
+)
+def test_search_js_finds_what_its_mirror_finds(
+    served: tuple[_Site, Searcher, Path], tmp_path: Path, query: str, first_title: str, marked: str
+) -> None:
+    site, mirror, _ = served
+    links, status, dom = search_page(site, query, tmp_path / "profile")
+    expected = mirror.search(query)
+    assert links == [urljoin(f"{site.url}/search/", f"../{record['u']}") for record in expected.records]
+    assert status.startswith(f"找到 {expected.count} 篇论文")
+    first = dom.get_element_by_id("search-results").find_class("result-title")[0]
+    assert first.text_content() == first_title
+    assert marked in {m.text for m in dom.get_element_by_id("search-results").iter("mark")}
+    # the same files, hence the same bytes; and few of them
+    assert sorted(site.search_files()) == sorted(p for round_ in expected.fetched for p in round_)
+    assert expected.rounds <= 4 and expected.requests <= 30
+
+
+def test_results_show_as_text_and_link_to_the_paper(served: tuple[_Site, Searcher, Path], tmp_path: Path) -> None:
+    site, _, _ = served
+    links, _, dom = search_page(site, "attack", tmp_path / "profile")
+    titles = [a.text_content() for a in dom.get_element_by_id("search-results").find_class("result-title")]
+    assert any(title.startswith("Attack <script>") for title in titles)  # as text, and it did not run
+    assert dom.find(".//title").text == "搜索 · arXiv Daily"
+    assert all(re.search(r"\.html#[\w-]+$", link) for link in links)
+
+
+def test_a_query_with_no_match_says_so(served: tuple[_Site, Searcher, Path], tmp_path: Path) -> None:
+    site, _, _ = served
+    links, status, _ = search_page(site, "zyxwvut", tmp_path / "profile")
+    assert links == [] and status == "没有找到匹配的论文。"
