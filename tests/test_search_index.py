@@ -17,12 +17,13 @@ from arxiv_digest import search_index
 from arxiv_digest.search_index import SearchDoc, SearchIndexWriter
 from arxiv_digest.search_query import Searcher, folder_fetch, parse
 from arxiv_digest.search_segments import (
+    Run,
     SegmentInfo,
     decode_postings,
     encode_postings,
+    impact,
     index_papers,
     read_segment,
-    Run,
 )
 from arxiv_digest.search_text import field_terms, fold
 
@@ -85,7 +86,8 @@ def test_title_and_author_matches_rank_above_text_matches(corpus: Searcher) -> N
     assert titles(corpus, "codecs") == ["Enhancement of speech codecs", "Speaker verification"]
     assert titles(corpus, "zhang") == ["A survey", "Speech enhancement with diffusion"]
     twins = corpus.search("twin")
-    assert [r["u"] for r in twins.records] == ["2026/01/09/arxiv.html#p8", "2026/01/07/arxiv.html#p7"]  # a tie: newer first
+    newer_first = ["2026/01/09/arxiv.html#p8", "2026/01/07/arxiv.html#p7"]  # a tie in score
+    assert [r["u"] for r in twins.records] == newer_first
 
 
 def test_every_word_must_match(corpus: Searcher) -> None:
@@ -144,7 +146,9 @@ def dump(folder: Path) -> dict[str, dict[int, int]]:
         for run in read_segment(folder, info):
             starts = np.cumsum(run.df) - run.df
             for term, start, df in zip(run.terms, starts, run.df, strict=True):
-                found = dict(zip(run.ids[start : start + df].tolist(), run.impacts[start : start + df].tolist()))
+                found = dict(
+                    zip(run.ids[start : start + df].tolist(), run.impacts[start : start + df].tolist(), strict=True)
+                )
                 assert not found.keys() & postings.get(term, {}).keys(), f"{term} twice"
                 postings.setdefault(term, {}).update(found)
     return postings
@@ -252,7 +256,7 @@ def test_a_state_that_does_not_match_the_folder_starts_afresh(tmp_path: Path) ->
 # The numpy tokeniser against the plain reference, and the postings encoding
 
 TEXT = st.text(
-    alphabet=st.sampled_from(list("ab cdÉé-_.,\n语音增强的模型ｆＡ①ﬁ") + ["\u0301", "々", "〇", "\U0001d49c"]), max_size=40
+    alphabet=st.sampled_from([*"ab cdÉé-_.,\n语音增强的模型ｆＡ①ﬁ", "\u0301", "々", "〇", "\U0001d49c"]), max_size=40
 )
 
 
@@ -275,8 +279,6 @@ def test_numpy_terms_match_the_reference(papers: list[list[tuple[float, str]]]) 
             for term, count in counts.items():
                 weights[term] = weights.get(term, 0) + weight * count
         for term, weight in weights.items():
-            from arxiv_digest.search_segments import impact
-
             expected[(term, pid)] = int(impact(np.array([weight]), np.array([length]))[0])
     assert got == expected
     assert run.terms == sorted(run.terms, key=lambda t: t.encode("utf-16-be"))
