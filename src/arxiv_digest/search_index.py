@@ -14,17 +14,18 @@ the web server; search.js inflates them with ``DecompressionStream``):
   ``slot`` its place among that day's papers, pages in URL order and a page's papers in order. Ids
   follow from the content alone, so an incremental build numbers papers as a full one does, and
   ties in score are broken by id (newer day first, then slot).
-* A segment ``<name>/`` holds the postings of some days (a day lives in exactly one segment):
-  ``d<k>.gz``, its dictionary shards: entries ``varint len, term (UTF-8), varint df, varint gap
+* A segment ``<name>/`` holds the postings of some papers (a paper's postings live in exactly one
+  segment; names are never reused, so its files can be cached for good): ``d<k>.gz``, its
+  dictionary shards: entries ``varint len, term (UTF-8), varint df, varint gap
   bytes, varint file`` sorted by term in UTF-16 order and cut every ~4 KB; ``bounds[k]`` is the
   shortest prefix of shard k's first term that sorts after shard k-1's last term. ``file`` 0 means
-  the postings follow inline; ``f`` > 0 means they are in ``p<f-1>.gz`` (postings over 256 bytes).
-  Postings: the ids as LEB128 gaps (the first one from 0), then one impact byte (1..255) per id.
+  the postings follow inline; ``f`` > 0 means they are in ``p<f-1>.gz`` (postings over 2 KB).
+  Postings: the ids as LEB128 gaps (the first one from 0), then one impact byte (1..32) per id.
 * ``r/<day>.<n>.gz``: JSON list of the records of slots ``4n .. 4n+3`` of that day, what a result
-  shows: ``{"u": URL, "d": date, "t": title, "h": Chinese title, "a": [first authors], "n": number of authors, "c":
-  [categories], "z": translation (for the snippet), "k": class, "g": [tags], "i": arXiv id}`` (empty
-  fields left out; no explainer, which would double the records' size). Fetched only for the
-  results shown.
+  shows: ``{"u": URL, "d": date, "t": title, "h": Chinese title, "a": [first three authors], "n":
+  number of authors, "c": [categories], "z": translation (for the snippet), "k": class, "g": [tags],
+  "i": arXiv id}`` (empty fields left out; no explainer, which would double the records' size).
+  Fetched only for the results shown.
 
 Ranking: BM25 with fields weighted (``WEIGHTS``); the per-paper part (term frequency, length) is
 stored as the impact, idf is applied by the reader from the df in the dictionary and ``papers``.
@@ -34,10 +35,13 @@ touches them (late papers change the last week's posts). A day that ages out goe
 segment; cold segments merge four of a size into one (levels of 256 x 4^k papers), so adding a post
 writes one hot segment and one small cold one, and merges cost O(log N) rewrites per paper over
 time. When a page changes, only its papers are tokenised again; the other papers of its day keep
-their postings, moved to their new slots (``search_segments.remap``). A change to an older day
+their postings, moved to their new slots (``search_postings.remap``). A change to an older day
 rewrites the segments holding that day (the only case whose cost grows with the site). No postings
 are ever left dead: the dictionary's df is exact and results do not depend on the segment layout.
-The state (``search-index.sqlite``) holds each page's day, slots and digest, and the segment list.
+A full build tokenises in worker processes, spills its runs to plain arrays beside the state and
+merges them into one segment, so memory stays bounded. The state (``search-index.sqlite``, in a
+folder the caller gives, outside the published site) holds each page's day, slots and digest, and
+the segment list; a state that does not match the folder makes the next build a full one.
 """
 
 from __future__ import annotations
@@ -60,19 +64,15 @@ import numpy as np
 
 from .errors import DigestError
 from .files import write_atomic
+from .search_postings import SLOT_BITS, Run, combine, remap
 from .search_segments import (
-    SLOT_BITS,
-    Run,
+    RunBuffer,
     SegmentInfo,
-    SegmentWriter,
-    combine,
+    SegmentNames,
     gzip_bytes,
-    index_papers,
-    merge_runs,
     read_segment,
-    read_spill,
-    remap,
-    spill,
+    tokenised,
+    write_segment,
 )
 
 FORMAT = 1
@@ -81,7 +81,7 @@ RECORDS_PER_FILE = 4
 MERGE_FACTOR = 4
 LEVEL_PAPERS = 256
 BATCH_PAPERS = 256  # tokenised at once: larger batches only add page faults
-FLUSH_PAPERS = 2048  # new papers of cold days buffered before they become a segment
+PARALLEL_PAPERS = 2048  # from this many changed papers on, tokenising uses worker processes
 META = "meta.gz"
 STATE = "search-index.sqlite"
 EPOCH = date(1970, 1, 1)
@@ -290,7 +290,7 @@ class SearchIndexWriter:
         dirty = sorted({d for old, new in changes.values() for d in (old, new) if d is not None})
         newest = self._newest_day(changes)
         cutoff = newest - self.hot_days + 1 if newest is not None else 0
-        names = _Names(layout["next"])
+        names = SegmentNames(layout["next"])
         old = [_segment_from_json(s) for s in layout["cold"]]
         hot = _segment_from_json(layout["hot"]) if layout["hot"] else None
         written: list[str] = []
@@ -298,8 +298,9 @@ class SearchIndexWriter:
 
         moves: dict[int, np.ndarray] = {}
         hot_runs: list[Run] = []
-        fresh_cold = _ColdBuffer(self.folder, names, self.state_dir)
-        for run in self._index_days(dirty, changes, moves, written, removed):
+        fresh_cold = RunBuffer(self.folder, names, self.state_dir)
+        batches = self._index_days(dirty, changes, moves, written, removed)
+        for run in tokenised(batches, parallel=sum(self._added[p][0] for p in self._added) >= PARALLEL_PAPERS):
             days = run.ids >> SLOT_BITS
             hot_runs.append(run.select(days >= cutoff))
             fresh_cold.add(run.select(days < cutoff))
@@ -307,18 +308,18 @@ class SearchIndexWriter:
         for segment in [s for s in old if s.days & moves.keys()]:  # an older day changed: renumber it here
             tables = {d: t for d, t in moves.items() if d in segment.days}
             runs = (remap(run, tables) for run in self._read(segment))
-            cold.append(_write_segment(self.folder, names.next(), [runs]))
+            cold.append(write_segment(self.folder, names.next(), [runs]))
         hot_runs = [r for r in hot_runs if len(r)]
         new_hot = hot
         if hot is not None and (moves.keys() & hot.days or min(hot.days) < cutoff or hot_runs):
             tables = {d: t for d, t in moves.items() if d in hot.days}
             runs = [remap(run, tables) for run in self._read(hot)]
             aged = [r.select(r.ids >> SLOT_BITS < cutoff) for r in runs]  # days now older than the hot window
-            cold.append(_write_segment(self.folder, names.next(), [aged]))
+            cold.append(write_segment(self.folder, names.next(), [aged]))
             hot_runs += [r.select(r.ids >> SLOT_BITS >= cutoff) for r in runs]
             new_hot = None
         if new_hot is None and hot_runs:
-            new_hot = _write_segment(self.folder, names.next(), [[combine(hot_runs)]])
+            new_hot = write_segment(self.folder, names.next(), [[combine(hot_runs)]])
         cold += fresh_cold.close()
         cold = self._merge_levels([s for s in cold if s.days], names)
         segments = [*cold, *([new_hot] if new_hot and new_hot.days else [])]
@@ -411,10 +412,10 @@ class SearchIndexWriter:
 
     def _index_days(
         self, dirty: list[int], changes: _Changes, moves: dict[int, np.ndarray], written: list[str], removed: list[str]
-    ) -> Iterator[Run]:
+    ) -> Iterator[list[tuple[int, list[tuple[float, str]]]]]:
         """Renumber each dirty day (pages in URL order, a page's papers in order) and rewrite its
-        records; the papers of changed pages come back as runs, in batches. ``moves`` gets, for days
-        that had papers, each old slot's new slot (-1: gone)."""
+        records; the papers of changed pages come back in batches, as (id, fields). ``moves`` gets,
+        for days that had papers, each old slot's new slot (-1: gone)."""
         old_rows = {
             day: self.db.execute(
                 "SELECT page, first, papers, digest FROM pages WHERE day = ? ORDER BY page", (day,)
@@ -452,10 +453,10 @@ class SearchIndexWriter:
             self.db.executemany("INSERT OR REPLACE INTO pages VALUES (?, ?, ?, ?, ?)", rows)
             written += self._write_records(day, records, old_count, removed)
             if len(batch) >= BATCH_PAPERS:
-                yield index_papers(batch)
+                yield batch
                 batch = []
         if batch:
-            yield index_papers(batch)
+            yield batch
 
     def _write_records(self, day: int, docs: list[dict[str, Any]], old_count: int, removed: list[str]) -> list[str]:
         written = []
@@ -464,7 +465,12 @@ class SearchIndexWriter:
             chunk = docs[number * RECORDS_PER_FILE : (number + 1) * RECORDS_PER_FILE]
             data = gzip_bytes(json.dumps(chunk, ensure_ascii=False, separators=(",", ":")).encode())
             path = _records_path(day, number)
-            write_atomic(self.folder / path, data, durable=False)
+            target = self.folder / path
+            if target.exists():  # a reader may be fetching it: replace it whole
+                write_atomic(target, data, durable=False)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
             written.append(path)
         for number in range(count, math.ceil(old_count / RECORDS_PER_FILE)):
             path = _records_path(day, number)
@@ -472,7 +478,7 @@ class SearchIndexWriter:
             removed.append(path)
         return written
 
-    def _merge_levels(self, cold: list[SegmentInfo], names: _Names) -> list[SegmentInfo]:
+    def _merge_levels(self, cold: list[SegmentInfo], names: SegmentNames) -> list[SegmentInfo]:
         """Merge the segments of the lowest level that has ``MERGE_FACTOR`` or more, until none has."""
         papers_by_day = dict(self.db.execute("SELECT day, SUM(papers) FROM pages GROUP BY day").fetchall())
 
@@ -488,7 +494,7 @@ class SearchIndexWriter:
             if not full:
                 return cold
             group = full[0]
-            merged = _write_segment(self.folder, names.next(), [self._read(s) for s in group])
+            merged = write_segment(self.folder, names.next(), [self._read(s) for s in group])
             at = cold.index(group[0])
             cold = [s for s in cold if s not in group]
             cold.insert(at, merged)
@@ -503,74 +509,6 @@ class SearchIndexWriter:
                     os.unlink(os.path.join(root, name))
                     strays.append(rel)
         return strays
-
-
-class _Names:
-    """Segment folder names: never reused, so a browser may cache segment files for good."""
-
-    def __init__(self, counter: int) -> None:
-        self.counter = counter
-
-    def next(self) -> str:
-        number, digits = self.counter, ""
-        self.counter += 1
-        while True:
-            number, rest = divmod(number, 36)
-            digits = "0123456789abcdefghijklmnopqrstuvwxyz"[rest] + digits
-            if not number:
-                return "s" + digits
-
-
-def _write_segment(folder: Path, name: str, sources: Sequence[Iterable[Run]]) -> SegmentInfo:
-    writer = SegmentWriter(folder, name)
-    for run in merge_runs(sources):
-        writer.write(run)
-    info = writer.close()
-    if not info.days:
-        shutil.rmtree(folder / name, ignore_errors=True)
-    return info
-
-
-def _without_days(runs: Iterable[Run], days: np.ndarray) -> Iterator[Run]:
-    for run in runs:
-        yield run.select(~np.isin(run.ids >> SLOT_BITS, days))
-
-
-class _ColdBuffer:
-    """New papers of days outside the hot window, made into one segment. Past ``FLUSH_PAPERS`` (a
-    full build) the buffer is spilled to plain arrays in the state folder and the spills merged at
-    the end, so memory stays bounded and the published folder gets each file once."""
-
-    def __init__(self, folder: Path, names: _Names, spill_dir: Path) -> None:
-        self.folder, self.names, self.spill_dir = folder, names, spill_dir
-        self.runs: list[Run] = []
-        self.papers = 0
-        self.spills: list[Path] = []
-
-    def add(self, run: Run) -> None:
-        if len(run):
-            self.runs.append(run)
-            self.papers += len(np.unique(run.ids))
-            if self.papers >= FLUSH_PAPERS:
-                self._spill()
-
-    def _spill(self) -> None:
-        if self.runs:
-            path = self.spill_dir / f"spill-{len(self.spills)}"
-            shutil.rmtree(path, ignore_errors=True)
-            spill(combine(self.runs), path)
-            self.spills.append(path)
-        self.runs, self.papers = [], 0
-
-    def close(self) -> list[SegmentInfo]:
-        if not self.spills:
-            return [_write_segment(self.folder, self.names.next(), [[combine(self.runs)]])] if self.runs else []
-        self._spill()
-        try:
-            return [_write_segment(self.folder, self.names.next(), [read_spill(p) for p in self.spills])]
-        finally:
-            for path in self.spills:
-                shutil.rmtree(path, ignore_errors=True)
 
 
 class _RecordReader:

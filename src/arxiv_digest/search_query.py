@@ -24,7 +24,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .search_segments import decode_postings, parse_shard
+from .search_postings import decode_postings
+from .search_segments import parse_shard
 from .search_text import TOKEN, fold, is_cjk, pair, run_terms, utf16_key
 
 PAGE_SIZE = 10
