@@ -45,7 +45,7 @@ class Run:
     df: np.ndarray  # int64, one per term, all > 0
     ids: np.ndarray  # uint32
     impacts: np.ndarray  # uint8
-    _keys: list[bytes] | None = field(default=None, repr=False, compare=False)
+    _keys: list[str] | list[bytes] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def empty(cls) -> Run:
@@ -54,15 +54,15 @@ class Run:
     def __len__(self) -> int:
         return len(self.terms)
 
-    def split(self, last: bytes) -> tuple[Run, Run]:
-        """The terms up to ``last`` (a ``utf16_key``) and the rest."""
-        if self._keys is None:
-            self._keys = [utf16_key(t) for t in self.terms]
-        cut = bisect.bisect_right(self._keys, last)
+    def split(self, last: str) -> tuple[Run, Run]:
+        """The terms up to ``last`` and the rest."""
+        if self._keys is None:  # Python's string order is UTF-16's unless a term is beyond U+FFFF
+            self._keys = self.terms if bmp(self.terms) else [utf16_key(t) for t in self.terms]
+        cut = bisect.bisect_right(self._keys, last if self._keys is self.terms else utf16_key(last))
         at = int(self.df[:cut].sum())
         head = Run(self.terms[:cut], self.df[:cut], self.ids[:at], self.impacts[:at])
         tail = Run(self.terms[cut:], self.df[cut:], self.ids[at:], self.impacts[at:])
-        tail._keys = self._keys[cut:]
+        tail._keys = tail.terms if self._keys is self.terms else self._keys[cut:]
         return head, tail
 
     def pieces(self, postings: int = 1 << 17) -> Iterator[Run]:
@@ -75,7 +75,7 @@ class Run:
             end = int(ends[cut - 1])
             piece = Run(self.terms[term:cut], self.df[term:cut], self.ids[at:end], self.impacts[at:end])
             if self._keys is not None:
-                piece._keys = self._keys[term:cut]
+                piece._keys = piece.terms if self._keys is self.terms else self._keys[term:cut]
             yield piece
             term, at = cut, end
 
@@ -201,7 +201,7 @@ def index_papers(papers: Sequence[tuple[int, Sequence[tuple[float, str]]]]) -> R
     starts = _starts(codes)
     df = np.diff(np.append(starts, len(codes)))
     names = _names(codes[starts], list(vocabulary))
-    order = sorted(range(len(names)), key=names.__getitem__) if _bmp(names) else None
+    order = sorted(range(len(names)), key=names.__getitem__) if bmp(names) else None
     if order is None:
         order = sorted(range(len(names)), key=lambda i: utf16_key(names[i]))
     order_array = np.array(order, np.int64)
@@ -212,7 +212,7 @@ def index_papers(papers: Sequence[tuple[int, Sequence[tuple[float, str]]]]) -> R
     return Run([names[i] for i in order], new_df, paper_ids[paper_index[gather]], impacts[gather])
 
 
-def _bmp(names: list[str]) -> bool:
+def bmp(names: list[str]) -> bool:
     """Whether no term has a character beyond U+FFFF, where Python's string order is UTF-16's."""
     return not _ASTRAL.search("".join(names))
 
@@ -296,12 +296,14 @@ def encode_postings(run: Run) -> tuple[bytes, np.ndarray, np.ndarray]:
     return out.tobytes(), offset, gap_len
 
 
-def decode_postings(terms: list[str], df: np.ndarray, blobs: list[bytes], gap_lens: list[int]) -> Run:
-    """The inverse of ``encode_postings`` for terms whose bytes come one blob each."""
+def decode_postings(terms: list[str], df: np.ndarray, buffer: bytes, offsets: np.ndarray, gap_lens: np.ndarray) -> Run:
+    """The inverse of ``encode_postings``: term i's bytes are at ``offsets[i]`` in ``buffer``."""
     if not terms:
         return Run.empty()
-    gap_bytes = np.frombuffer(b"".join(b[:g] for b, g in zip(blobs, gap_lens, strict=True)), np.uint8)
-    impacts = np.frombuffer(b"".join(b[g:] for b, g in zip(blobs, gap_lens, strict=True)), np.uint8)
+    data = np.frombuffer(buffer, np.uint8)
+    df = np.asarray(df, np.int64)
+    gap_bytes = data[ragged(np.asarray(offsets, np.int64), np.asarray(gap_lens, np.int64))]
+    impacts = data[ragged(np.asarray(offsets, np.int64) + gap_lens, df)]
     ends = (gap_bytes & 0x80) == 0
     value_starts = np.flatnonzero(np.concatenate(([True], ends[:-1])))
     value_of = np.cumsum(np.concatenate(([0], ends[:-1].astype(np.int64))))
@@ -310,24 +312,10 @@ def decode_postings(terms: list[str], df: np.ndarray, blobs: list[bytes], gap_le
     total = np.cumsum(gaps)
     starts = np.cumsum(df) - df
     ids = total - np.repeat(total[starts] - gaps[starts], df)
-    return Run(terms, np.asarray(df, np.int64), ids.astype(np.uint32), impacts.copy())
+    return Run(terms, df, ids.astype(np.uint32), impacts)
 
 
-def varint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, pos
-        shift += 7
+def ragged(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The indices ``starts[i] .. starts[i] + lengths[i]``, one range after another."""
+    ends = np.cumsum(lengths)
+    return np.arange(int(ends[-1]) if len(ends) else 0) + np.repeat(starts - (ends - lengths), lengths)

@@ -24,6 +24,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from .search_postings import decode_postings
 from .search_segments import parse_shard
 from .search_text import TOKEN, fold, is_cjk, pair, run_terms, utf16_key
@@ -155,7 +157,10 @@ class Searcher:
         paths = [f"{name}/d{k}.gz" for name, shards in wanted.items() for k in sorted(shards)]
         entries: dict[str, list[tuple[str, tuple[int, int, int, bytes]]]] = {}  # term -> [(segment, entry)]
         for path, data in zip(paths, self._round(result, paths), strict=True):
-            for term, df, gap_len, file, inline in parse_shard(data):
+            shard = parse_shard(data)
+            for i, term in enumerate(shard.terms):
+                df, gap_len, file = int(shard.df[i]), int(shard.gap_lens[i]), int(shard.files[i])
+                inline = b"" if file else shard.inline[shard.offsets[i] : shard.offsets[i] + gap_len + df]
                 entries.setdefault(term, []).append((path.split("/")[0], (df, gap_len, file, inline)))
 
         def df_of(term: str) -> int:
@@ -190,7 +195,7 @@ class Searcher:
             hits: dict[int, int] = {}
             for segment, (df, gap_len, file, inline) in entries[term]:
                 blob = external[f"{segment}/p{file - 1}.gz"] if file else inline
-                run = decode_postings([term], [df], [blob], [gap_len])  # type: ignore[list-item]
+                run = decode_postings([term], np.array([df]), blob, np.array([0]), np.array([gap_len]))
                 hits.update(zip(run.ids.tolist(), run.impacts.tolist(), strict=True))
             postings[term] = hits
 

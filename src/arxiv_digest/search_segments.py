@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .search_postings import Run, combine, decode_postings, encode_postings, index_papers, read_varint, varint
+from .search_postings import Run, combine, decode_postings, encode_postings, index_papers, ragged
 from .search_text import utf16_key
 
 SHARD_BYTES = 4096  # a dictionary shard is cut once it holds this many bytes (before gzip)
@@ -49,7 +49,11 @@ class SegmentInfo:
 
 
 class SegmentWriter:
-    """Writes runs, in term order, as a segment's dictionary shards and postings files."""
+    """Writes runs, in term order, as a segment's dictionary shards and postings files.
+
+    A shard is columnar, so both ends read it in bulk: ``u32 count, u32 terms bytes``, then
+    ``count`` u32 each of df, gap bytes and file (0: postings inline, f: in ``p<f-1>.gz``), the terms
+    in UTF-8 joined by newlines, and the inline postings one after another (little-endian)."""
 
     def __init__(self, folder: Path, name: str) -> None:
         self.folder = folder / name
@@ -57,9 +61,8 @@ class SegmentWriter:
         self.bounds: list[str] = []
         self.files = 0
         self.days: set[int] = set()
-        self._shard = bytearray()
-        self._first = ""
-        self._last = ""
+        self._parts: list[tuple[list[str], np.ndarray, np.ndarray, np.ndarray, bytes]] = []
+        self._size = 0
         self._previous_last = ""
         self.folder.mkdir(parents=True, exist_ok=True)
 
@@ -70,32 +73,43 @@ class SegmentWriter:
     def _write(self, run: Run) -> None:
         self.days.update(int(d) for d in run.days())
         buffer, offsets, gap_lens = encode_postings(run)
-        entries = zip(run.terms, run.df.tolist(), offsets.tolist(), gap_lens.tolist(), strict=True)
-        for term, df, offset, gap_len in entries:
-            blob = buffer[offset : offset + gap_len + df]
-            name = term.encode("utf-8")
-            head = varint(len(name)) + name + varint(df) + varint(gap_len)
-            if len(blob) <= INLINE_BYTES:
-                entry = head + varint(0) + blob
-            else:
-                (self.folder / f"p{self.files}.gz").write_bytes(gzip_bytes(blob))
-                self.files += 1
-                entry = head + varint(self.files)
-            if not self._shard:
-                self._first = term
-            self._shard += entry
-            self._last = term
-            if len(self._shard) >= SHARD_BYTES:
+        sizes = gap_lens + run.df
+        files = np.zeros(len(run), np.uint32)
+        for index in np.flatnonzero(sizes > INLINE_BYTES).tolist():
+            blob = buffer[offsets[index] : offsets[index] + sizes[index]]
+            (self.folder / f"p{self.files}.gz").write_bytes(gzip_bytes(blob))
+            self.files += 1
+            files[index] = self.files
+        inline = files == 0
+        names = np.array([len(t.encode()) for t in run.terms], np.int64)
+        cost = np.cumsum(13 + names + np.where(inline, sizes, 0))
+        start = 0
+        while start < len(run):
+            base = int(cost[start - 1]) if start else 0
+            end = int(np.searchsorted(cost, base + SHARD_BYTES - self._size)) + 1
+            end = min(max(end, start + 1), len(run))
+            keep = np.flatnonzero(inline[start:end]) + start
+            postings = np.frombuffer(buffer, np.uint8)[ragged(offsets[keep], sizes[keep])].tobytes()
+            columns = (run.df[start:end], gap_lens[start:end], files[start:end])
+            self._parts.append((run.terms[start:end], *columns, postings))
+            self._size += int(cost[end - 1]) - base
+            start = end
+            if self._size >= SHARD_BYTES:
                 self._cut()
 
     def _cut(self) -> None:
-        (self.folder / f"d{len(self.bounds)}.gz").write_bytes(gzip_bytes(bytes(self._shard)))
-        self.bounds.append(_shortest_bound(self._first, self._previous_last))
-        self._previous_last = self._last
-        self._shard = bytearray()
+        terms = [t for part in self._parts for t in part[0]]
+        columns = [np.concatenate([part[i] for part in self._parts]).astype("<u4") for i in (1, 2, 3)]
+        names = "\n".join(terms).encode()
+        head = np.array([len(terms), len(names)], "<u4").tobytes()
+        body = b"".join(c.tobytes() for c in columns) + names + b"".join(part[4] for part in self._parts)
+        (self.folder / f"d{len(self.bounds)}.gz").write_bytes(gzip_bytes(head + body))
+        self.bounds.append(_shortest_bound(terms[0], self._previous_last))
+        self._previous_last = terms[-1]
+        self._parts, self._size = [], 0
 
     def close(self) -> SegmentInfo:
-        if self._shard:
+        if self._parts:
             self._cut()
         return SegmentInfo(self.name, tuple(self.bounds), self.files, frozenset(self.days))
 
@@ -112,36 +126,43 @@ def _shortest_bound(first: str, previous_last: str) -> str:
     return first
 
 
-def parse_shard(data: bytes) -> list[tuple[str, int, int, int, bytes]]:
-    """A dictionary shard's entries: (term, df, gap-bytes length, postings file number + 1 or 0,
-    inline postings)."""
-    entries = []
-    pos = 0
-    while pos < len(data):
-        size, pos = read_varint(data, pos)
-        term = data[pos : pos + size].decode("utf-8")
-        df, pos = read_varint(data, pos + size)
-        gap_len, pos = read_varint(data, pos)
-        file, pos = read_varint(data, pos)
-        inline = b""
-        if not file:
-            inline = data[pos : pos + gap_len + df]
-            pos += gap_len + df
-        entries.append((term, df, gap_len, file, inline))
-    return entries
+@dataclass(frozen=True)
+class Shard:
+    """A parsed dictionary shard: per term its df, gap bytes and file (0: inline), and the inline
+    postings with each inline term's offset into them."""
+
+    terms: list[str]
+    df: np.ndarray
+    gap_lens: np.ndarray
+    files: np.ndarray
+    inline: bytes
+    offsets: np.ndarray  # into ``inline``; meaningless for terms in a file
+
+
+def parse_shard(data: bytes) -> Shard:
+    count, size = (int(x) for x in np.frombuffer(data, "<u4", 2))
+    df, gap_lens, files = (np.frombuffer(data, "<u4", count, 8 + 4 * count * i).astype(np.int64) for i in range(3))
+    names_at = 8 + 12 * count
+    terms = data[names_at : names_at + size].decode().split("\n")
+    lengths = np.where(files == 0, gap_lens + df, 0)
+    return Shard(terms, df, gap_lens, files, data[names_at + size :], np.cumsum(lengths) - lengths)
 
 
 def read_segment(folder: Path, info: SegmentInfo) -> Iterator[Run]:
     """A segment's postings, one run per dictionary shard."""
-    for shard in range(len(info.bounds)):
-        entries = parse_shard(gzip.decompress((folder / info.name / f"d{shard}.gz").read_bytes()))
-        blobs = [
-            gzip.decompress((folder / info.name / f"p{file - 1}.gz").read_bytes()) if file else inline
-            for _, _, _, file, inline in entries
-        ]
-        yield decode_postings(
-            [e[0] for e in entries], np.array([e[1] for e in entries], np.int64), blobs, [e[2] for e in entries]
-        )
+    for number in range(len(info.bounds)):
+        shard = parse_shard(gzip.decompress((folder / info.name / f"d{number}.gz").read_bytes()))
+        buffer, offsets = shard.inline, shard.offsets.copy()
+        external = np.flatnonzero(shard.files)
+        if len(external):
+            parts = [buffer]
+            at = len(buffer)
+            for index in external.tolist():
+                parts.append(gzip.decompress((folder / info.name / f"p{shard.files[index] - 1}.gz").read_bytes()))
+                offsets[index] = at
+                at += len(parts[-1])
+            buffer = b"".join(parts)
+        yield decode_postings(shard.terms, shard.df, buffer, offsets, shard.gap_lens)
 
 
 def spill(run: Run, path: Path) -> None:
@@ -153,20 +174,43 @@ def spill(run: Run, path: Path) -> None:
 
 
 def read_spill(path: Path, postings: int = 1 << 16) -> Iterator[Run]:
-    """A spilled run back, about ``postings`` postings at a time (the arrays are memory-mapped)."""
+    """A spilled run back, about ``postings`` postings at a time: read in slices, not memory-mapped,
+    whose pages would stay resident (a 3,000-post build spills ~250 MB)."""
     df = np.load(path / "df.npy")
     ends = np.cumsum(df)
-    ids = np.load(path / "ids.npy", mmap_mode="r")
-    impacts = np.load(path / "impacts.npy", mmap_mode="r")
-    with open(path / "terms", encoding="utf-8") as lines:
+    with (
+        open(path / "terms", encoding="utf-8") as lines,
+        _NpyReader(path / "ids.npy") as ids,
+        _NpyReader(path / "impacts.npy") as impacts,
+    ):
         terms = (line.rstrip("\n") for line in lines)
         term = posting = 0
         while term < len(df):
             cut = max(int(np.searchsorted(ends, posting + postings, side="right")), term + 1)
             end = int(ends[cut - 1])
             chunk = list(itertools.islice(terms, cut - term))
-            yield Run(chunk, df[term:cut], np.array(ids[posting:end]), np.array(impacts[posting:end]))
+            yield Run(chunk, df[term:cut], ids.read(end - posting), impacts.read(end - posting))
             term, posting = cut, end
+
+
+class _NpyReader:
+    """Consecutive slices of a 1-d ``.npy`` file."""
+
+    def __init__(self, path: Path) -> None:
+        self.file = open(path, "rb")  # noqa: SIM115 - closed by __exit__
+        if np.lib.format.read_magic(self.file) == (1, 0):
+            _, _, self.dtype = np.lib.format.read_array_header_1_0(self.file)
+        else:
+            _, _, self.dtype = np.lib.format.read_array_header_2_0(self.file)
+
+    def read(self, count: int) -> np.ndarray:
+        return np.fromfile(self.file, self.dtype, count)
+
+    def __enter__(self) -> _NpyReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.file.close()
 
 
 def merge_runs(sources: Sequence[Iterable[Run]]) -> Iterator[Run]:
@@ -178,7 +222,7 @@ def merge_runs(sources: Sequence[Iterable[Run]]) -> Iterator[Run]:
         live = [i for i, run in enumerate(pending) if run is not None]
         if not live:
             return
-        last = min(utf16_key(pending[i].terms[-1]) for i in live)  # type: ignore[union-attr]
+        last = min((pending[i].terms[-1] for i in live), key=utf16_key)  # type: ignore[union-attr]
         heads = []
         for i in live:
             head, tail = pending[i].split(last)  # type: ignore[union-attr]

@@ -104,25 +104,26 @@
     }
   }
 
-  // search_segments.parse_shard: [term, df, gap bytes, file, inline postings]
+  // search_segments.parse_shard: count and terms bytes, then df, gap bytes and file per term (u32,
+  // little-endian), the terms joined by newlines, the inline postings. [term, df, gap bytes, file, inline]
   function parseShard(buffer) {
-    const bytes = new Uint8Array(buffer);
-    const at = { pos: 0 };
-    const decoder = new TextDecoder();
+    const view = new DataView(buffer);
+    const count = view.getUint32(0, true);
+    const size = view.getUint32(4, true);
+    const column = (i, k) => view.getUint32(8 + 4 * (count * i + k), true);
+    const at = 8 + 12 * count;
+    const terms = new TextDecoder().decode(new Uint8Array(buffer, at, size)).split("\n");
+    const bytes = new Uint8Array(buffer, at + size);
     const entries = [];
-    while (at.pos < bytes.length) {
-      const size = varint(bytes, at);
-      const term = decoder.decode(bytes.subarray(at.pos, at.pos + size));
-      at.pos += size;
-      const df = varint(bytes, at);
-      const gapLength = varint(bytes, at);
-      const file = varint(bytes, at);
+    let offset = 0;
+    for (let k = 0; k < count; k++) {
+      const [df, gapLength, file] = [column(0, k), column(1, k), column(2, k)];
       let inline = null;
       if (!file) {
-        inline = bytes.subarray(at.pos, at.pos + gapLength + df);
-        at.pos += gapLength + df;
+        inline = bytes.subarray(offset, offset + gapLength + df);
+        offset += gapLength + df;
       }
-      entries.push([term, df, gapLength, file, inline]);
+      entries.push([terms[k], df, gapLength, file, inline]);
     }
     return entries;
   }
