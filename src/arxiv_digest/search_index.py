@@ -15,11 +15,12 @@ the web server; search.js inflates them with ``DecompressionStream``):
   follow from the content alone, so an incremental build numbers papers as a full one does, and
   ties in score are broken by id (newer day first, then slot).
 * A segment ``<name>/`` holds the postings of some papers (a paper's postings live in exactly one
-  segment; names are never reused, so its files can be cached for good): ``d<k>.gz``, its
-  dictionary shards: entries ``varint len, term (UTF-8), varint df, varint gap
-  bytes, varint file`` sorted by term in UTF-16 order and cut every ~4 KB; ``bounds[k]`` is the
-  shortest prefix of shard k's first term that sorts after shard k-1's last term. ``file`` 0 means
-  the postings follow inline; ``f`` > 0 means they are in ``p<f-1>.gz`` (postings over 2 KB).
+  segment; names are never reused, so its files can be cached for good). ``d<k>.gz`` are its
+  dictionary shards, terms sorted in UTF-16 order and cut every ~8 KB; ``bounds[k]`` is the shortest
+  prefix of shard k's first term that sorts after shard k-1's last term. A shard is columnar:
+  ``u32 count, u32 terms bytes``, then ``count`` u32 each of df, gap bytes and file, the terms in
+  UTF-8 joined by newlines, and the inline postings one after another (all little-endian). ``file``
+  0 means the term's postings are inline; ``f`` > 0 means they are in ``p<f-1>.gz`` (over 4 KB).
   Postings: the ids as LEB128 gaps (the first one from 0), then one impact byte (1..32) per id.
 * ``r/<day>.<n>.gz``: JSON list of the records of slots ``4n .. 4n+3`` of that day, what a result
   shows: ``{"u": URL, "d": date, "t": title, "h": Chinese title, "a": [first three authors], "n":

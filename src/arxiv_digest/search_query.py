@@ -112,10 +112,6 @@ class Result:
     by_round: list[int] = field(default_factory=list)
     fetched: list[list[str]] = field(default_factory=list)  # the paths of each round
 
-    @property
-    def urls(self) -> list[str]:
-        return [r["u"] for r in self.records]
-
 
 class Searcher:
     """Runs queries against an index through ``fetch``, which gets one round of paths at a time."""
