@@ -2,8 +2,9 @@
 
 Why: every bench must drive the product the way a user does (``python -m arxiv_digest -c ...``
 in a subprocess, so timings include interpreter start-up), against the loopback servers of the
-test suite, and report figures in one consistent format. Import this module before anything
-from ``tests`` -- it puts the repository root on ``sys.path``.
+test suite, and report figures in one consistent format. The user folder is the tests' own
+``Workspace`` (tests/support/workspace.py). Import this module before anything from ``tests`` --
+it puts the repository root on ``sys.path``.
 """
 
 from __future__ import annotations
@@ -18,21 +19,20 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
-
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from arxiv_digest.window import window_for  # noqa: E402
+from tests.support import workspace  # noqa: E402
 from tests.support.arxiv_server import ArxivServer, FakePaper  # noqa: E402
 
-NOW_ISO = "2026-11-21T00:00:00Z"  # every bench date's window has closed by then (as in tests/conftest.py)
+NOW_ISO = workspace.NOW  # every bench date's window has closed by then (as in the tests)
 NOW = datetime.fromisoformat(NOW_ISO)
 TIMEZONE, ANCHOR = "Asia/Shanghai", "08:50"  # the product's default window
 CATEGORIES = ("cs.SD", "eess.AS")  # the product's default categories
@@ -66,33 +66,12 @@ class Run:
         return {name: int(m.group(1)) if m else 0 for name, m in found.items()}
 
 
-@dataclass
-class Workspace:
-    """A user's folder holding config.yaml (paths in it are relative, so posts/ and state/ land here)."""
+class Workspace(workspace.Workspace):
+    """The tests' user folder; its CLI runs are separate processes, timed as the user waits for them."""
 
-    root: Path
-    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
-    env: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def config(self) -> Path:
-        return self.root / "config.yaml"
-
-    def configure(self, **sections: dict[str, Any]) -> Workspace:
-        for name, values in sections.items():
-            self.settings.setdefault(name, {}).update(values)
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.config.write_text(yaml.safe_dump(self.settings, allow_unicode=True), encoding="utf-8")
-        return self
-
-    def cli(self, *args: str, timeout: float = 120) -> Run:
+    def timed(self, *args: str, timeout: float = 120) -> Run:
         """``python -m arxiv_digest -c config.yaml ARGS`` with the clock pinned; fails loudly on a non-zero exit."""
-        env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-        env.update(self.env, ARXIV_DIGEST_NOW=NOW_ISO)
-        command = [sys.executable, "-m", "arxiv_digest", "-c", str(self.config), *args]
-        started = time.perf_counter()
-        done = subprocess.run(command, cwd=self.root, env=env, capture_output=True, text=True, timeout=timeout)
-        seconds = time.perf_counter() - started
+        done, seconds = timed(lambda: self.run(*args, now=NOW_ISO, timeout=timeout))
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(args)} exited {done.returncode}:\n{done.stdout}{done.stderr}")
         return Run(seconds, done.stdout, done.stderr)
@@ -100,11 +79,8 @@ class Workspace:
     def generate(self, first: date, last: date | None = None) -> Run:
         """``generate --date D`` or ``generate --from A --to B``."""
         if last is None or last == first:
-            return self.cli("generate", "--date", first.isoformat())
-        return self.cli("generate", "--from", first.isoformat(), "--to", last.isoformat())
-
-    def post(self, day: date) -> Path:
-        return self.root / "posts" / f"{day.isoformat()}-arxiv.md"
+            return self.timed("generate", "--date", first.isoformat())
+        return self.timed("generate", "--from", first.isoformat(), "--to", last.isoformat())
 
 
 @dataclass(frozen=True)

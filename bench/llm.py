@@ -137,7 +137,7 @@ def in_process_fill_texts(ws: Workspace) -> float:
     """``Digest.fill_texts`` alone on a fresh store (fetched first, untimed): the LLM stage and nothing else."""
     with in_process_digest(ws) as digest:
         digest.fetch([digest.window(DAY)])
-        papers = [entry.paper for entry in digest.post_for(digest.window(DAY))[0].entries]
+        papers = [entry.paper for entry in digest.posts.post_for(digest.window(DAY))[0].entries]
         if len(papers) != PAPERS:
             raise AssertionError(f"{len(papers)} papers in the window, expected {PAPERS}")
         (usage, fatal), elapsed = timed(lambda: digest.fill_texts(papers))

@@ -5,7 +5,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-.venv/bin/python}
 failed=()
-for bench in fetch llm backfill site; do
+for bench in fetch llm backfill fulltext site; do
     script="bench/$bench.py"
     [[ -f $script ]] || continue
     echo "=== $script"

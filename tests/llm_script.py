@@ -33,7 +33,9 @@ def task(request: dict) -> str:
 
 
 def title_of(request: dict) -> str:
-    match = TITLE.search(last_user_text(request)) or TITLE.search(request["messages"][-1]["content"])
+    """The paper's title from the task's prompt (also on a retry, whose last message is a correction)."""
+    texts = [last_user_text(request), *(str(m.get("content") or "") for m in request["messages"])]
+    match = next((m for m in map(TITLE.search, texts) if m), None)
     return match.group(1).strip() if match else ""
 
 

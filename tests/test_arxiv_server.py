@@ -148,6 +148,18 @@ def test_hostile_text_round_trips_through_feedparser() -> None:
     assert ET.fromstring(response.content).find(f"{ATOM}entry/{ATOM}title").text == title  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("crafted", ["/../../x", "2601.00002/../../../y", "2601.123456", "<b>2601.0001"])
+def test_any_id_is_served_verbatim_so_the_client_must_check_it(crafted: str) -> None:
+    """The fake does not validate ids in what it serves: a crafted one reaches the client as is."""
+    paper = make_paper(crafted, NOW - timedelta(hours=1))
+    with ArxivServer([paper], now=lambda: NOW) as server:
+        entry = feedparser.parse(_get(server, search_query="cat:cs.SD", max_results=5).content).entries[0]
+    assert entry.id == f"http://arxiv.org/abs/{crafted}v1"
+    assert {link.get("title", link.rel): link.href for link in entry.links}["pdf"] == (
+        f"https://arxiv.org/pdf/{crafted}v1"
+    )
+
+
 @pytest.mark.parametrize(("legacy", "scheme"), [(False, "https"), (True, "http")])
 def test_link_schemes(legacy: bool, scheme: str) -> None:
     with ArxivServer([make_paper("2601.00001", NOW)], now=lambda: NOW, legacy_http_links=legacy) as server:
@@ -335,15 +347,14 @@ def test_bad_xml_empty_page_error_400_and_duplicate_first(five: list[FakePaper])
 
 
 def test_stall_times_out_client_and_server_notices_hang_up(five: list[FakePaper]) -> None:
-    with ArxivServer(five, now=lambda: NOW, stall_seconds=2.0) as server:
+    with ArxivServer(five, now=lambda: NOW, stall_seconds=60.0) as server:
         server.inject("stall", Fault("stall", seconds=0.05))
-        began = time.monotonic()
         with pytest.raises(httpx.ReadTimeout):
             _get(server, timeout=0.1, **ASC)
-        deadline = time.monotonic() + 1.0
+        deadline = time.monotonic() + 20  # guards against a hang only: the stall itself lasts 60 s
         while server.in_flight and time.monotonic() < deadline:
             time.sleep(0.005)
-        assert server.in_flight == 0 and time.monotonic() - began < 0.5  # abandoned, not slept out
+        assert server.in_flight == 0  # abandoned when the client hung up, not slept out
         assert server.requests[0].status is None
         time.sleep(0.02)
         slow = _get(server, **ASC)  # a short stall is answered normally

@@ -8,8 +8,6 @@ MANIFEST there): one 2026-template page (2508.08468v6) and one ar5iv-template pa
 from __future__ import annotations
 
 import hashlib
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -139,19 +137,6 @@ def test_whitespace_normalised(avse: str, tell: str) -> None:
         assert "  " not in text
         assert text == text.strip()
         assert "\u200b" not in text
-
-
-@pytest.mark.parametrize("name", [AVSE, TELL])
-def test_fast_enough(name: str) -> None:
-    raw = _raw(name)
-    best = min(_timed(latexml_text, raw) for _ in range(3))
-    assert best < 0.3
-
-
-def _timed(fn: Callable[[bytes], object], arg: bytes) -> float:
-    t0 = time.perf_counter()
-    fn(arg)
-    return time.perf_counter() - t0
 
 
 @pytest.mark.parametrize(

@@ -268,10 +268,9 @@ def test_server_errors(server: LLMServer, client: httpx.Client) -> None:
 def test_stall_outlasts_client_timeout(server: LLMServer) -> None:
     server.inject(Fault("stall", seconds=3.0))
     with httpx.Client(timeout=0.2, trust_env=False) as c:
-        started = time.monotonic()
         with pytest.raises(httpx.ReadTimeout):
             post(c, server)
-        assert time.monotonic() - started < 1.0
+        assert server.requests[0].status is None  # the client gave up before the stalled answer
         assert post(c, server).status_code == 200
 
 
@@ -373,16 +372,12 @@ def test_latency_requests_overlap(client: httpx.Client) -> None:
                 results.append(post(c, srv).status_code)
 
         threads = [threading.Thread(target=call) for _ in range(2)]
-        started = time.monotonic()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        elapsed = time.monotonic() - started
     assert results == [200, 200]
-    assert srv.max_in_flight == 2
-    assert 0.3 <= elapsed < 0.55
-    assert abs(srv.requests[0].time - srv.requests[1].time) < 0.2
+    assert srv.max_in_flight == 2  # both were held by the latency at the same time
 
 
 def test_responder_exception_becomes_500_and_fails_the_test(client: httpx.Client) -> None:
@@ -392,3 +387,62 @@ def test_responder_exception_becomes_500_and_fails_the_test(client: httpx.Client
     with pytest.raises(AssertionError, match="responder raised"), LLMServer(broken) as srv:
         assert post(client, srv).status_code == 500
     assert isinstance(srv.errors[0], KeyError)
+
+
+# --------------------------------------------------------------------------- llama.cpp, refusals, key echoes
+
+
+def test_llamacpp_style_streams_without_usage_even_when_asked(client: httpx.Client) -> None:
+    with LLMServer(model_style="llamacpp") as srv:
+        plain = post(client, srv).json()
+        streamed = sse_events(post(client, srv, stream=True, stream_options={"include_usage": True}).text)
+    assert re.fullmatch(r"chatcmpl-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}", plain["id"])
+    assert plain["usage"]["completion_tokens"] == count_tokens(default_responder(REQUEST))
+    chunks = streamed[:-1]
+    assert streamed[-1] == "DONE" and not any("usage" in c for c in chunks)
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == default_responder(REQUEST)
+    assert chunks[-1]["choices"][0] == {"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}
+
+
+@pytest.mark.parametrize(
+    ("parameter", "needle"),
+    [
+        ("stream_options", "extra_forbidden"),
+        ("stream", "Streaming is not supported"),
+        ("repeat_penalty", "Unrecognized request argument supplied: repeat_penalty"),
+    ],
+)
+def test_refused_parameters_get_a_400_naming_them(parameter: str, needle: str, client: httpx.Client) -> None:
+    with LLMServer(refuse={parameter}) as srv:
+        refused = post(client, srv, stream=True, stream_options={"include_usage": True}, repeat_penalty=1.1)
+        accepted = post(client, srv)  # without the parameter: a normal answer
+    assert refused.status_code == 400 and needle in refused.text and parameter in refused.text
+    assert accepted.status_code == 200
+
+
+def test_echo_faults_quote_the_key(client: httpx.Client) -> None:
+    with LLMServer(api_key="sk-echo-me-123456") as srv:
+        srv.inject("echo_key", "echo_headers")
+        headers = {"Authorization": "Bearer sk-echo-me-123456"}
+        url = f"{srv.base_url}/chat/completions"
+        unauthorized = client.post(url, json=REQUEST, headers=headers)
+        gateway = client.post(url, json=REQUEST, headers=headers)
+    assert unauthorized.status_code == 401 and "Incorrect API key provided: sk-echo-me-123456" in unauthorized.text
+    assert unauthorized.json()["error"]["code"] == "invalid_api_key"
+    assert gateway.status_code == 500 and "Bearer sk-echo-me-123456" in gateway.text
+
+
+def test_chunk_delay_paces_the_stream_and_counts_what_was_sent() -> None:
+    long_answer = "重复的句子。" * 200
+    with LLMServer(lambda request: long_answer, chunk_delay=0.01) as srv:
+        url = f"{srv.base_url}/chat/completions"
+        with (
+            httpx.Client(timeout=5, trust_env=False) as c,
+            c.stream("POST", url, json={**REQUEST, "stream": True}) as r,
+        ):
+            lines = r.iter_lines()
+            first = [next(lines) for _ in range(10)]
+        time.sleep(0.2)  # the server notices the closed connection on its next write
+    assert any(line.startswith("data: ") for line in first)
+    (record,) = srv.requests
+    assert 3 <= record.events_sent < 100  # of the 300+ events the whole answer takes

@@ -2,46 +2,43 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import itertools
 import json
 import os
 import signal
+import sqlite3
 import subprocess
-import sys
+import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from arxiv_digest.render import PENDING_LINE
 from arxiv_digest.runlock import run_lock
 
-from .conftest import Workspace
-from .llm_script import Script
+from .llm_script import Script, good_answer
 from .support.arxiv_server import Fault, make_paper, papers_from_listings
 from .support.llm_server import LLMServer
+from .support.workspace import Workspace
 
 KEY = "sk-nightly-test-key"
+T = TypeVar("T")
 
 
-def start_cli(ws: Workspace, *args: str, now: str = "2026-11-21T00:00:00Z") -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")} | ws.env | {"ARXIV_DIGEST_NOW": now}
-    return subprocess.Popen(
-        [sys.executable, "-m", "arxiv_digest", "-c", str(ws.config), *args],
-        cwd=ws.root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def wait_for(condition, timeout: float = 20) -> None:
+def wait_for(condition: Callable[[], T], timeout: float = 30) -> T:
+    """Poll until ``condition()`` is truthy and return it (the timeout only guards against a hang)."""
     deadline = time.monotonic() + timeout
-    while not condition():
+    while not (result := condition()):
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting")
         time.sleep(0.002)
+    return result
 
 
 def kill(process: subprocess.Popen) -> None:
@@ -75,12 +72,12 @@ def test_late_papers_join_their_own_post_and_are_listed_in_todays(workspace: Wor
 
 
 def test_a_second_run_exits_at_once_while_one_holds_the_lock(workspace: Workspace) -> None:
-    with run_lock(workspace.root / "state" / "digest.sqlite3"):
-        started = time.monotonic()
-        result = workspace.cli("generate", "--date", "2026-01-15")
-    assert result.returncode == 4 and time.monotonic() - started < 10
+    workspace.arxiv.papers.append(make_paper("2601.00001", datetime(2026, 1, 14, 3, 0, tzinfo=UTC)))
+    with run_lock(workspace.root / "state" / "digest.sqlite3"):  # this process holds it; the CLI is another
+        result = workspace.run("generate", "--date", "2026-01-15", timeout=60)
+    assert result.returncode == 4
     assert "another arxiv-digest run is in progress (pid" in result.stderr
-    assert workspace.posts() == []
+    assert workspace.posts() == [] and workspace.arxiv.requests == []  # it did not wait, nor start work
 
 
 def listed(ws: Workspace) -> Workspace:
@@ -90,60 +87,97 @@ def listed(ws: Workspace) -> Workspace:
 
 def clean_copy(tmp_path: Path, ws: Workspace, *args: str) -> dict[str, bytes]:
     """What an uninterrupted run of the same command writes, in a fresh folder."""
-    fresh = Workspace(tmp_path / "fresh", ws.arxiv, settings=dict(ws.settings), env=dict(ws.env))
-    fresh.root.mkdir()
-    fresh.configure()
+    fresh = ws.fresh(tmp_path / "fresh")
     assert fresh.cli(*args).returncode in (0, 3)
-    return {name: fresh.post(name[:10]).read_bytes() for name in fresh.posts()}
-
-
-def posts_of(ws: Workspace) -> dict[str, bytes]:
-    return {name: ws.post(name[:10]).read_bytes() for name in ws.posts()}
+    return fresh.post_bytes()
 
 
 def test_kill_during_fetch_leaves_nothing_and_the_next_run_completes(workspace: Workspace, tmp_path: Path) -> None:
     ws = listed(workspace)
-    ws.configure(arxiv={"page_size": 20, "timeout": 5})
-    args = ("generate", "--from", "2025-06-02", "--to", "2025-06-12")
-    ws.arxiv.inject("pass", "pass", Fault("stall", seconds=4))
-    process = start_cli(ws, *args)
-    wait_for(lambda: len(ws.arxiv.api_requests()) >= 3)
+    ws.configure(arxiv={"page_size": 20, "timeout": 60})
+    args = ("generate", "--from", "2025-06-02", "--to", "2025-06-04")  # 80 papers: 4 pages
+    ws.arxiv.inject("pass", "pass", Fault("stall", seconds=60))  # the third page never comes
+    process = ws.spawn(*args)
+    stalled = wait_for(lambda: ws.arxiv.api_requests()[2:3])[0]
+    assert stalled.fault == "stall" and stalled.status is None  # killed while waiting for that page
     kill(process)
     assert ws.posts() == []
+    before = len(ws.arxiv.api_requests())
     again = ws.cli(*args)
     assert again.returncode == 0, again.stderr
-    assert posts_of(ws) == clean_copy(tmp_path, ws, *args)
+    assert len(ws.arxiv.api_requests()) > before  # the killed run had left pages to fetch
+    assert ws.post_bytes() == clean_copy(tmp_path, ws, *args)
+
+
+def stored_texts(ws: Workspace) -> int:
+    """LLM texts committed to the store so far (read beside a running process, as WAL allows)."""
+    store = ws.root / "state" / "digest.sqlite3"
+    if not store.exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True)) as db:
+        try:
+            return int(db.execute("SELECT count(*) FROM texts").fetchone()[0])
+        except sqlite3.OperationalError:  # the schema is not there yet
+            return 0
 
 
 def test_kill_during_llm_keeps_finished_texts_and_the_next_run_completes(workspace: Workspace, tmp_path: Path) -> None:
     for n in range(6):
         workspace.arxiv.papers.append(make_paper(f"2601.{n:05d}", datetime(2026, 1, 14, 1, n, tzinfo=UTC)))
-    with LLMServer(Script(), api_key=KEY, latency=0.3) as llm:
-        workspace.env["DEEPSEEK_API_KEY"] = KEY
-        workspace.configure(llm={"provider": "auto", "base_url": llm.base_url, "backoff": 0, "concurrency": 2})
-        process = start_cli(workspace, "generate", "--date", "2026-01-15")
-        wait_for(lambda: len(llm.requests) >= 5)
+    answered, released = itertools.count(1), threading.Event()
+
+    def four_then_hang(request: dict) -> str:
+        """Answer four calls; hold every later one until the test lets go (after the kill)."""
+        if next(answered) > 4:
+            released.wait(30)
+        return good_answer(request)
+
+    with LLMServer(four_then_hang, api_key=KEY) as llm:
+        workspace.use_llm(llm, KEY, provider="auto", concurrency=2)
+        process = workspace.spawn("generate", "--date", "2026-01-15")
+        wait_for(lambda: stored_texts(workspace) == 4 and llm.in_flight == 2)  # stuck on calls 5 and 6
         kill(process)
-        assert workspace.posts() == []
+        released.set()
+        assert workspace.posts() == [] and stored_texts(workspace) == 4
         again = workspace.cli("generate", "--date", "2026-01-15")
         assert again.returncode == 0, again.stderr
-        assert "cached" in again.stdout and " 0 cached" not in again.stdout  # work done before the kill was kept
+        assert "LLM 8 calls, 4 cached" in again.stdout  # the four texts done before the kill were kept
         text = workspace.post("2026-01-15").read_text(encoding="utf-8")
         assert PENDING_LINE not in text and text.count("<details>") == 6
 
 
+def reader_waiting(fifo: Path) -> int | None:
+    """Open ``fifo`` for writing if a process is blocked reading it (the fd), else None."""
+    try:
+        return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # no reader yet
+            return None
+        raise
+
+
 def test_kill_while_writing_posts_leaves_only_whole_posts(workspace: Workspace, tmp_path: Path) -> None:
     ws = listed(workspace)
-    args = ("generate", "--from", "2025-05-15", "--to", "2025-09-10")
-    process = start_cli(ws, *args)
-    wait_for(lambda: len(ws.posts()) >= 3, timeout=60)
-    kill(process)
+    args = ("generate", "--from", "2025-06-05", "--to", "2025-06-10")
     expected = clean_copy(tmp_path, ws, *args)
-    for name, body in posts_of(ws).items():  # every post on disk is whole
-        assert body == expected[name]
+    # A post that already exists is read back before it is rewritten (the rewrite guard). Make one
+    # in the middle a named pipe: the run blocks there, with the posts before it written and the
+    # rest not, and is killed at exactly that point.
+    blocker = ws.post("2025-06-08")
+    assert blocker.name in expected
+    blocker.parent.mkdir(parents=True)
+    os.mkfifo(blocker)
+    process = ws.spawn(*args)
+    fd = wait_for(lambda: reader_waiting(blocker))
+    kill(process)
+    os.close(fd)
+    blocker.unlink()
+    written = ws.post_bytes()
+    assert sorted(written) == [name for name in expected if name < blocker.name]  # the rest was left to do
+    assert written == {name: expected[name] for name in written}  # every post on disk is whole
     again = ws.cli(*args)
     assert again.returncode == 0, again.stderr
-    assert posts_of(ws) == expected
+    assert ws.post_bytes() == expected
     assert not list((ws.root / "posts").glob(".*"))
 
 
@@ -161,7 +195,7 @@ def test_doctor_gives_a_verdict_per_part(workspace: Workspace) -> None:
             ["arXiv", "ok"],
             ["LLM", "ok"],
         ]
-        assert len(llm.requests) == 1 and KEY not in ok.stdout
+        assert len(llm.requests) == 2 and KEY not in ok.stdout  # the live probe: a translation and an explainer
     workspace.configure(arxiv={"api_url": "http://127.0.0.1:9/api/query"}, llm={"provider": "none"})
     bad = workspace.cli("doctor")
     assert bad.returncode == 1
@@ -198,7 +232,7 @@ def test_run_reports_failures_as_json(workspace: Workspace, days_back: int) -> N
 def test_an_interrupted_backfill_resumes_where_it_stopped(workspace: Workspace, tmp_path: Path) -> None:
     ws = listed(workspace)
     ws.configure(arxiv={"page_size": 50, "retries": 1})
-    args = ("generate", "--from", "2025-06-01", "--to", "2025-06-30")
+    args = ("generate", "--from", "2025-06-01", "--to", "2025-06-14")  # about 240 papers: 5 pages
     ws.arxiv.inject("pass", "pass", "pass", Fault("server_error"), Fault("server_error"))
     failed = ws.cli(*args)
     assert failed.returncode == 1 and ws.posts() == []
@@ -209,7 +243,7 @@ def test_an_interrupted_backfill_resumes_where_it_stopped(workspace: Workspace, 
     resumed = len(ws.arxiv.api_requests()) - first_attempt
     assert "submittedDate:[20250531" not in ws.arxiv.api_requests()[first_attempt].params["search_query"]
     before_clean = len(ws.arxiv.api_requests())
-    assert posts_of(ws) == clean_copy(tmp_path, ws, *args)
+    assert ws.post_bytes() == clean_copy(tmp_path, ws, *args)
     assert resumed < len(ws.arxiv.api_requests()) - before_clean  # fewer pages than starting over
 
 

@@ -2,9 +2,9 @@
 
 Papers become visible only at their announcement (20:00 US Eastern, Sunday to Thursday, for
 submissions up to the 14:00 cutoff of each business day), across the switch from EDT to EST,
-a holiday (Thanksgiving) and one paper held three days in moderation. The real CLI runs at
-08:50 and 10:30 CST every day, except one missed night. Afterwards every post must equal what a
-fresh `generate` of the same dates produces, apart from the list of late additions at the end.
+a holiday (Thanksgiving) and one paper held three days in moderation. The real CLI runs (in this
+process) at 08:50 and 10:30 CST every day, except one missed night. Afterwards every post must equal
+what a fresh `generate` of the same dates produces, apart from the list of late additions at the end.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo
 
 from arxiv_digest.window import window_for
 
-from .conftest import Workspace
 from .support.arxiv_server import make_paper
+from .support.workspace import Workspace
 
 EASTERN = ZoneInfo("America/New_York")
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -90,9 +90,7 @@ def test_six_weeks_of_nightly_runs_lose_nothing(workspace: Workspace, tmp_path) 
     late_lists = [workspace.post(n[:10]).read_text(encoding="utf-8") for n in workspace.posts()]
     assert sum("## 补录" in text for text in late_lists) > 5  # late announcements really happened
 
-    fresh = Workspace(tmp_path / "fresh", workspace.arxiv, settings=dict(workspace.settings))
-    fresh.root.mkdir()
-    fresh.configure()
+    fresh = workspace.fresh(tmp_path / "fresh")
     result = fresh.cli("generate", "--from", FIRST.isoformat(), "--to", LAST.isoformat())
     assert result.returncode == 0, result.stderr
     assert sorted(nightly) == [n for n in fresh.posts()]

@@ -27,12 +27,18 @@ log = logging.getLogger(__name__)
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 ARXIV = "{http://arxiv.org/schemas/atom}"
-ID_PATTERN = re.compile(r"abs/(?P<id>.+?)v(?P<version>\d+)$")
+# An arXiv identifier: new style ``YYMM.NNNN`` (2007-2014) or ``YYMM.NNNNN`` (since 2015), or old style
+# ``archive/YYMMNNN`` with an optional subject class (``hep-th/9901001``, ``math.GT/0309136``).
+ARXIV_ID = r"(?:\d{4}\.\d{4,5}|[a-z]+(?:-[a-z]+)*(?:\.[A-Z]{2})?/\d{7})"
+VALID_ID = re.compile(rf"{ARXIV_ID}(?:v[1-9]\d*)?")
+ENTRY_ID = re.compile(r"/abs/(?P<id>.+)v(?P<version>\d+)$")
 QUERY_MARGIN = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
-class Page:
+class ResultBatch:
+    """One response of a paged search: up to ``page_size`` papers (arXiv calls it a page)."""
+
     papers: tuple[Paper, ...]
     total_results: int
     start_index: int
@@ -77,11 +83,28 @@ def _affiliations(data: bytes) -> dict[str, dict[str, str]]:
     return found
 
 
+def is_arxiv_id(value: str) -> bool:
+    """Whether ``value`` is an arXiv identifier (optionally with its version): safe in a URL path
+    and, through ``id_slug``, in a file name."""
+    return VALID_ID.fullmatch(value) is not None
+
+
+def id_slug(arxiv_id: str) -> str:
+    """The id as one file-name and URL segment: an old-style id's ``/`` becomes ``_``
+    (``hep-th/9901001`` -> ``hep-th_9901001``, as the ``arxiv`` package names its downloads).
+    No new-style id or archive name contains ``_``, so distinct ids never share a slug."""
+    if not is_arxiv_id(arxiv_id):
+        raise ValueError(f"not an arXiv id: {arxiv_id!r}")
+    return arxiv_id.replace("/", "_")
+
+
 def _paper(entry: Any, affiliations: dict[str, str]) -> Paper | None:
+    """One entry as a ``Paper``; None (with a warning naming it) when its id is not an arXiv id,
+    because the id ends up in file names and URLs, or when it has no date."""
     entry_id = _clean(entry.get("id"))
-    match = ID_PATTERN.search(entry_id)
-    if not match or not entry.get("published"):
-        log.warning("skipping an entry without a versioned id or a date: %r", entry_id)
+    match = ENTRY_ID.search(entry_id)
+    if not match or not is_arxiv_id(match["id"]) or not entry.get("published"):
+        log.warning("arXiv: skipped an entry without a valid arXiv id or a date: %r", entry_id[:120])
         return None
     links = entry.get("links", [])
     alternate = next((link["href"] for link in links if link.get("rel") == "alternate"), entry_id)
@@ -117,7 +140,7 @@ def _paper(entry: Any, affiliations: dict[str, str]) -> Paper | None:
     )
 
 
-def parse_feed(data: bytes) -> Page:
+def parse_feed(data: bytes) -> ResultBatch:
     """Parse one API response body. Raises ``Retryable`` for empty/garbled bodies and
     ``ArxivError`` for arXiv's own error feed (which carries the reason as the entry summary)."""
     if not data.strip():
@@ -131,10 +154,12 @@ def parse_feed(data: bytes) -> Page:
         raise ArxivError(f"arXiv rejected the query: {_clean(entries[0].get('summary'))}")
     affiliations = _affiliations(data)
     papers = tuple(p for e in entries if (p := _paper(e, affiliations.get(_clean(e.get("id")), {}))) is not None)
-    return Page(papers=papers, total_results=int(total), start_index=int(feed.feed.get("opensearch_startindex", 0)))
+    return ResultBatch(
+        papers=papers, total_results=int(total), start_index=int(feed.feed.get("opensearch_startindex", 0))
+    )
 
 
-def _parse_response(response: httpx.Response) -> Page:
+def _parse_response(response: httpx.Response) -> ResultBatch:
     if response.status_code == 400:
         with contextlib.suppress(Retryable):
             parse_feed(response.content)  # raises with arXiv's own message when it is an error feed
@@ -145,17 +170,17 @@ def _parse_response(response: httpx.Response) -> Page:
 
 
 class ArxivClient:
-    """Pages through one search query; the HTTP session and timing come from ``PoliteHttp``."""
+    """Reads one search query batch by batch; the HTTP session and timing come from ``PoliteHttp``."""
 
     def __init__(self, http: PoliteHttp, api_url: str, page_size: int) -> None:
         self.http = http
         self.api_url = api_url
         self.page_size = page_size
 
-    def pages(self, query: str) -> Iterator[Page]:
-        """Every page of ``query``, oldest submission first, paging until ``totalResults``.
+    def batches(self, query: str) -> Iterator[ResultBatch]:
+        """Every batch of ``query``, oldest submission first, paging until ``totalResults``.
 
-        An empty page before the end is retried (arXiv sometimes sends one). A page padded with
+        An empty batch before the end is retried (arXiv sometimes sends one). A batch padded with
         an entry repeated from the previous one must not make the next offset skip a paper.
         """
         start, total = 0, None
@@ -168,14 +193,14 @@ class ArxivClient:
                 "max_results": str(self.page_size),
             }
 
-            def parse_page(response: httpx.Response, start: int = start) -> Page:
-                page = _parse_response(response)
-                if not page.papers and start < page.total_results:
-                    raise Retryable(f"empty page at start={start} of {page.total_results}")
-                return page
+            def parse_batch(response: httpx.Response, start: int = start) -> ResultBatch:
+                batch = _parse_response(response)
+                if not batch.papers and start < batch.total_results:
+                    raise Retryable(f"empty page at start={start} of {batch.total_results}")
+                return batch
 
-            page = self.http.get(self.api_url, parse_page, params)
-            total = page.total_results
-            start += min(len(page.papers), self.page_size)
-            log.debug("page at %d: %d entries of %d", page.start_index, len(page.papers), total)
-            yield page
+            batch = self.http.get(self.api_url, parse_batch, params)
+            total = batch.total_results
+            start += min(len(batch.papers), self.page_size)
+            log.debug("batch at %d: %d entries of %d", batch.start_index, len(batch.papers), total)
+            yield batch

@@ -1,8 +1,7 @@
-"""Command line: parse arguments, load config, call one pipeline function, map errors to exit codes.
+"""Command line: parse arguments, load config, call one pipeline function, print its outcome.
 
-Exit codes: 0 success, 1 runtime failure (arXiv, store, templates, LLM key or quota), 2 usage or
-config error, 3 finished but some papers are still pending (the LLM failed or the budget ran out),
-4 another run is in progress.
+Errors are ``DigestError``s (click exceptions): click prints them as one line and exits with their
+code (see ``errors.ExitCode``). ``run`` and ``generate`` also leave a JSON report (``outcome``).
 """
 
 from __future__ import annotations
@@ -11,20 +10,23 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import wraps
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
-from .config import Config, load_config
-from .doctor import run_checks
-from .errors import DigestError, UsageError
-from .pipeline import PROGRESS_LOGGER, Digest, RunOutcome
-from .publish import commit_posts
-from .report import run_report, write_report
+from .config import load_config, site_options
+from .doctor import preflight, run_checks
+from .engine import PROGRESS_LOGGER
+from .errors import ConfigError, DigestError, UsageError, as_digest_error
+from .outcome import RunOutcome, closing_line, display, exit_code, failure_of, reports_dir, run_report, write_report
+from .pipeline import Digest
+from .publish import commit_run
 from .runlock import run_lock
+from .serve import interrupt_on_sigterm
 from .serve import serve as start_server
 from .site import SiteOptions, build_site
 from .window import parse_day, utc_now
@@ -32,6 +34,8 @@ from .window import parse_day, utc_now
 log = logging.getLogger("arxiv_digest")
 
 NOW_ENV = "ARXIV_DIGEST_NOW"  # replay/testing: pretend the current time is this ISO instant
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _now() -> datetime:
@@ -45,156 +49,143 @@ def _now() -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _setup_logging(verbose: int, quiet: bool) -> None:
-    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+# -- options accepted before or after the subcommand ---------------------------------------------------
+
+
+@dataclass
+class Settings:
+    """``-c``, ``-v`` and ``-q``, wherever they were given (``ctx.obj``, one per invocation)."""
+
+    config: Path | None = None
+    verbose: int = 0
+    quiet: bool = False
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    settings = ctx.ensure_object(Settings)
+    if param.name == "verbose":
+        settings.verbose += value
+    elif param.name == "quiet":
+        settings.quiet |= value
+    elif value is not None:
+        settings.config = value  # given after the subcommand, it wins
+
+
+def settings_options(func: F) -> F:
+    """``-c/--config``, ``-v`` and ``-q``, for the group and for every subcommand."""
+    remembered: dict[str, Any] = {"expose_value": False, "callback": _remember}
+    options = [
+        click.option(
+            "-c",
+            "--config",
+            type=click.Path(path_type=Path),
+            help="Config file (default: ./config.yaml if present). Relative paths in it are resolved against "
+            "its folder.",
+            **remembered,
+        ),
+        click.option("-v", "--verbose", count=True, help="More detail on stderr (-vv for debug).", **remembered),
+        click.option("-q", "--quiet", is_flag=True, help="Only errors; no closing line.", **remembered),
+    ]
+    for option in reversed(options):  # click lists options in the order their decorators are written
+        func = option(func)
+    return func
+
+
+def _settings(ctx: click.Context) -> Settings:
+    """The merged settings, with logging set up from them (once the subcommand's options are read).
+
+    The logging set-up is undone when the command ends, so ``main`` can run again in one process.
+    """
+    settings = ctx.ensure_object(Settings)
+    verbose, quiet = settings.verbose, settings.quiet
+    root, progress, noisy = logging.getLogger(), logging.getLogger(PROGRESS_LOGGER), logging.getLogger("httpx")
+    handlers, levels = root.handlers[:], [(logger, logger.level) for logger in (root, progress, noisy)]
+
+    def restore() -> None:
+        root.handlers[:] = handlers
+        for logger, level in levels:
+            logger.setLevel(level)
+
+    ctx.call_on_close(restore)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         logging.Formatter("%(levelname)s: %(message)s" if verbose < 2 else "%(name)s %(levelname)s: %(message)s")
     )
-    root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
-    logging.getLogger("httpx").setLevel(logging.WARNING if verbose < 2 else logging.DEBUG)
-    if not quiet and not sys.stderr.isatty():  # under cron: plain progress lines instead of a bar
-        logging.getLogger(PROGRESS_LOGGER).setLevel(logging.INFO)
+    root.setLevel(logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)])
+    noisy.setLevel(logging.WARNING if verbose < 2 else logging.DEBUG)
+    under_cron = not quiet and not sys.stderr.isatty()  # plain progress lines instead of a bar
+    progress.setLevel(logging.INFO if under_cron else logging.NOTSET)
+    return settings
 
 
-def _display(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
-def closing_line(outcome: RunOutcome) -> str:
-    """One line per run: what was fetched and shown, what was written, how long it took."""
-    written = [d for d in outcome.days if d.path is not None]
-    if len(outcome.days) == 1:
-        day = outcome.days[0]
-        if day.path is None:
-            what = day.note or "wrote nothing"
-        else:
-            what = f"{_display(day.path)} unchanged" if day.note == "unchanged" else f"wrote {_display(day.path)}"
-        head = f"{day.day}: fetched {day.fetched}, shown {day.shown}, {what}"
-    else:
-        first, last = outcome.days[0].day, outcome.days[-1].day
-        head = (
-            f"{first}..{last}: {len(outcome.days)} windows, fetched {outcome.fetched}, "
-            f"shown {outcome.shown}, wrote {len(written)} post{'s' if len(written) != 1 else ''}"
-        )
-    extra = f", {outcome.requests} arXiv request{'s' if outcome.requests != 1 else ''}" if outcome.requests else ""
-    return f"{head}{extra}{llm_summary(outcome)} in {outcome.seconds:.1f}s"
-
-
-def llm_summary(outcome: RunOutcome) -> str:
-    usage = outcome.usage
-    if usage is None:
-        return f", {outcome.pending} pending (no LLM configured)" if outcome.pending else ""
-    parts = [f"LLM {usage.calls} call{'s' if usage.calls != 1 else ''}", f"{usage.cache_hits} cached"]
-    if usage.calls:
-        parts.append(f"tokens {usage.tokens_in} in / {usage.tokens_out} out")
-    if usage.failures:
-        parts.append(f"{usage.failures} failed")
-    if usage.skipped_by_budget:
-        parts.append(f"{usage.skipped_by_budget} over budget")
-    if outcome.cost is not None:
-        parts.append(f"cost {outcome.cost:.4f} {outcome.currency}")
-    if outcome.pending:
-        parts.append(f"{outcome.pending} pending")
-    return ", " + ", ".join(parts)
-
-
-def exit_code(outcome: RunOutcome) -> int:
-    """0 done; 1 the LLM failed in a way retrying cannot fix; 3 finished, but papers stay pending.
-
-    (2 is a usage/config error and 4 another run holding the lock; both come from DigestError.)"""
-    if outcome.llm_error:
-        return 1
-    return 3 if outcome.usage is not None and outcome.pending else 0
+# -- run and generate ------------------------------------------------------------------------------
 
 
 COMMIT_OPTION = click.option(
     "--commit",
     is_flag=True,
-    help="git-commit the posts this run wrote or updated (the posts folder must be in a repo).",
+    help="git-commit every file this run wrote (posts, paper pages); the posts folder must be in a repo.",
 )
 
 
-def commit_posts_of(outcome: RunOutcome) -> str:
-    """git-commit the posts the run wrote or changed; say what happened."""
-    changed = [d for d in outcome.days if d.path and d.note != "unchanged"]
-    if not changed:
-        return "no post changed; nothing to commit"
-    span = f"{changed[0].day}" if len(changed) == 1 else f"{changed[0].day}..{changed[-1].day}"
-    papers = sum(d.shown for d in changed)
-    message = f"arXiv digest {span}: {papers} papers in {len(changed)} post{'s' if len(changed) != 1 else ''}"
-    sha = commit_posts([d.path for d in changed if d.path], message)
-    return f"committed {len(changed)} post(s) as {sha}" if sha else "no post changed; nothing to commit"
-
-
 def command(func: Callable[..., RunOutcome]) -> Callable[..., None]:
-    """Lock the store, load config, run, report; every DigestError becomes one message + exit code.
+    """Load config, lock the store, run, print the closing line and leave a JSON report.
 
-    Each run leaves a JSON report in ``<store folder>/reports/`` and prints one closing line.
+    Any failure is recorded in the report, then raised again for click to show.
     """
 
     @click.pass_context
     @wraps(func)
-    def wrapper(ctx: click.Context, *args: Any, **kwargs: Any) -> None:
-        opts = ctx.find_root().params
+    def wrapper(ctx: click.Context, /, *args: Any, commit: bool = False, **kwargs: Any) -> None:
+        settings = _settings(ctx)
+        config = load_config(settings.config)  # an invalid config has no report: the config says where reports go
         started = datetime.now(UTC)
         outcome: RunOutcome | None = None
-        error: str | None = None
-        code = 0
-        config = None
-        commit = kwargs.pop("commit", False)
+        failure: DigestError | None = None
         try:
-            config = load_config(opts["config"])
-            with run_lock(config.store.path):
-                digest = Digest(config, now=_now)
-                try:
-                    outcome = func(digest, *args, **kwargs)
-                finally:
-                    digest.close()
-            code = exit_code(outcome)
-            error = outcome.llm_error
+            preflight(config)  # templates and folders, before any request or LLM token is spent
+            with run_lock(config.store.path), Digest(config, now=_now) as digest:
+                outcome = func(digest, *args, **kwargs)
+            failure = failure_of(outcome)
             if commit:
-                click.echo(commit_posts_of(outcome))
-        except DigestError as exc:
-            code, error = exc.exit_code, str(exc)
-        except KeyboardInterrupt:
-            code, error = 130, "interrupted; posts already written are complete, the next run finishes the rest"
-        except Exception as exc:  # a bug: say so in one line; -vv shows the traceback
-            log.debug("internal error", exc_info=True)
-            code, error = 1, f"internal error: {type(exc).__name__}: {exc} (run with -vv for details)"
-        if outcome is not None and not opts["quiet"]:
+                click.echo(commit_run(outcome))
+        except (Exception, KeyboardInterrupt) as exc:  # every failure is reported, then shown by click
+            failure = as_digest_error(exc)
+        if outcome is not None and not settings.quiet:
             click.echo(closing_line(outcome))
-        if error:
-            click.echo(error if error.startswith("internal error") else f"error: {error}", err=True)
-        if config is not None and code not in (2, 4):
-            try:
-                report = run_report(ctx.info_name or "run", outcome, code, error, started)
-                write_report(config.store.path.parent / "reports", report, started)
-            except OSError as exc:
-                log.warning("could not write the run report: %s", exc)
-        ctx.exit(code)
+        if outcome is not None and outcome.verdict and failure is None:
+            click.echo(outcome.verdict, err=True)  # the model was judged unfit: the run's last word
+        try:
+            write_report(reports_dir(config), run_report(ctx.info_name or "run", outcome, failure, started), started)
+        except OSError as exc:
+            log.warning("could not write the run report: %s", exc)
+        if failure is not None:
+            raise failure
+        ctx.exit(exit_code(outcome, failure))
 
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option(
-    "-c",
-    "--config",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Config file (default: ./config.yaml if present). Relative paths in it are resolved against its folder.",
-)
-@click.option("-v", "--verbose", count=True, help="More detail on stderr (-vv for debug).")
-@click.option("-q", "--quiet", is_flag=True, help="Only errors; no closing line.")
+class DigestGroup(click.Group):
+    """Every exception of every command leaves as a ``DigestError``: one line, the right code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            raise as_digest_error(exc) from exc
+
+
+@click.group(cls=DigestGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@settings_options
 @click.version_option(package_name="arxiv-digest")
-def main(config: Path | None, verbose: int, quiet: bool) -> None:
+def main() -> None:
     """Daily arXiv digest: fetch new papers, translate and explain them, write Jekyll posts.
+
+    -c, -v and -q may also follow the subcommand (arxiv-digest run -c FILE).
 
     \b
     Examples:
@@ -204,10 +195,9 @@ def main(config: Path | None, verbose: int, quiet: bool) -> None:
       arxiv-digest -c ~/digest/config.yaml -v run
 
     \b
-    Exit codes: 0 done, 1 failure, 2 usage or config error,
-    3 finished with papers still pending, 4 another run is in progress.
+    Exit codes: 0 done, 1 failure, 2 usage or config error, 3 finished with
+    papers still pending or given up, 4 another run is in progress.
     """
-    _setup_logging(verbose, quiet)
 
 
 @main.command()
@@ -216,10 +206,22 @@ def main(config: Path | None, verbose: int, quiet: bool) -> None:
 @click.option("--to", "last", metavar="YYYY-MM-DD", help="Last post date of a range (with --from).")
 @click.option("--refetch", is_flag=True, help="Query arXiv again even if the window is already in the store.")
 @click.option("--force", is_flag=True, help="Overwrite a post even if it has more papers or texts than the new one.")
+@click.option(
+    "--retry-pending",
+    is_flag=True,
+    help="Also retry papers whose texts were given up after llm.pending_max_runs failed runs.",
+)
 @COMMIT_OPTION
+@settings_options
 @command
 def generate(
-    digest: Digest, day: str | None, first: str | None, last: str | None, refetch: bool, force: bool
+    digest: Digest,
+    day: str | None,
+    first: str | None,
+    last: str | None,
+    refetch: bool,
+    force: bool,
+    retry_pending: bool,
 ) -> RunOutcome:
     """Write the post of one date, or of every date in a range.
 
@@ -231,8 +233,10 @@ def generate(
       arxiv-digest generate --date 2026-01-15
       arxiv-digest generate --from 2026-01-01 --to 2026-01-31
       arxiv-digest generate --date 2026-01-15 --refetch
+      arxiv-digest generate --date 2026-01-15 -c ~/digest/config.yaml
+      arxiv-digest generate --date 2026-01-15 --retry-pending
     """
-    return digest.generate(_days(day, first, last), refetch=refetch, force=force)
+    return digest.generate(_days(day, first, last), refetch=refetch, force=force, retry_pending=retry_pending)
 
 
 def _days(day: str | None, first: str | None, last: str | None) -> list[date]:
@@ -250,6 +254,7 @@ def _days(day: str | None, first: str | None, last: str | None) -> list[date]:
 
 @main.command()
 @COMMIT_OPTION
+@settings_options
 @command
 def run(digest: Digest) -> RunOutcome:
     """Write the post of the latest window that has ended (the nightly job).
@@ -265,29 +270,12 @@ def run(digest: Digest) -> RunOutcome:
     return digest.run_latest()
 
 
-def site_options(config: Config, incremental: bool = True) -> SiteOptions:
-    return SiteOptions(
-        posts_dir=config.site.posts_dir,
-        site_dir=config.site.site_dir,
-        templates_dirs=(config.site.templates_dir / "site",),
-        title=config.site.title,
-        base_url=config.site.base_url,
-        per_page=config.site.per_page,
-        incremental=incremental,
-    )
-
-
-def _config_or_exit(ctx: click.Context) -> Config:
-    try:
-        return load_config(ctx.find_root().params["config"])
-    except DigestError as exc:
-        click.echo(f"error: {exc}", err=True)
-        ctx.exit(exc.exit_code)
-        raise  # unreachable: ctx.exit raises
+# -- the site ----------------------------------------------------------------------------------------
 
 
 @main.command("site")
 @click.option("--full", is_flag=True, help="Rebuild every page instead of only what changed.")
+@settings_options
 @click.pass_context
 def build(ctx: click.Context, full: bool) -> None:
     """Build the HTML site (index, posts, categories, archive, feeds, search) into site.site_dir.
@@ -299,35 +287,36 @@ def build(ctx: click.Context, full: bool) -> None:
       arxiv-digest site
       arxiv-digest site --full
     """
-    config = _config_or_exit(ctx)
-    try:
-        report = build_site(site_options(config, incremental=not full))
-    except DigestError as exc:
-        click.echo(f"error: {exc}", err=True)
-        ctx.exit(exc.exit_code)
-    if not ctx.find_root().params["quiet"]:
-        click.echo(f"site: {report.summary()} -> {_display(config.site.site_dir)}")
+    settings = _settings(ctx)
+    config = load_config(settings.config)
+    report = build_site(site_options(config, incremental=not full))
+    if not settings.quiet:
+        click.echo(f"site: {report.summary()} -> {display(config.site.site_dir)}")
 
 
 @main.command()
 @click.option("--host", default=None, help="Address to listen on (default: serve.host, 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default: serve.port, 8000; 0 = any free port).")
+@settings_options
 @click.pass_context
 def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Preview the site locally: build into a temporary folder, serve it, rebuild and reload the
-    browser when posts, templates or the config change. Never calls arXiv or the LLM.
+    browser when posts, templates or the config change. Never calls arXiv or the LLM. Ctrl-C or
+    SIGTERM stops it and removes the temporary folder.
 
     \b
     Examples:
       arxiv-digest serve
       arxiv-digest serve --port 4000
+      arxiv-digest serve --host 0.0.0.0   # other machines can see it too (it warns)
     """
-    config = _config_or_exit(ctx)
+    config = load_config(_settings(ctx).config)
     source = config.source
 
     def reload_options() -> SiteOptions:
         return site_options(load_config(source))
 
+    interrupt_on_sigterm()
     handle = start_server(
         site_options(config),
         host=host or config.serve.host,
@@ -345,6 +334,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
 
 
 @main.command()
+@settings_options
 @click.pass_context
 def doctor(ctx: click.Context) -> None:
     """Check config, templates, store, posts folder, arXiv and the LLM endpoint (one cheap call).
@@ -357,11 +347,10 @@ def doctor(ctx: click.Context) -> None:
       arxiv-digest -c /srv/digest/config.yaml doctor
     """
     try:
-        config = load_config(ctx.find_root().params["config"])
-    except DigestError as exc:
+        config = load_config(_settings(ctx).config)
+    except ConfigError as exc:
         click.echo(f"config     FAIL     {exc}")
         ctx.exit(exc.exit_code)
-        raise  # unreachable: ctx.exit raises
     click.echo(f"config     ok       {config.source or 'defaults (no config file)'}")
     failed = False
     for check in run_checks(config):

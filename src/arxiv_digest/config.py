@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .site import SiteOptions
 
 log = logging.getLogger(__name__)
 
@@ -30,20 +34,38 @@ class Invalid(ValueError):
 
 
 def _shown(value: Any) -> str:
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"nan": ".nan", "inf": ".inf", "-inf": "-.inf"}[repr(value)]  # as YAML spells them
     return f'"{value}"' if isinstance(value, str) else repr(value) if value is not None else "nothing"
 
 
 def number(minimum: float = 0, *, integer: bool = False, maximum: float | None = None) -> Check:
+    """A finite number in bounds (YAML's ``.nan`` and ``.inf`` are floats, but no setting can use them)."""
     kind = "a whole number" if integer else "a number"
     bound = f" >= {minimum:g}" + (f" and <= {maximum:g}" if maximum is not None else "")
 
     def check(value: Any) -> Any:
         ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
-        if isinstance(value, bool) or not ok_type or value < minimum or (maximum is not None and value > maximum):
+        if (
+            isinstance(value, bool)
+            or not ok_type
+            or not math.isfinite(value)
+            or value < minimum
+            or (maximum is not None and value > maximum)
+        ):
             raise Invalid(f"expected {kind}{bound}, got {_shown(value)}")
         return value
 
     return check
+
+
+def seconds(minimum: float = 0, maximum: float = 3600) -> Check:
+    """A duration in seconds; the upper bound keeps a typo (``timeout: 1e9``) from hanging a run."""
+    return number(minimum, maximum=maximum)
+
+
+def retry_count(value: Any) -> int:
+    return number(0, integer=True, maximum=20)(value)
 
 
 def text(*, allow_empty: bool = False) -> Check:
@@ -97,6 +119,12 @@ def url(value: Any) -> str:
 
 
 def clock_time(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 100 * 60:
+        hours, minutes = divmod(value, 60)  # YAML 1.1 reads an unquoted 8:50 as 8 * 60 + 50
+        raise Invalid(
+            f'expected a time "HH:MM" in quotes; YAML read the unquoted {hours}:{minutes:02d} as the number '
+            f'{value}: write "{hours:02d}:{minutes:02d}"'
+        )
     match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", value) if isinstance(value, str) else None
     if not match:
         raise Invalid(f'expected a time "HH:MM" (24-hour), got {_shown(value)}')
@@ -113,7 +141,25 @@ def timezone(value: Any) -> str:
     return value
 
 
+KEY_PREFIXES = ("sk-", "sk_", "hf_", "gsk_", "xai-", "AIza", "Bearer ")
+
+
+def looks_like_a_key(value: str) -> bool:
+    """A provider's key prefix, or a long run of letters and digits no variable name has."""
+    token = re.search(r"[A-Za-z0-9]{20,}", value)
+    return value.strip().startswith(KEY_PREFIXES) or bool(
+        token and re.search(r"\d", token[0]) and re.search(r"[a-z]", token[0])
+    )
+
+
 def env_name(value: Any) -> str:
+    """The name of the variable that holds the key; a key pasted here is refused without being shown."""
+    if isinstance(value, str) and looks_like_a_key(value):
+        raise Invalid(
+            "expected the name of an environment variable, got what looks like an API key itself (not shown "
+            "here): put the key in a variable, e.g. export DEEPSEEK_API_KEY=..., and name that variable here; "
+            "if the key is real, consider rotating it, since it was in a file"
+        )
     if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
         raise Invalid(f"expected the name of an environment variable, got {_shown(value)}")
     return value
@@ -152,12 +198,12 @@ class ServeConfig:
 class ArxivConfig:
     api_url: str = setting("https://export.arxiv.org/api/query", url, "arXiv API endpoint")
     categories: tuple[str, ...] = setting(["cs.SD", "eess.AS"], string_list(non_empty=True), "categories")
-    request_interval: float = setting(3, number(0), "seconds between requests (arXiv asks for >= 3)")
+    request_interval: float = setting(3, seconds(0, 600), "seconds between requests (arXiv asks for >= 3)")
     page_size: int = setting(200, number(1, integer=True, maximum=2000), "results per API request")
-    timeout: float = setting(30, number(0.1), "seconds before a request is abandoned and retried")
-    retries: int = setting(4, number(0, integer=True), "retries per request after the first attempt")
-    backoff: float = setting(5, number(0), "first retry delay in seconds; doubles each retry")
-    max_retry_after: float = setting(600, number(0), "longest Retry-After honoured, in seconds")
+    timeout: float = setting(30, seconds(0.1), "seconds before a request is abandoned and retried")
+    retries: int = setting(4, retry_count, "retries per request after the first attempt")
+    backoff: float = setting(5, seconds(0, 600), "first retry delay in seconds; doubles each retry")
+    max_retry_after: float = setting(600, seconds(0, 86400), "longest Retry-After honoured, in seconds")
     user_agent: str = setting(
         "arxiv-digest/0.1 (daily digest bot; set arxiv.user_agent to include your contact)",
         text(),
@@ -189,16 +235,26 @@ class LLMConfig:
     api_key_env: str = setting("DEEPSEEK_API_KEY", env_name, "environment variable holding the API key")
     temperature: float = setting(0.3, number(0, maximum=2), "sampling temperature")
     max_tokens: int = setting(4096, number(1, integer=True), "max tokens per answer")
-    timeout: float = setting(180, number(0.1), "seconds before a call is abandoned and retried")
+    timeout: float = setting(180, seconds(0.1), "seconds before a call is abandoned and retried")
     concurrency: int = setting(4, number(1, integer=True, maximum=64), "calls in flight at once")
-    retries: int = setting(3, number(0, integer=True), "retries per call (transport errors and invalid answers)")
-    backoff: float = setting(2, number(0), "first retry delay in seconds; doubles each retry")
-    max_retry_after: float = setting(120, number(0), "longest Retry-After honoured, in seconds")
+    retries: int = setting(3, retry_count, "retries per call (transport errors and invalid answers)")
+    backoff: float = setting(2, seconds(0, 600), "first retry delay in seconds; doubles each retry")
+    max_retry_after: float = setting(120, seconds(0, 86400), "longest Retry-After honoured, in seconds")
     max_calls: int = setting(0, number(0, integer=True), "per-run call budget (0 = unlimited)")
     max_total_tokens: int = setting(0, number(0, integer=True), "per-run token budget (0 = unlimited)")
     price_input: float = setting(0, number(0), "price per million input tokens, for the cost line")
     price_output: float = setting(0, number(0), "price per million output tokens")
     currency: str = setting("USD", text(), "currency of the prices")
+    stream: bool = setting(True, boolean, "stream answers so a clearly invalid one is stopped early")
+    verdict_after: int = setting(
+        6, number(0, integer=True), "stop calling a model whose first this-many answers all fail (0 = never)"
+    )
+    pending_max_runs: int = setting(
+        3, number(0, integer=True), "runs a paper's texts may fail in before it is given up (0 = never)"
+    )
+    glossary: Path | None = setting(
+        None, optional(text()), "English -> Chinese terms (YAML or TSV) for the prompts", path=True
+    )
 
 
 @dataclass(frozen=True)
@@ -207,7 +263,7 @@ class FulltextConfig:
     html_url: str = setting("https://arxiv.org/html", url, "arXiv HTML base")
     pdf_url: str = setting("https://arxiv.org/pdf", url, "arXiv PDF base")
     max_chars: int = setting(60000, number(1000, integer=True), "characters of full text given to the LLM")
-    timeout: float = setting(60, number(0.1), "seconds per download")
+    timeout: float = setting(60, seconds(0.1), "seconds per download")
 
 
 @dataclass(frozen=True)
@@ -225,6 +281,9 @@ class PagesConfig:
 @dataclass(frozen=True)
 class StoreConfig:
     path: Path = setting("state/digest.sqlite3", text(), "SQLite database file", path=True)
+    lock_wait: float = setting(
+        10, seconds(0, 600), "seconds to wait for another program (a SQLite browser, a backup) holding the store"
+    )
 
 
 @dataclass(frozen=True)
@@ -255,6 +314,12 @@ SECTIONS: dict[str, type] = {
 }
 
 
+def _default(spec: dataclasses.Field[Any]) -> Any:
+    """A setting's default: its ``default_factory`` called, else its ``default``."""
+    factory = spec.default_factory
+    return factory() if callable(factory) else spec.default
+
+
 def _build_section(name: str, cls: type, raw: Any, base: Path, problems: list[str]) -> Any:
     if raw is None:
         raw = {}
@@ -268,7 +333,7 @@ def _build_section(name: str, cls: type, raw: Any, base: Path, problems: list[st
     values: dict[str, Any] = {}
     for key, spec in known.items():
         if key not in raw:
-            value = spec.default if spec.default is not dataclasses.MISSING else spec.default_factory()  # type: ignore[misc]
+            value = _default(spec)
         else:
             try:
                 value = spec.metadata["check"](raw[key])
@@ -319,6 +384,21 @@ def describe() -> list[tuple[str, Any, str]]:
     rows = []
     for name, cls in SECTIONS.items():
         for f in dataclasses.fields(cls):
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-            rows.append((f"{name}.{f.name}", default, f.metadata["doc"]))
+            rows.append((f"{name}.{f.name}", _default(f), f.metadata["doc"]))
     return rows
+
+
+def site_options(config: Config, *, incremental: bool = True) -> SiteOptions:
+    """What ``site`` and ``serve`` build, from the ``site`` section."""
+    from .site import SiteOptions  # imported here: the site's renderer is heavy, and config is imported everywhere
+
+    site = config.site
+    return SiteOptions(
+        posts_dir=site.posts_dir,
+        site_dir=site.site_dir,
+        templates_dirs=(site.templates_dir / "site",),
+        title=site.title,
+        base_url=site.base_url,
+        per_page=site.per_page,
+        incremental=incremental,
+    )

@@ -9,7 +9,21 @@ import secrets
 import stat
 from pathlib import Path
 
+from .errors import DigestError
+
 TEMP_SUFFIX = ".tmp"
+
+
+class FileWriteError(DigestError, OSError):
+    """A file could not be written (full disk, read-only folder, a file where a folder should be).
+
+    One clear message naming the file; still an ``OSError`` for callers that catch those. The old
+    file, if any, is untouched and no temp file is left behind.
+    """
+
+    def __init__(self, path: str, cause: OSError) -> None:
+        DigestError.__init__(self, f"cannot write {path}: {cause.strerror or cause}")
+        self.errno, self.strerror, self.filename = cause.errno, cause.strerror, path
 
 
 def write_atomic(path: Path | str, data: str | bytes, *, durable: bool = True) -> None:
@@ -26,10 +40,13 @@ def write_atomic(path: Path | str, data: str | bytes, *, durable: bool = True) -
     tmp = os.path.join(folder, f".{name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     try:
-        fd = os.open(tmp, flags, 0o666)
-    except FileNotFoundError:
-        os.makedirs(folder or ".", exist_ok=True)
-        fd = os.open(tmp, flags, 0o666)
+        try:
+            fd = os.open(tmp, flags, 0o666)
+        except FileNotFoundError:
+            os.makedirs(folder or ".", exist_ok=True)
+            fd = os.open(tmp, flags, 0o666)
+    except OSError as exc:
+        raise FileWriteError(target, exc) from None
     try:
         with open(fd, "wb") as handle:
             handle.write(data.encode("utf-8") if isinstance(data, str) else data)
@@ -39,8 +56,10 @@ def write_atomic(path: Path | str, data: str | bytes, *, durable: bool = True) -
         with contextlib.suppress(FileNotFoundError):
             os.chmod(tmp, stat.S_IMODE(os.stat(target).st_mode))
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise FileWriteError(target, exc) from None
         raise
     if durable:
         _fsync_folder(folder or ".")

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import httpx
 
@@ -20,7 +22,9 @@ from .polite import PoliteHttp
 
 log = logging.getLogger(__name__)
 
-SOURCE_LABELS = {
+Source = Literal["html", "pdf", "abstract"]  # what a model read about a paper
+
+SOURCE_LABELS: dict[Source, str] = {
     "html": "arXiv HTML 全文（已去掉参考文献与附录）",
     "pdf": "PDF 提取的全文（已去掉参考文献）",
     "abstract": "仅有摘要（未能获取全文）",
@@ -29,7 +33,7 @@ SOURCE_LABELS = {
 
 @dataclass(frozen=True)
 class FullText:
-    source: str  # "html" | "pdf" | "abstract"
+    source: Source
     text: str
     definite: bool = True  # False: fell back after a transient failure; don't cache
 
@@ -57,7 +61,11 @@ def _body_or_none(response: httpx.Response) -> bytes | None:
 def download(paper: Paper, http: PoliteHttp, html_url: str, pdf_url: str, max_chars: int) -> FullText:
     """The best text available for ``paper``, trimmed to ``max_chars``."""
     transient = False
-    for source, base, extract in (("html", html_url, latexml_text), ("pdf", pdf_url, pdf_text)):
+    attempts: tuple[tuple[Source, str, Callable[[bytes], str | None]], ...] = (
+        ("html", html_url, latexml_text),
+        ("pdf", pdf_url, pdf_text),
+    )
+    for source, base, extract in attempts:
         url = f"{base}/{paper.versioned_id}"
         try:
             body = http.get(url, _body_or_none)

@@ -422,7 +422,7 @@ class _Extractor:
             self._list_depth -= 1
         return _ListBlock("\n".join(x for x in out if x.strip()))
 
-    def _item(self, item: lxml.etree._Element) -> tuple[str, str, list[str]]:
+    def _item(self, item: lxml.etree._Element) -> tuple[str, str, list[_ListBlock]]:
         """(marker, one-line body, nested list blocks) of a list item."""
         marker = "-"
 

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Literal
+
+TextKind = Literal["translation", "explainer", "page"]
+"""What the LLM writes for a paper: the abstract's translation, the explainer, and the page info
+(``PageInfo``) of the paper's own page. "page" always means that per-paper page (config ``pages``)."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,7 @@ class Selection:
 
 @dataclass(frozen=True)
 class PageInfo:
-    """The per-paper page's extra LLM output: Chinese title, class with its reason, tags."""
+    """What the LLM writes for a paper's own page (``PaperPage``): Chinese title, class with its reason, tags."""
 
     title: str
     category: str
@@ -76,6 +81,7 @@ class Texts:
     translation: str | None = None
     explainer: str | None = None
     page: PageInfo | None = None
+    unavailable: bool = False  # the LLM stage gave up on this paper (llm.pending_max_runs)
 
     @property
     def complete(self) -> bool:
@@ -91,7 +97,7 @@ class PostEntry:
 
 @dataclass(frozen=True)
 class PaperPage:
-    """Everything the per-paper page template needs."""
+    """A paper's own page (config ``pages``): everything ``paper.md.j2`` needs."""
 
     paper: Paper
     day: date  # submission date in the window's time zone

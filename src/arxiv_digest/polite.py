@@ -18,6 +18,7 @@ from typing import TypeVar
 
 import httpx
 
+from .config import ArxivConfig
 from .errors import ArxivError
 
 log = logging.getLogger(__name__)
@@ -28,15 +29,20 @@ RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 
 
 class Retryable(Exception):
-    """A transient failure (429, 5xx, timeout, empty or unparseable answer): try again later."""
+    """A transient failure (429, 5xx, timeout, empty or unparseable answer): try again later.
 
-    def __init__(self, problem: str, retry_after: float | None = None) -> None:
-        super().__init__(problem)
+    ``problem`` is short and safe to print on every retry (``HTTP 503``, ``no answer in 30 s``);
+    ``detail`` (a server's own error text) is kept for the final error only.
+    """
+
+    def __init__(self, problem: str, retry_after: float | None = None, detail: str = "") -> None:
+        super().__init__(f"{problem}: {detail}" if detail else problem)
+        self.problem = problem
         self.retry_after = retry_after  # what the server asked for, in seconds
 
 
 class RetriesExhausted(Exception):
-    """Every attempt failed transiently; carries the last problem."""
+    """Every attempt failed transiently; carries the last problem (with its detail)."""
 
     def __init__(self, problem: str, attempts: int) -> None:
         super().__init__(problem)
@@ -58,7 +64,12 @@ class RetryPolicy:
 
     def call(self, once: Callable[[], T], sleep: Callable[[float], None], what: str) -> T:
         """Run ``once`` until it stops raising ``Retryable``, waiting ``delay`` between attempts;
-        the one retry loop shared by the arXiv and LLM clients."""
+        the one retry loop shared by the arXiv and LLM clients.
+
+        Every wait is announced as a warning (``arXiv: HTTP 503, retrying in 10 s (2/4)``), so a
+        run that waits on a dead network says why at default verbosity, under cron too. The line
+        holds only the short problem, never a server's error text, which may quote a secret.
+        """
         attempt = 1
         while True:
             try:
@@ -67,9 +78,14 @@ class RetryPolicy:
                 if attempt > self.retries:
                     raise RetriesExhausted(str(exc), attempt) from None
                 wait = self.delay(attempt, exc.retry_after)
-                log.info("%s: %s; retry %d/%d in %.1fs", what, exc, attempt, self.retries, wait)
+                log.warning("%s: %s, retrying in %s (%d/%d)", what, exc.problem, seconds(wait), attempt, self.retries)
                 sleep(wait)
                 attempt += 1
+
+
+def seconds(value: float) -> str:
+    """``10 s``, ``0.5 s``: a duration as a person reads it."""
+    return f"{round(value, 1):g} s"
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
@@ -90,6 +106,16 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
+def transport_problem(exc: httpx.TransportError, timeout: httpx.Timeout) -> str:
+    """A failed connection or a silent server, said briefly: ``no answer in 30 s``."""
+    if isinstance(exc, httpx.ConnectTimeout):
+        return f"no connection in {seconds(timeout.connect or 0)}"
+    if isinstance(exc, httpx.TimeoutException):
+        return f"no answer in {seconds(timeout.read or 0)}"
+    reason = str(exc).strip() or type(exc).__name__
+    return f"cannot connect ({reason})" if isinstance(exc, httpx.ConnectError) else f"connection lost ({reason})"
+
+
 class PoliteHttp:
     """Serialises and spaces requests; retries transient failures with backoff."""
 
@@ -101,8 +127,10 @@ class PoliteHttp:
         policy: RetryPolicy,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        name: str = "arXiv",
     ) -> None:
         self.client = client
+        self.name = name  # how retry lines name the service
         self.interval = interval
         self.policy = policy
         self.sleep = sleep
@@ -126,18 +154,25 @@ class PoliteHttp:
             try:
                 response = self.client.get(url, params=params)
                 if response.status_code in RETRYABLE_STATUS:
-                    reason = f"HTTP {response.status_code} {response.reason_phrase or ''}".strip()
-                    raise Retryable(reason, retry_after_seconds(response.headers.get("retry-after")))
+                    retry_after = retry_after_seconds(response.headers.get("retry-after"))
+                    raise Retryable(f"HTTP {response.status_code}", retry_after)
                 return parse(response)
-            except httpx.TimeoutException:
-                raise Retryable("timed out") from None
             except httpx.TransportError as exc:
-                raise Retryable(f"connection failed ({type(exc).__name__})") from None
+                raise Retryable(transport_problem(exc, self.client.timeout)) from None
             finally:
                 self._last_done = self.clock()
 
         with self._lock:  # one request at a time, across threads
             try:
-                return self.policy.call(once, self.sleep, url)
+                return self.policy.call(once, self.sleep, self.name)
             except RetriesExhausted as exc:
                 raise ArxivError(f"{exc} for {url}", url=url, attempts=exc.attempts) from None
+
+
+def arxiv_http(cfg: ArxivConfig, sleep: Callable[[float], None] = time.sleep) -> PoliteHttp:
+    """The session every request to arXiv's hosts goes through (API and full texts), as configured."""
+    client = httpx.Client(
+        headers={"User-Agent": cfg.user_agent}, timeout=cfg.timeout, follow_redirects=True, trust_env=False
+    )
+    policy = RetryPolicy(cfg.retries, cfg.backoff, cfg.max_retry_after)
+    return PoliteHttp(client, interval=cfg.request_interval, policy=policy, sleep=sleep)

@@ -1,4 +1,5 @@
-"""`--commit`: record new and updated posts in git, so a nightly job's history is the blog's history."""
+"""`--commit`: record every file a run wrote (posts, paper pages, ...) in git, so a nightly job's
+history is the blog's history and the Actions workflow publishes all of it."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import DigestError
+from .outcome import RunOutcome
 
 
 class PublishError(DigestError):
@@ -23,15 +25,37 @@ def _git(folder: Path, *args: str) -> str:
     return done.stdout
 
 
-def commit_posts(posts: Sequence[Path], message: str) -> str | None:
-    """Commit ``posts`` (only those git sees as new or changed); return the short hash, or None."""
-    if not posts:
+def commit_files(paths: Sequence[Path], message: str) -> str | None:
+    """Commit ``paths`` (only those git sees as new or changed); return the short hash, or None."""
+    if not paths:
         return None
-    folder = posts[0].parent
+    folder = paths[0].parent
     _git(folder, "rev-parse", "--show-toplevel")
-    names = [str(p) for p in posts]
+    names = [str(p) for p in dict.fromkeys(paths)]
     _git(folder, "add", "--", *names)
     if not _git(folder, "diff", "--cached", "--name-only", "--", *names).strip():
         return None
     _git(folder, "commit", "--quiet", "-m", message, "--", *names)
     return _git(folder, "rev-parse", "--short", "HEAD").strip()
+
+
+def _count(count: int, word: str) -> str:
+    return f"{count} {word}{'s' if count != 1 else ''}"
+
+
+def commit_message(outcome: RunOutcome) -> str:
+    """``arXiv digest 2026-01-15: 8 papers in 1 post``; git lists the files (pages and others too)."""
+    changed = [d for d in outcome.days if d.changed]
+    if not changed:
+        return f"arXiv digest: {_count(len(outcome.written), 'file')} updated"
+    span = f"{changed[0].day}" if len(changed) == 1 else f"{changed[0].day}..{changed[-1].day}"
+    papers = sum(d.shown for d in changed)
+    return f"arXiv digest {span}: {papers} papers in {_count(len(changed), 'post')}"
+
+
+def commit_run(outcome: RunOutcome) -> str:
+    """git-commit every file the run wrote; say what happened."""
+    sha = commit_files(outcome.written, commit_message(outcome)) if outcome.written else None
+    if sha is None:
+        return "nothing written or changed; nothing to commit"
+    return f"committed {_count(len(outcome.written), 'file')} as {sha}"

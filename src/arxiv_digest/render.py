@@ -28,6 +28,7 @@ BLOCK_START = re.compile(r"^(\s*)(#|[-+*=](?=\s|$)|\d+[.)](?=\s|$))")
 
 
 PENDING_LINE = "（中文译文待生成，暂显示英文摘要。）"
+UNAVAILABLE_LINE = "（中文译文暂不可用：模型多次未能生成有效译文，显示英文摘要。）"
 
 
 def local_time(moment: datetime, tz: str) -> str:
@@ -48,6 +49,7 @@ def environment(user_dir: Path | None = None) -> jinja2.Environment:
     )
     env.filters["local"] = local_time
     env.globals["PENDING_LINE"] = PENDING_LINE
+    env.globals["UNAVAILABLE_LINE"] = UNAVAILABLE_LINE
     env.globals["SUMMARY_OPEN"] = "<summary>"
     return env
 
@@ -146,5 +148,5 @@ def render_template(env: jinja2.Environment, template: str, **values: object) ->
 def post_quality(text: str) -> tuple[int, int, int]:
     """(papers, translated, explained) of a rendered post; a rewrite must not lower any of them."""
     papers = len(re.findall(r"^## (?!补录)", text, re.MULTILINE))
-    pending = text.count(PENDING_LINE)
+    pending = text.count(PENDING_LINE) + text.count(UNAVAILABLE_LINE)
     return papers, papers - pending, len(re.findall(r"<summary[^>]*>详细解读</summary>", text))

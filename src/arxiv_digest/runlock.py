@@ -13,11 +13,11 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .errors import DigestError
+from .errors import DigestError, ExitCode
 
 
 class AlreadyRunning(DigestError):
-    exit_code = 4
+    exit_code = ExitCode.LOCKED
 
 
 @contextmanager

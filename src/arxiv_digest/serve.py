@@ -12,17 +12,26 @@ first build starts, so a change made while it runs, or right after ``serve`` ret
 missed. Pages get one injected script that
 polls ``/__livereload`` (server-sent events, reconnecting every second) and reloads, or shows
 why a rebuild failed.
+
+It answers only requests whose ``Host`` is an IP address, ``localhost`` or the name it serves on, so
+a web page whose domain an attacker points at 127.0.0.1 (DNS rebinding) cannot read the preview, and
+error texts sent to the browser carry no absolute file-system paths.
 """
 
 from __future__ import annotations
 
+import errno
 import html
 import ipaddress
 import json
 import logging
 import mimetypes
+import os
+import re
 import shutil
+import signal
 import socket
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
@@ -34,6 +43,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import watchfiles
 
+from . import templating
 from .site import SiteError, SiteOptions, build_site, template_dirs
 
 log = logging.getLogger(__name__)
@@ -41,6 +51,8 @@ log = logging.getLogger(__name__)
 SETTLE_MS = 300
 WATCH_TICK_MS = 200  # the watcher reports in this often, the first time once its watches are set up
 WATCH_READY_SECONDS = 10
+LISTEN_BACKLOG = 1024  # pending connections the kernel holds (socketserver's default of 5 drops a burst)
+ABSOLUTE_PATH = re.compile(r"(?<![\w.~:/-])/[^\s'\"<>()]+")
 LIVERELOAD_JS = b"""(() => {
   "use strict";
   const gen = new URL(document.currentScript.src).searchParams.get("gen");
@@ -70,6 +82,43 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def host_allowed(header: str | None, served_host: str) -> bool:
+    """Whether a request's ``Host`` names this preview: an IP address, ``localhost`` (or a name under
+    it, which browsers resolve to loopback themselves), or the host it was started on. A rebinding
+    attack needs a domain name of its own, so it never passes."""
+    if header is None:  # an HTTP/1.0 client that sends none: not a browser, so not a rebinding page
+        return True
+    try:
+        name = urlsplit("//" + header.strip()).hostname or ""  # lower case, without port or brackets
+    except ValueError:
+        return False
+    if name == "localhost" or name.endswith(".localhost") or name == served_host.lower():
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def without_paths(text: str, roots: Sequence[Path]) -> str:
+    """Error text fit for a browser: paths under ``roots`` relative to them, any other absolute path
+    cut to its file name (the preview may be reachable from other machines)."""
+    for root in sorted({str(r) for r in roots}, key=len, reverse=True):
+        text = text.replace(root.rstrip(os.sep) + os.sep, "")
+    return ABSOLUTE_PATH.sub(lambda match: match[0].rsplit("/", 1)[-1], text)
+
+
+def interrupt_on_sigterm() -> None:
+    """Make SIGTERM (``kill``, systemd, ``docker stop``) stop the preview the way Ctrl-C does, so its
+    temporary build folder is removed instead of left behind."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def safe_path(url_path: str) -> str | None:
     """The site-relative file a request path names, or None when it tries to leave the site (``..``,
     also percent-encoded as ``..%2f``, backslashes, NUL). Decoded once: ``%252e`` stays a file name."""
@@ -94,24 +143,29 @@ class ServeHandle:
         watch_paths: Sequence[Path],
         reload_options: Callable[[], SiteOptions] | None,
     ) -> None:
-        if not _is_loopback(host):
-            raise SiteError(f"serve listens on loopback only; {host!r} is not a loopback address")
         self.options = options
+        self.host = host
         self.build_count = 0
         self.last_error: str | None = None
         self._reload_options = reload_options
         self._watch_paths = [Path(p) for p in watch_paths]
-        self._tmp = tempfile.TemporaryDirectory(prefix="arxiv-digest-serve-")
-        self._folders = (Path(self._tmp.name) / "a", Path(self._tmp.name) / "b")
         self.live: Path | None = None
         self.generation = 0
         self._dirty = threading.Event()
         self._stopped = threading.Event()
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._server = _Server((host, port), _Handler, self, family)
+        self._server = _listen(host, port, self)
+        if not _is_loopback(host):
+            log.warning(
+                "serving on %s: anyone who can reach this machine on port %d can see the preview",
+                "every network interface" if host in ("0.0.0.0", "::") else host,
+                self._server.server_address[1],
+            )
         shown = f"[{host}]" if ":" in host else host
         self.url = f"http://{shown}:{self._server.server_address[1]}"
+        self._tmp = tempfile.TemporaryDirectory(prefix="arxiv-digest-serve-")
+        self._folders = (Path(self._tmp.name) / "a", Path(self._tmp.name) / "b")
         self._threads: list[threading.Thread] = []
+        self._serving = False
 
     # -- building ---------------------------------------------------------------------------------
 
@@ -185,6 +239,7 @@ class ServeHandle:
         for event in ready:
             event.wait(WATCH_READY_SECONDS)
         self.build()
+        self._serving = True
         self._thread(self._server.serve_forever)
         self._thread(self._rebuild_loop)
 
@@ -197,7 +252,8 @@ class ServeHandle:
         if self._stopped.is_set():
             return
         self._stopped.set()
-        self._server.shutdown()
+        if self._serving:  # shutdown() would wait forever for a loop that never started
+            self._server.shutdown()
         self._server.server_close()
         for thread in self._threads:
             thread.join(timeout=5)
@@ -206,6 +262,13 @@ class ServeHandle:
     @property
     def stopped(self) -> bool:
         return self._stopped.is_set()
+
+    @property
+    def public_error(self) -> str:
+        """``last_error`` as the browser may see it: no absolute paths."""
+        roots = [self.options.posts_dir.parent, Path(self._tmp.name), templating.packaged_dir(), Path.cwd()]
+        roots += [d.parent for d in self.options.templates_dirs]
+        return without_paths(self.last_error or "", [r.resolve() for r in roots] + roots)
 
     def wait(self) -> None:
         try:
@@ -217,8 +280,30 @@ class ServeHandle:
             self.stop()
 
 
+def _listen(host: str, port: int, preview: ServeHandle) -> _Server:
+    """The listening server, or one clear ``SiteError`` (port in use, unknown or foreign address)."""
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        return _Server((host, port), _Handler, preview, family)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            why = "the port is in use (another preview?); choose another with --port, or --port 0 for any free one"
+        elif exc.errno == errno.EADDRNOTAVAIL:
+            why = "this machine has no such address"
+        else:
+            why = exc.strerror or str(exc)
+        raise SiteError(f"cannot listen on {host}:{port}: {why}") from None
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = LISTEN_BACKLOG
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A browser that closes a connection early (a reload, a closed tab) is not worth a traceback."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
 
     def __init__(
         self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], preview: ServeHandle, family: int
@@ -242,6 +327,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _respond(self, head: bool) -> None:
         preview = self.server.preview
+        if not host_allowed(self.headers.get("Host"), preview.host):
+            self._send(403, "text/plain; charset=utf-8", b"This preview answers only to its own address.\n", head)
+            return
         url = urlsplit(self.path)
         if url.path == "/__livereload":
             self._events(parse_qs(url.query).get("gen", [""])[0])
@@ -255,21 +343,25 @@ class _Handler(BaseHTTPRequestHandler):
             return
         live = preview.live
         if live is None:
-            message = f"<h1>The site could not be built</h1><pre>{html.escape(preview.last_error or '')}</pre>"
+            message = f"<h1>The site could not be built</h1><pre>{html.escape(preview.public_error)}</pre>"
             self._send(503, "text/html; charset=utf-8", self._page(message), head)
             return
-        target = live / rel
-        if target.is_dir():
-            if rel and not url.path.endswith("/"):
-                self._redirect(url.path + "/")
-                return
-            target = target / "index.html"
-        hidden = any(part.startswith(".") for part in rel.split("/"))
-        if hidden or not target.is_file() or not target.resolve().is_relative_to(live.resolve()):
+        try:
+            target = live / rel
+            if target.is_dir():
+                if rel and not url.path.endswith("/"):
+                    self._redirect(url.path + "/")
+                    return
+                target = target / "index.html"
+            hidden = any(part.startswith(".") for part in rel.split("/"))
+            found = not hidden and target.is_file() and target.resolve().is_relative_to(live.resolve())
+            data = target.read_bytes() if found else b""
+        except OSError:  # a name too long for the file system, and the like: no such page
+            found = False
+        if not found:
             self._send(404, "text/html; charset=utf-8", self._page("<h1>Not found</h1>"), head)
             return
         kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
-        data = target.read_bytes()
         if kind == "text/html":
             data = self._inject(data)
         if kind.startswith("text/") or kind in ("application/json", "application/xml", "text/javascript"):
@@ -312,7 +404,7 @@ class _Handler(BaseHTTPRequestHandler):
         if str(preview.generation) != seen:
             body += f"data: {preview.generation}\n\n".encode()
         elif preview.last_error:
-            body += f"event: failure\ndata: {json.dumps(preview.last_error)}\n\n".encode()
+            body += f"event: failure\ndata: {json.dumps(preview.public_error)}\n\n".encode()
         self._send(200, "text/event-stream", body, head=False)
 
 

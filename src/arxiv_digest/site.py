@@ -64,8 +64,10 @@ CONTENT_START, CONTENT_END = "<!--post-content-->", "<!--/post-content-->"
 FEED_POSTS = 10
 CATEGORY_FEED_PAPERS = 20
 SEARCH_SHARDS = 128
-TEMPLATES = ("base.html", "_macros.html", "index.html", "post.html", "category.html", "categories.html")
-TEMPLATES += ("archive.html", "search.html", "feed.xml", "paper.html", "topic.html", "topics.html")
+TEMPLATES = (
+    *("base.html", "_macros.html", "index.html", "post.html", "category.html", "categories.html"),
+    *("archive.html", "search.html", "feed.xml", "paper.html", "topic.html", "topics.html"),
+)
 PARALLEL_MIN_POSTS = 48  # below this, starting worker processes costs more than it saves
 POSTS_PER_TASK = 25
 
@@ -263,7 +265,8 @@ def _head(source: str, path: Path, digest: str, stamp: str, front: dict[str, Any
             raise SiteError(f"{path}: invalid date {found[0]!r}") from None
     url = _permalink(str(front["permalink"]), path) if front.get("permalink") else f"{day:%Y/%m/%d}/{_slug(slug)}.html"
     title = str(front.get("title") or stem)
-    arxiv_id, classes = front.get("arxiv_id"), ()
+    arxiv_id = front.get("arxiv_id")
+    classes: tuple[str, ...] = ()
     if arxiv_id is not None and str(arxiv_id).strip():
         if not isinstance(arxiv_id, str) and slug.startswith(str(arxiv_id)):
             arxiv_id = slug  # unquoted YAML read 2601.10010 as a number and dropped the trailing 0
@@ -1182,7 +1185,9 @@ class _Builder:
             meta.source: (daily[i - 1] if i else None, daily[i + 1] if i + 1 < len(daily) else None)
             for i, meta in enumerate(daily)
         }
-        jobs, posts, urls = [], {}, {}
+        jobs: list[_PostJob] = []
+        posts: dict[str, PostMeta] = {}
+        urls: dict[str, str] = {}
         for meta, path, convert in scanned:
             newer, older = neighbours.get(meta.source, (None, None))
             if meta.is_paper:
@@ -1302,9 +1307,9 @@ class _Builder:
         summary = [[t.kind, t.name, t.papers] for t, _ in topics]
         for kind in ("classes", "tags"):  # the same overview at both, so neither folder is a dead end
             self.page(f"{kind}/index.html", summary, "topics.html", classes=classes, tags=tags, page_title="类别与标签")
-        for topic, members in topics:
+        for topic, papers in topics:
             self._paginate(
-                members,
+                papers,
                 partial(_topic_path, topic.kind, topic.slug),
                 "topic.html",
                 lambda page: page.date,

@@ -1,8 +1,14 @@
-"""The LLM stage: prompts, answer validation, cache keys, and concurrent filling of pending papers.
+"""The LLM stage's rules: prompts, answer validation, and one job run until its answer is valid.
 
 Answers are normalised (a leading ``<think>`` block and a wrapping code fence are removed), then
-validated; an invalid answer is retried with a message saying what was wrong. Only valid texts
-are ever stored, so a post never shows an error or a half answer.
+judged in an order that names the real problem: content first (empty, reasoning that never ends,
+a refusal, the prompt echoed back, a repetition loop, not Chinese), then size (cut off at
+``max_tokens``, or longer than the task's ``Bounds``), then format (sections, preamble, fences).
+A streamed answer is watched with the same content and size checks and stopped as soon as one
+fails. A retry always differs from the call before it: a corrective message naming the problem
+(quoting only a short excerpt of the bad answer) and, after a runaway answer, a lower temperature
+and repetition penalties. Only valid texts are ever stored, so a post never shows an error or a
+half answer.
 """
 
 from __future__ import annotations
@@ -14,16 +20,22 @@ import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import jinja2
 
-from .fulltext import FullText
-from .llm import ChatClient, LLMError
-from .models import PageInfo, Paper
+from .earlystop import find_loop
+from .fulltext import Source
+from .glossary import Term, missing_terms
+from .grounding import SourceText, unsupported
+from .llm import ChatClient, Completion, LLMError
+from .models import PageInfo, Paper, TextKind
+from .verdict import Verdict
 
 log = logging.getLogger(__name__)
 
 THINK = re.compile(r"^\s*<think>.*?</think>\s*", re.DOTALL | re.IGNORECASE)
+OPEN_THINK = re.compile(r"^\s*<think>", re.IGNORECASE)
 FENCE = re.compile(r"^\s*```[\w-]*[ \t]*\n(.*?)\n```\s*$", re.DOTALL)
 CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 LATIN = re.compile(r"[A-Za-z]")
@@ -36,10 +48,37 @@ REFUSAL = re.compile(
 )
 SECTION = re.compile(r"^[ \t]*\**([123])[)）]\**[ \t]*(.*)$", re.MULTILINE)
 SECTION_CHARS = (20, 4000)
+EXCERPT_CHARS = 200  # of a rejected answer: logged with -v and quoted back to the model
+ECHO_GRAM, ECHO_SHARE, ECHO_WINDOW = 12, 0.5, 2000  # an answer made mostly of the prompt's 12-grams
+# characters of a streamed answer before it is judged for echoing the prompt, and for its language
+STREAM_ECHO_AFTER, STREAM_LANGUAGE_AFTER = 100, 200
+RUNAWAY = frozenset({"loop", "too_long", "truncated", "think"})  # answers that did not know when to stop
 
 
 class InvalidAnswer(ValueError):
-    """The answer broke a rule; the message is fed back to the model in Chinese and English."""
+    """The answer broke a rule; the message is fed back to the model in Chinese and English.
+    ``reason`` names the kind of rule (for the model verdict and the run report)."""
+
+    def __init__(self, message: str, reason: str = "format", items: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.items = list(items)  # what exactly was wrong, where that is a list (numbers, terms)
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The longest answer a task can need, derived from its input. Longer answers are invalid
+    (never written), and a streamed answer is stopped as soon as it passes the bound."""
+
+    max_chars: int
+
+    @classmethod
+    def for_task(cls, kind: str, paper: Paper, prompt_chars: int) -> Bounds:
+        if kind == "translation":  # Chinese runs at a third to a half of the English it translates
+            return cls(2 * len(paper.summary) + 500)
+        if kind == "explainer":  # three sections of at most SECTION_CHARS each, less for a short source
+            return cls(min(3 * SECTION_CHARS[1], 2000 + 2 * prompt_chars))
+        return cls(3000)  # the page's small JSON object
 
 
 def normalise(answer: str) -> str:
@@ -53,19 +92,88 @@ def chinese_ratio(text: str) -> float:
     return cjk / max(cjk + len(LATIN.findall(text)) / 4, 1)
 
 
+def _grams(text: str) -> set[str]:
+    flat = " ".join(text.split())
+    return {flat[i : i + ECHO_GRAM] for i in range(len(flat) - ECHO_GRAM + 1)}
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What every answer to one job must satisfy, prepared once per job."""
+
+    bounds: Bounds
+    chinese: bool  # the answer must be mostly Chinese (not the page's JSON)
+    prompt_grams: frozenset[str]
+
+    @classmethod
+    def of(cls, job: Job) -> Expectation:
+        prompt = "\n".join(m["content"] for m in job.messages)
+        bounds = Bounds.for_task(job.kind, job.paper, len(job.messages[-1]["content"]))
+        return cls(bounds, job.kind != "page", frozenset(_grams(prompt)))
+
+    def echoes(self, text: str) -> bool:
+        mine = _grams(text[:ECHO_WINDOW])
+        return len(mine) >= ECHO_GRAM and len(mine & self.prompt_grams) >= ECHO_SHARE * len(mine)
+
+
+def content_problem(text: str, expect: Expectation, *, partial: bool = False) -> InvalidAnswer | None:
+    """The first content or size rule ``text`` breaks; ``partial`` for a stream still arriving
+    (judged only once enough of it is there)."""
+    if OPEN_THINK.match(text):  # normalise() removed a closed block: this one has not ended
+        if partial and len(text) <= 2 * expect.bounds.max_chars:
+            return None
+        return InvalidAnswer("推理过程 <think> 没有结束 (the <think> block never ends)", "think")
+    if not text:
+        return None if partial else InvalidAnswer("回答为空 (the answer was empty)", "empty")
+    if "<think>" in text.lower() or "</think>" in text.lower():
+        return InvalidAnswer("回答包含推理过程 <think> (the answer contains reasoning)", "think")
+    if REFUSAL.search(text[:80]):
+        return InvalidAnswer("回答是拒绝或道歉 (the answer is a refusal)", "refusal")
+    if (not partial or len(text) >= STREAM_ECHO_AFTER) and expect.echoes(text):
+        return InvalidAnswer("回答在复述提示词或原文，而不是完成任务 (the answer echoes the prompt)", "echo")
+    if (unit := find_loop(text)) is not None:
+        return InvalidAnswer(f"回答陷入重复，“{unit}”反复出现 (the answer repeats itself)", "loop")
+    judged = not partial or len(text) >= STREAM_LANGUAGE_AFTER
+    if judged and expect.chinese and chinese_ratio(text) < (0.3 if partial else 0.5):
+        return InvalidAnswer("回答不是以中文为主 (the answer must be in Simplified Chinese)", "language")
+    if len(text) > expect.bounds.max_chars:
+        return InvalidAnswer(
+            f"回答长度 {len(text)} 字，远超任务所需的 {expect.bounds.max_chars} 字 (the answer is far too long)",
+            "too_long",
+        )
+    return None
+
+
+def watch_answer(content: str, expect: Expectation) -> InvalidAnswer | None:
+    """For the client's stream: a reason to stop reading this answer now, or None."""
+    return content_problem(THINK.sub("", content.replace("\r\n", "\n")).lstrip(), expect, partial=True)
+
+
+def judge(completion: Completion, job: Job, expect: Expectation) -> str:
+    """The validated text of ``completion``: content checks, then size, then the task's format."""
+    if isinstance(completion.stopped, InvalidAnswer):
+        raise completion.stopped
+    problem = content_problem(normalise(completion.content), expect)
+    if problem is not None:
+        raise problem
+    if completion.finish_reason == "length":
+        raise InvalidAnswer("回答在长度上限处被截断，请更简洁 (the answer was cut off; be more concise)", "truncated")
+    return job.check(completion.content)
+
+
 def _common_checks(text: str) -> None:
     if not text:
-        raise InvalidAnswer("回答为空 (the answer was empty)")
+        raise InvalidAnswer("回答为空 (the answer was empty)", "empty")
     if "<think>" in text.lower() or "</think>" in text.lower():
-        raise InvalidAnswer("回答包含推理过程 <think> (the answer contains reasoning)")
+        raise InvalidAnswer("回答包含推理过程 <think> (the answer contains reasoning)", "think")
+    if REFUSAL.search(text[:80]):
+        raise InvalidAnswer("回答是拒绝或道歉 (the answer is a refusal)", "refusal")
+    if chinese_ratio(text) < 0.5:
+        raise InvalidAnswer("回答不是以中文为主 (the answer must be in Simplified Chinese)", "language")
     if "```" in text:
         raise InvalidAnswer("回答包含代码块 (no code fences)")
-    if REFUSAL.search(text[:80]):
-        raise InvalidAnswer("回答是拒绝或道歉 (the answer is a refusal)")
     if PREAMBLE.match(text):
         raise InvalidAnswer("回答以开场白开头，只需输出正文 (no preamble, only the text)")
-    if chinese_ratio(text) < 0.5:
-        raise InvalidAnswer("回答不是以中文为主 (the answer must be in Simplified Chinese)")
 
 
 def check_translation(answer: str, paper: Paper) -> str:
@@ -143,7 +251,7 @@ def page_from_json(text: str) -> PageInfo:
     return PageInfo(data["title"], data["class"], data["reason"], tuple(data["tags"]))
 
 
-# -- prompts & cache keys --------------------------------------------------------------------------
+# -- prompts --------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -165,51 +273,13 @@ def load_prompt(env: jinja2.Environment, name: str) -> Prompt:
     return Prompt(name, env.get_template(name), hashlib.sha256(source.encode()).hexdigest()[:16])
 
 
-def _sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def translation_key(paper: Paper, prompt: Prompt, model: str) -> str:
-    return _sha(
-        json.dumps(
-            [
-                "translation",
-                paper.versioned_id,
-                _sha(paper.title + "\n" + paper.summary),
-                prompt.digest,
-                model,
-            ]
-        )
-    )
-
-
-def page_key(paper: Paper, prompt: Prompt, model: str, taxonomy: Sequence[str]) -> str:
-    return _sha(
-        json.dumps(
-            ["page", paper.versioned_id, _sha(paper.title + "\n" + paper.summary), prompt.digest, model, list(taxonomy)]
-        )
-    )
-
-
-def explainer_key(paper: Paper, fulltext: FullText, prompt: Prompt, model: str) -> str:
-    parts = [
-        "explainer",
-        paper.versioned_id,
-        _sha(paper.summary),
-        fulltext.source,
-        fulltext.sha256,
-        prompt.digest,
-        model,
-    ]
-    return _sha(json.dumps(parts))
-
-
 # -- running calls ------------------------------------------------------------------------------------
 
 
 @dataclass
 class Usage:
-    """Counters shared by the worker threads; also enforces the per-run budget."""
+    """Counters shared by the worker threads; also enforces the per-run budget. Every public field
+    lands in the run report."""
 
     max_calls: int = 0
     max_tokens: int = 0
@@ -219,6 +289,13 @@ class Usage:
     failures: int = 0
     cache_hits: int = 0
     skipped_by_budget: int = 0
+    passed: int = 0  # answers that passed validation
+    rejected: dict[str, int] = field(default_factory=dict)  # answers rejected, by reason
+    early_stops: int = 0  # streamed answers stopped as soon as they were clearly invalid
+    tokens_saved: int = 0  # at most this many output tokens not generated thanks to early stops
+    estimated_usage: int = 0  # calls whose server reported no token counts (we estimated them)
+    ungrounded: dict[str, list[str]] = field(default_factory=dict)  # explainers kept with unsupported items
+    glossary_misses: dict[str, list[str]] = field(default_factory=dict)  # translations kept despite the glossary
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def reserve(self) -> bool:
@@ -237,6 +314,27 @@ class Usage:
             self.tokens_in += tokens_in
             self.tokens_out += tokens_out
 
+    def record(self, completion: Completion, max_tokens: int) -> None:
+        """Tokens of one call, and what an early stop saved (at most ``max_tokens`` minus what was read)."""
+        self.add(completion.prompt_tokens, completion.completion_tokens)
+        with self._lock:
+            self.estimated_usage += completion.usage_estimated
+            if completion.stopped is not None:
+                self.early_stops += 1
+                self.tokens_saved += max(0, max_tokens - completion.completion_tokens)
+
+    def judged(self, reason: str | None) -> None:
+        with self._lock:
+            if reason is None:
+                self.passed += 1
+            else:
+                self.rejected[reason] = self.rejected.get(reason, 0) + 1
+
+    def kept_despite(self, job: Job, problem: InvalidAnswer) -> None:
+        ledger = self.ungrounded if problem.reason == "ungrounded" else self.glossary_misses
+        with self._lock:
+            ledger[job.paper.versioned_id] = problem.items
+
     def failed(self) -> None:
         with self._lock:
             self.failures += 1
@@ -248,34 +346,127 @@ class BudgetExhausted(Exception):
 
 @dataclass(frozen=True)
 class Job:
-    kind: str  # "translation" | "explainer"
+    kind: TextKind
     paper: Paper
     key: str
     model: str
     messages: list[dict[str, str]]
     check: Callable[[str], str]
-    source: str  # what the model read: "abstract", "html" or "pdf"
+    source: Source  # what the model read
+    terms: tuple[Term, ...] = ()  # glossary terms occurring in the paper (a translation must use them)
 
 
-def run_job(job: Job, chat: ChatClient, usage: Usage, temperature: float, max_tokens: int, attempts: int) -> str:
-    """Call until the answer validates; each invalid answer is sent back with what was wrong."""
+def retry_settings(runaways: int, temperature: float) -> tuple[float, dict[str, float]]:
+    """Sampling for the next call: after ``runaways`` answers that did not know when to stop
+    (loops, cut off, far too long), a lower temperature and growing repetition penalties."""
+    if not runaways:
+        return temperature, {}
+    return round(temperature / (runaways + 1), 3), {
+        "frequency_penalty": round(min(2.0, 0.3 * runaways), 2),
+        "presence_penalty": round(min(2.0, 0.2 * runaways), 2),
+        "repeat_penalty": round(1.05 + 0.1 * runaways, 2),  # llama.cpp and Ollama only
+    }
+
+
+def excerpt(answer: str, limit: int = EXCERPT_CHARS) -> str:
+    text = answer.strip()
+    return text if len(text) <= limit else text[:limit] + "……"
+
+
+def corrective(job: Job, answer: str, problem: InvalidAnswer, retry: int) -> list[dict[str, str]]:
+    """The original request, a short excerpt of the rejected answer, and what was wrong with it."""
+    request = f"上面的回答不符合要求：{problem}。请严格按要求重新输出完整的回答，不要解释（第 {retry} 次重试）。"
+    return [
+        *job.messages,
+        {"role": "assistant", "content": excerpt(answer) or "（空）"},
+        {"role": "user", "content": request},
+    ]
+
+
+def soft_problem(text: str, job: Job) -> InvalidAnswer | None:
+    """Problems worth one more try but not worth losing a valid answer over: numbers or names in an
+    explainer that the source does not contain; glossary terms a translation rendered otherwise."""
+    if job.kind == "explainer":
+        items = unsupported(text, SourceText("\n".join(m["content"] for m in job.messages)))
+        if items:
+            shown = "、".join(items[:12])
+            message = f"以下数字或名称在给出的论文内容中找不到：{shown}。只写原文中出现的数字与名称"
+            return InvalidAnswer(message + " (numbers or names not in the paper)", "ungrounded", items)
+    if job.kind == "translation" and (missing := missing_terms(text, job.terms)):
+        wanted = "、".join(f"{t.english} → {t.preferred}" for t in missing)
+        message = f"请按术语表翻译这些术语：{wanted} (use the glossary)"
+        return InvalidAnswer(message, "glossary", [t.english for t in missing])
+    return None
+
+
+def run_job(
+    job: Job,
+    chat: ChatClient,
+    usage: Usage,
+    temperature: float,
+    max_tokens: int,
+    attempts: int,
+    *,
+    verdict: Verdict | None = None,
+) -> str:
+    """Call until the answer validates; each invalid answer is sent back, in short, with what was
+    wrong. An answer valid but for a soft problem is retried once, then the better one is kept.
+    Raises ``verdict.ModelUnfit`` when the run's verdict says the model cannot do the job."""
+    expect = Expectation.of(job)
+    watch = partial(watch_answer, expect=expect)
     messages = list(job.messages)
-    problem = ""
-    for _ in range(attempts):
+    problem: InvalidAnswer | None = None
+    kept: tuple[str, InvalidAnswer] | None = None  # valid but for a soft problem, kept unless bettered
+    runaways = 0
+    for attempt in range(attempts):
+        if verdict is not None and kept is None:
+            verdict.check(job.model)
         if not usage.reserve():
+            if kept is not None:
+                break
             raise BudgetExhausted
-        completion = chat.complete(messages, job.model, temperature, max_tokens)
-        usage.add(completion.prompt_tokens, completion.completion_tokens)
+        runaways += problem is not None and problem.reason in RUNAWAY
+        call_temperature, options = retry_settings(runaways, temperature)
         try:
-            if completion.finish_reason == "length":
-                raise InvalidAnswer("回答被截断，请更简洁 (the answer was cut off; be more concise)")
-            return job.check(completion.content)
+            completion = chat.complete(messages, job.model, call_temperature, max_tokens, options=options, watch=watch)
+        except LLMError:
+            if kept is not None:
+                break  # the retry for a soft problem failed in transport: keep the valid answer
+            raise
+        usage.record(completion, max_tokens)
+        try:
+            text = judge(completion, job, expect)
         except InvalidAnswer as exc:
-            problem = str(exc)
-            log.info("%s %s: invalid answer: %s", job.paper.versioned_id, job.kind, problem)
-            messages = [
-                *job.messages,
-                {"role": "assistant", "content": completion.content[:4000]},
-                {"role": "user", "content": f"上面的回答不符合要求：{problem}。请严格按要求重新输出。"},
-            ]
+            usage.judged(exc.reason)
+            if verdict is not None:
+                verdict.record(job.model, exc.reason)
+            log.info(
+                "%s %s: answer rejected (%s): %s; it began: %r",
+                job.paper.versioned_id,
+                job.kind,
+                exc.reason,
+                exc,
+                chat.redact(excerpt(completion.content)),
+            )
+            if kept is not None:
+                break  # the one retry for a soft problem came back invalid: keep the earlier answer
+            problem = exc
+            messages = corrective(job, completion.content, exc, attempt + 1)
+            continue
+        usage.judged(None)
+        if verdict is not None:
+            verdict.record(job.model, None)
+        soft = soft_problem(text, job)
+        if soft is None:
+            return text
+        log.info("%s %s: %s", job.paper.versioned_id, job.kind, soft)
+        if kept is None or len(soft.items) < len(kept[1].items):
+            kept = (text, soft)
+        if problem is not None and problem.reason == soft.reason:
+            break  # retried once for it already
+        problem = soft
+        messages = corrective(job, completion.content, soft, attempt + 1)
+    if kept is not None:
+        usage.kept_despite(job, kept[1])
+        return kept[0]
     raise LLMError(f"no valid {job.kind} after {attempts} attempts: {problem}")

@@ -45,11 +45,21 @@ def latest_closed_day(now: datetime, tz: str, anchor: str) -> date:
     return day_containing(now, tz, anchor) - timedelta(days=1)
 
 
+FIRST_DAY = date(1991, 8, 1)  # arXiv opened in August 1991
+LAST_DAY = date.max - timedelta(days=2)  # a window ending later has no instant that Python can represent
+
+
 def parse_day(value: str) -> date:
+    """A post date from the command line, within the span arXiv and the window math can cover."""
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise UsageError(f'"{value}" is not a valid date (expected YYYY-MM-DD, e.g. 2026-01-15)') from None
+    if day < FIRST_DAY:
+        raise UsageError(f"{day} is before arXiv began (August 1991); give a date from {FIRST_DAY} on")
+    if day > LAST_DAY:
+        raise UsageError(f"{day} is in the future; nothing to generate yet")
+    return day
 
 
 def closed_window(day: date, tz: str, anchor: str, now: datetime) -> Window:

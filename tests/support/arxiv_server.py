@@ -37,12 +37,8 @@ import fnmatch
 import hashlib
 import json
 import re
-import select
-import socket
-import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -50,12 +46,12 @@ from datetime import time as dtime
 from functools import lru_cache
 from html import escape as html_escape
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, quote, urlsplit
 from zoneinfo import ZoneInfo
+
+from .loopback import LoopbackHandler, LoopbackServer
 
 FIXTURE_DIR = Path(__file__).resolve().parent.parent / "fixtures"
 LISTINGS_PATH = FIXTURE_DIR / "listings" / "cs.SD-eess.AS-2025-05-to-09.json"
@@ -599,35 +595,15 @@ class _Response:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, like export.arxiv.org
+class _Handler(LoopbackHandler):
     server_version = "FakeArxiv/1.0"
-    timeout = 15  # idle keep-alive connections go away eventually
-    server: _HTTPServer
 
     def do_GET(self) -> None:
         """Every GET goes to the owning ArxivServer."""
-        self.server.fake._dispatch(self)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence per-request logging; tests read ``ArxivServer.requests`` instead."""
+        cast("ArxivServer", self.owner)._dispatch(self)
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, fake: ArxivServer) -> None:
-        self.fake = fake
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Clients that time out and hang up are part of the tests, not errors worth a traceback."""
-        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
-            return
-        super().handle_error(request, client_address)
-
-
-class ArxivServer:
+class ArxivServer(LoopbackServer[RecordedRequest, Fault]):
     """A threaded loopback arXiv API: ``GET /api/query``, ``GET /abs/<id>``, whatever ``files``
     holds (``/html/<id>`` and ``/pdf/<id>`` full texts), 404 otherwise.
 
@@ -635,6 +611,10 @@ class ArxivServer:
     call ``close()``. Faults queued with ``inject`` are consumed, in order, one per request to
     ``/api/query``.
     """
+
+    handler = _Handler
+    fault_type = Fault
+    thread_name = "fake-arxiv"
 
     def __init__(
         self,
@@ -647,43 +627,15 @@ class ArxivServer:
         self.papers: list[FakePaper] = list(papers)
         # full-text downloads: "/html/2601.00001v1" -> (status, body, content type)
         self.files: dict[str, tuple[int, bytes, str]] = {}
-        self.requests: list[RecordedRequest] = []
         self.legacy_http_links = legacy_http_links
         self.stall_seconds = stall_seconds
-        self.in_flight = 0
-        self.max_in_flight = 0
         self._now = now if now is not None else (lambda: datetime.now(UTC))
-        self._lock = threading.RLock()
-        self._faults: deque[Fault] = deque()
         self._last_page_first: FakePaper | None = None
-        self._closing = threading.Event()
-        self._httpd = _HTTPServer(self)
-        port = self._httpd.server_address[1]
-        self.base = f"http://127.0.0.1:{port}"
+        super().__init__()
+        self.base = self.root_url
         self.url = f"{self.base}/api/query"
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-arxiv", daemon=True
-        )
-        self._thread.start()
 
     # -- control ------------------------------------------------------------------------------
-
-    def __enter__(self) -> ArxivServer:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Stop serving; stalled handlers give up at once."""
-        if self._closing.is_set():
-            return
-        self._closing.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
 
     def now(self) -> datetime:
         """The server's clock: decides which papers are announced and stamps feed ``<updated>``."""
@@ -694,18 +646,6 @@ class ArxivServer:
         fixed = _aware(dt, "set_now")
         with self._lock:
             self._now = lambda: fixed
-
-    def inject(self, *faults: str | Fault) -> None:
-        """Queue faults; each is consumed by the next request to ``/api/query``."""
-        parsed = [f if isinstance(f, Fault) else Fault(f) for f in faults]
-        with self._lock:
-            self._faults.extend(parsed)
-
-    @property
-    def pending_faults(self) -> int:
-        """How many injected faults no request has consumed yet."""
-        with self._lock:
-            return len(self._faults)
 
     def api_requests(self) -> list[RecordedRequest]:
         """Recorded requests to ``/api/query`` only."""
@@ -725,15 +665,11 @@ class ArxivServer:
         split = urlsplit(handler.path)
         params = {k: v[0] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
         record = RecordedRequest(split.path, params, Headers(handler.headers.items()), arrival)
-        with self._lock:
-            self.requests.append(record)
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        self._begin(record)
         done = threading.Event()
         try:
             if split.path.rstrip("/") == "/api/query":
-                with self._lock:
-                    fault = self._faults.popleft() if self._faults else None
+                fault = self._next_fault()
                 record.fault = fault.kind if fault else None
                 response = self._api_query(handler, params, fault)
             elif split.path.startswith("/abs/"):
@@ -750,8 +686,7 @@ class ArxivServer:
             self._send(handler, response, done)
         finally:
             if not done.is_set():
-                with self._lock:
-                    self.in_flight -= 1
+                self._end()
 
     def _send(self, handler: _Handler, response: _Response, done: threading.Event) -> None:
         """Write the whole response in one go, leaving the in-flight count just before the write.
@@ -773,30 +708,13 @@ class ArxivServer:
             lines.append("Connection: close")
         raw = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + response.body
         with self._lock:
-            self.in_flight -= 1
+            self._end()
             done.set()
         try:
             handler.wfile.write(raw)
             handler.wfile.flush()
         except OSError:
             handler.close_connection = True
-
-    def _stall(self, handler: _Handler, seconds: float) -> bool:
-        """Sleep ``seconds``; return False early if the client hangs up or the server closes."""
-        deadline = time.monotonic() + seconds
-        sock = handler.connection
-        while (remaining := deadline - time.monotonic()) > 0:
-            if self._closing.is_set():
-                return False
-            try:
-                readable, _, _ = select.select([sock], [], [], min(remaining, 0.01))
-                if readable:
-                    if not sock.recv(1, socket.MSG_PEEK):
-                        return False  # EOF: the client timed out and closed the connection
-                    return not self._closing.wait(max(deadline - time.monotonic(), 0))
-            except (OSError, ValueError):
-                return False
-        return not self._closing.is_set()
 
     def _api_query(self, handler: _Handler, params: dict[str, str], fault: Fault | None) -> _Response | None:
         kind = fault.kind if fault else None

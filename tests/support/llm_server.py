@@ -22,20 +22,17 @@ import copy
 import gzip
 import hashlib
 import json
-import socket
-import threading
 import time
 import uuid
 import zlib
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any, cast
 
 import yaml
+
+from .loopback import LoopbackHandler, LoopbackServer
 
 Responder = Callable[[dict], str]
 
@@ -56,6 +53,8 @@ FAULT_KINDS = frozenset(
         "context_length",
         "unauthorized",
         "gzip",
+        "echo_key",
+        "echo_headers",
     }
 )
 CONTEXT_LIMIT = 65536
@@ -128,6 +127,10 @@ UNAUTHORIZED_BODY: bytes = _raw_body(_R401)
 UNAUTHORIZED_HEADERS: dict[str, str] = _pick(_headers(_R401), "x-request-id", "content-type")
 
 _ROK = _response("openai_nonstream_gzip_body.mirascope.yaml")
+
+# llama-cpp-python (recorded for this project): its stream never carries usage, even when asked.
+_LLAMACPP = "llamacpp_python_gemma3_270m.yaml"
+EXTRA_STYLES = ("llamacpp",)  # styles whose streams lack a usage chunk (kept out of MODEL_STYLES)
 OPENAI_SUCCESS_HEADERS: dict[str, str] = _pick(_headers(_ROK), "x-ratelimit-", "openai-version")
 
 # Non-streaming templates: a real body per provider; ids, content and usage get overwritten.
@@ -136,6 +139,7 @@ _COMPLETION_TEMPLATES: dict[str, dict[str, Any]] = {
     "deepseek": _wire_order(_json_body(_response("deepseek_reasoner_nonstream_usage.pydantic-ai.yaml"))),
     "ollama": _json_body(_response("ollama_gemma3_nonstream.mirascope.yaml")),
     "vllm": _json_body(_response("vllm_chat_nonstream.openllmetry.yaml")),
+    "llamacpp": _json_body(_response(_LLAMACPP, 0)),
 }
 _OLLAMA_REASONING = _json_body(_response("ollama_qwen3_json_schema_reasoning.pydantic-ai.yaml"))
 assert "reasoning" in _OLLAMA_REASONING["choices"][0]["message"], "Ollama recording lost message.reasoning"
@@ -145,6 +149,7 @@ _STREAM_TEMPLATES: dict[str, list[dict[str, Any]]] = {
     "openai": _sse_events(_response("openai_stream_sse_usage.mirascope.yaml")),
     "deepseek": _sse_events(_response("deepseek_reasoner_stream_sse.pydantic-ai.yaml")),
     "vllm": _sse_events(_response("vllm_chat_stream_sse.openllmetry.yaml")),
+    "llamacpp": _sse_events(_response(_LLAMACPP, 1)),
 }
 
 
@@ -170,6 +175,36 @@ SERVER_ERROR_BODY = _pretty(
     _error("The server had an error while processing your request. Sorry about that!", "server_error", None)
 )
 OVERLOADED_BODY = json.dumps({"error": {"message": "Service is too busy. Please try again later."}}).encode()
+
+
+def echo_key_body(token: str) -> bytes:
+    """The recorded 401, but echoing the key in full, as OpenAI did until 2023 and some proxies still do."""
+    body = json.loads(UNAUTHORIZED_BODY)
+    body["error"]["message"] = (
+        f"Incorrect API key provided: {token}. You can find your API key at https://platform.openai.com/account/api-keys."
+    )
+    return _pretty(body)
+
+
+def echo_headers_body(headers: dict[str, str]) -> bytes:
+    """A gateway's 500 that dumps the request it could not forward, Authorization header included."""
+    shown = {k: v for k, v in headers.items() if k in ("authorization", "content-type", "user-agent")}
+    message = f"upstream connect error; request was POST /v1/chat/completions with headers {shown!r}"
+    return _pretty(_error(message, "server_error", None))
+
+
+def refusal_body(parameter: str) -> bytes:
+    """How servers refuse a parameter they do not know: vLLM's pydantic ``extra_forbidden`` list for
+    ``stream_options``, a plain message for ``stream``, OpenAI's wording for anything else."""
+    if parameter == "stream_options":
+        detail = [
+            {"type": "extra_forbidden", "loc": ["body", "stream_options"], "msg": "Extra inputs are not permitted"}
+        ]
+        return json.dumps({"object": "error", "message": str(detail), "type": "BadRequestError", "code": 400}).encode()
+    if parameter == "stream":
+        return _pretty(_error("Streaming is not supported by this endpoint.", "invalid_request_error", None, "stream"))
+    message = f"Unrecognized request argument supplied: {parameter}"
+    return _pretty(_error(message, "invalid_request_error", None))
 
 
 # --------------------------------------------------------------------------- public API
@@ -203,6 +238,7 @@ class RecordedRequest:
     status: int | None = None
     method: str = "POST"
     body: bytes = b""
+    events_sent: int = 0  # SSE events written before the stream ended or the client went away
 
 
 def count_tokens(text: str | None) -> int:
@@ -332,6 +368,12 @@ def _stream_events(style: str, a: _Answer, include_usage: bool) -> list[dict[str
         if include_usage:
             usage = _fill_usage(_COMPLETION_TEMPLATES["vllm"]["usage"], a.usage)
             events.append({**_chunk(t[0], a), "choices": [], "usage": usage})
+    elif style == "llamacpp":
+        # llama-cpp-python: role chunk, content pieces, an empty-delta finish chunk; never usage.
+        t = _STREAM_TEMPLATES["llamacpp"]
+        events.append(_chunk(t[0], a))
+        events += [_chunk(t[1], a, delta={"content": p}) for p in pieces]
+        events.append(_chunk(t[-1], a, finish_reason=a.finish_reason))
     else:  # ollama: no recorded stream; shape of Ollama's OpenAI-compat layer
         base = {
             "id": a.id,
@@ -362,41 +404,15 @@ _RESPONDER_FAILED = object()  # sentinel: the test's responder raised
 # --------------------------------------------------------------------------- HTTP plumbing
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    """Threaded so ``latency``/``stall`` in one request never blocks another."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-    owner: LLMServer
-
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LoopbackHandler):
     """Parses, records and dispatches one request; all policy lives in ``LLMServer``."""
 
-    protocol_version = "HTTP/1.1"  # keep-alive, like real providers (exercises httpx pooling)
     server_version = "llm-test-server"
     sys_version = ""
 
     @property
     def owner(self) -> LLMServer:
-        return cast(_HTTPServer, self.server).owner
-
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body go out in separate writes; without NODELAY, Nagle + delayed ACK
-        # would add ~40 ms to every keep-alive request.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.owner._track(self.connection, add=True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.owner._track(self.connection, add=False)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence per-request logging; tests inspect ``LLMServer.requests`` instead."""
+        return cast("LLMServer", self.server.owner)  # type: ignore[attr-defined]
 
     def do_POST(self) -> None:
         self._handle()
@@ -434,10 +450,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.owner._dispatch(self, record)
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
             self.close_connection = True  # client gave up (e.g. its timeout fired first)
-        except Exception as exc:  # a bug in this fake: make the test fail in __exit__, not just log
-            with self.owner._lock:
-                self.owner.errors.append(exc)
-            raise
 
     def send_bytes(
         self,
@@ -485,11 +497,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         compressor = zlib.compressobj(wbits=31) if gzip_body else None
         lines = [f"data: {json.dumps(e, ensure_ascii=False, separators=(',', ':'))}\n\n" for e in events]
+        delay = self.owner.chunk_delay
         for line in [*lines, "data: [DONE]\n\n"]:
+            if delay and self.owner._closing.wait(delay):
+                return
             data = line.encode("utf-8")
             if compressor:
                 data = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
             self._write_chunk(data)
+            self.wfile.flush()
+            record.events_sent += 1
         if compressor:
             self._write_chunk(compressor.flush())
         self.wfile.write(b"0\r\n\r\n")
@@ -502,13 +519,17 @@ class _Handler(BaseHTTPRequestHandler):
 # --------------------------------------------------------------------------- the server
 
 
-class LLMServer:
+class LLMServer(LoopbackServer[RecordedRequest, Fault]):
     """OpenAI-compatible chat-completions server on 127.0.0.1 (random port), with fault injection.
 
     Serving starts in ``__init__`` (so ``base_url`` works immediately); use it as a
     context manager or call ``close()``. Faults queued with ``inject`` are consumed,
     in order, by the next requests that reach the chat endpoint with valid auth.
     """
+
+    handler = _Handler
+    fault_type = Fault
+    thread_name = "llm-server"
 
     def __init__(
         self,
@@ -517,90 +538,29 @@ class LLMServer:
         latency: float = 0.0,
         api_key: str | None = None,
         model_style: str = "openai",
+        refuse: Iterable[str] = (),
+        chunk_delay: float = 0.0,
     ) -> None:
-        if model_style not in MODEL_STYLES:
-            raise ValueError(f"model_style must be one of {MODEL_STYLES}, not {model_style!r}")
+        if model_style not in (*MODEL_STYLES, *EXTRA_STYLES):
+            raise ValueError(f"model_style must be one of {MODEL_STYLES + EXTRA_STYLES}, not {model_style!r}")
+        self.refuse = set(refuse)  # request parameters answered with a 400 naming them
+        self.chunk_delay = chunk_delay  # seconds before each SSE event, like a model generating
         self.responder: Responder = responder or default_responder
         self.latency = latency
         self.api_key = api_key
         self.model_style = model_style
-        self.requests: list[RecordedRequest] = []
-        self.errors: list[BaseException] = []  # raised by the responder (or by this fake itself)
-        self.max_in_flight = 0
-        self.in_flight = 0
-        self._faults: deque[Fault] = deque()
         self._seen_prefixes: set[str] = set()
         self._seq = 0
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._connections: set[socket.socket] = set()
-        self._httpd = _HTTPServer(("127.0.0.1", 0), _Handler)
-        self._httpd.owner = self
-        self.port: int = self._httpd.server_address[1]
-        self.root_url = f"http://127.0.0.1:{self.port}"  # DeepSeek-style base_url (no /v1) also works
-        self.base_url = f"{self.root_url}/v1"
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, name="llm-server", daemon=True
-        )
-        self._thread.start()
-        self._closed = False
+        super().__init__()
+        self.base_url = f"{self.root_url}/v1"  # root_url: DeepSeek-style base_url (no /v1) also works
 
     # ---- test-facing controls
-
-    def inject(self, *faults: str | Fault) -> None:
-        """Queue faults; each is consumed by the next chat request, in order."""
-        normalized = [f if isinstance(f, Fault) else Fault(f) for f in faults]
-        with self._lock:
-            self._faults.extend(normalized)
 
     def set_responder(self, responder: Responder) -> None:
         """Swap the function that produces assistant content (takes effect for the next request)."""
         self.responder = responder
 
-    @property
-    def pending_faults(self) -> int:
-        """Faults not yet consumed (lets a test assert its script ran to the end)."""
-        with self._lock:
-            return len(self._faults)
-
-    def close(self) -> None:
-        """Stop serving, wake sleeping handlers and drop kept-alive connections."""
-        if self._closed:
-            return
-        self._closed = True
-        self._stop.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        with self._lock:
-            connections = list(self._connections)
-        for conn in connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> LLMServer:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-        if exc_type is None and self.errors:
-            first = self.errors[0]
-            raise AssertionError(f"LLMServer: responder raised {len(self.errors)} time(s)") from first
-
     # ---- internals (called from handler threads)
-
-    def _track(self, conn: socket.socket, *, add: bool) -> None:
-        with self._lock:
-            if add:
-                self._connections.add(conn)
-            else:
-                self._connections.discard(conn)
-
-    def _next_fault(self) -> Fault | None:
-        with self._lock:
-            return self._faults.popleft() if self._faults else None
 
     def _next_id(self, style: str) -> str:
         with self._lock:
@@ -613,18 +573,16 @@ class LLMServer:
             return f"chatcmpl-{seq}"
         if style == "vllm":
             return f"chat-{digest[:32]}"
+        if style == "llamacpp":
+            return f"chatcmpl-{uuid.UUID(digest[:32], version=4)}"
         return f"chatcmpl-{digest[:29]}"
 
     def _dispatch(self, handler: _Handler, record: RecordedRequest) -> None:
-        with self._lock:
-            self.requests.append(record)
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        self._begin(record)
         try:
             self._respond(handler, record)
         finally:
-            with self._lock:
-                self.in_flight -= 1
+            self._end()
 
     def _respond(self, h: _Handler, record: RecordedRequest) -> None:
         path = record.path.split("?", 1)[0].rstrip("/")
@@ -649,9 +607,14 @@ class LLMServer:
             h.send_bytes(record, 400, _pretty(_error(message, "invalid_request_error", None, "messages")))
             return
 
+        refused = next((name for name in sorted(self.refuse) if request.get(name)), None)
+        if refused is not None:
+            h.send_bytes(record, 400, refusal_body(refused))
+            return
+
         fault = self._next_fault()
         kind = fault.kind if fault else None
-        if self.latency and self._stop.wait(self.latency):
+        if self.latency and self._closing.wait(self.latency):
             h.close_connection = True
             return
 
@@ -675,6 +638,13 @@ class LLMServer:
         if kind == "unauthorized":
             h.send_bytes(record, 401, UNAUTHORIZED_BODY, UNAUTHORIZED_HEADERS)
             return
+        if kind == "echo_key":
+            token = record.headers.get("authorization", "").removeprefix("Bearer ")
+            h.send_bytes(record, 401, echo_key_body(token), UNAUTHORIZED_HEADERS)
+            return
+        if kind == "echo_headers":
+            h.send_bytes(record, 500, echo_headers_body(record.headers))
+            return
         if kind == "context_length":
             prompt = CONTEXT_LIMIT + count_tokens(self._prompt_text(request))
             completion = int(request.get("max_tokens") or request.get("max_completion_tokens") or 0)
@@ -686,7 +656,7 @@ class LLMServer:
             body = json.dumps(_error(message, "invalid_request_error", "invalid_request_error")).encode()
             h.send_bytes(record, 400, body)
             return
-        if fault is not None and kind == "stall" and self._stop.wait(fault.seconds):
+        if fault is not None and kind == "stall" and self._closing.wait(fault.seconds):
             h.close_connection = True  # server shutting down: drop the request unanswered
             return
 
@@ -723,8 +693,7 @@ class LLMServer:
         try:
             text = self.responder(request)
         except Exception as exc:  # surfaced again in __exit__
-            with self._lock:
-                self.errors.append(exc)
+            self.record_error(exc)
             return _RESPONDER_FAILED, "stop"
         if kind == "length":
             return text[: len(text) // 2], "length"
