@@ -308,8 +308,8 @@ class SearchIndexWriter:
         cold = [s for s in old if not s.days & moves.keys()]
         for segment in [s for s in old if s.days & moves.keys()]:  # an older day changed: renumber it here
             tables = {d: t for d, t in moves.items() if d in segment.days}
-            runs = (remap(run, tables) for run in self._read(segment))
-            cold.append(write_segment(self.folder, names.next(), [runs]))
+            renumbered = (remap(run, tables) for run in self._read(segment))
+            cold.append(write_segment(self.folder, names.next(), [renumbered]))
         hot_runs = [r for r in hot_runs if len(r)]
         new_hot = hot
         if hot is not None and (moves.keys() & hot.days or min(hot.days) < cutoff or hot_runs):

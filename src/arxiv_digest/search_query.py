@@ -162,27 +162,27 @@ class Searcher:
         def df_of(term: str) -> int:
             return sum(e[0] for _, e in entries.get(term, ()))
 
-        clauses: list[tuple[str, ...]] = []
+        chosen: list[tuple[str, ...]] = []
         for clause in query:
             if clause.prefix:
                 found = sorted(
                     (t for t in entries if t.startswith(clause.prefix)),
                     key=lambda t: (t != clause.prefix, -df_of(t), utf16_key(t)),
                 )
-                chosen: list[str] = []
+                terms: list[str] = []
                 total = 0
                 for term in found[:PREFIX_TERMS]:
-                    if chosen and total + df_of(term) > papers:
+                    if terms and total + df_of(term) > papers:
                         break
-                    chosen.append(term)
+                    terms.append(term)
                     total += df_of(term)
-                clauses.append(tuple(chosen))
+                chosen.append(tuple(terms))
             else:
-                clauses.append(tuple(t for t in clause.terms if t in entries))
-        if not all(clauses):
+                chosen.append(tuple(t for t in clause.terms if t in entries))
+        if not all(chosen):
             return result
 
-        needed = sorted({t for c in clauses for t in c})
+        needed = sorted({t for c in chosen for t in c})
         files = [(t, s, e) for t in needed for s, e in entries[t] if e[2]]
         paths = [f"{segment}/p{entry[2] - 1}.gz" for _, segment, entry in files]
         external = dict(zip(paths, self._round(result, paths), strict=True))
@@ -196,9 +196,9 @@ class Searcher:
             postings[term] = hits
 
         scores: dict[int, int] | None = None
-        for clause in sorted(clauses, key=lambda c: sum(len(postings[t]) for t in c)):
+        for alternatives in sorted(chosen, key=lambda c: sum(len(postings[t]) for t in c)):
             best: dict[int, int] = {}
-            for term in clause:
+            for term in alternatives:
                 weight = idf(papers, df_of(term))
                 for paper, impact in postings[term].items():
                     if scores is None or paper in scores:
