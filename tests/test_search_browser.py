@@ -67,15 +67,21 @@ def papers_of(site: Path) -> Iterator[SearchDoc]:
 
 
 class _Site:
-    """The built site served over loopback, with a log of the search files requested."""
+    """The built site served over loopback, with a log of the search files requested; ``encoded``
+    sends the gzip files as ``Content-Encoding: gzip``, as some servers do for ``.gz``."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, encoded: bool = False) -> None:
         self.requested: list[str] = []
         site = self
 
         class Handler(http.server.SimpleHTTPRequestHandler):
             def log_message(self, *args: object) -> None:
                 site.requested.append(unquote(self.path.split("?")[0]))
+
+            def end_headers(self) -> None:
+                if encoded and self.path.split("?")[0].endswith(".gz"):
+                    self.send_header("Content-Encoding", "gzip")
+                super().end_headers()
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=root))
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -158,3 +164,17 @@ def test_a_query_with_no_match_says_so(served: tuple[_Site, Searcher, Path], tmp
     site, _, _ = served
     links, status, _ = search_page(site, "zyxwvut", tmp_path / "profile")
     assert links == [] and status == "没有找到匹配的论文。"
+
+
+def test_a_server_that_sends_the_files_gzip_encoded_works_too(
+    served: tuple[_Site, Searcher, Path], tmp_path: Path
+) -> None:
+    _, mirror, folder = served
+    site = _Site(folder / "site", encoded=True)
+    try:
+        links, status, _ = search_page(site, "鼓点", tmp_path / "profile")
+    finally:
+        site.server.shutdown()
+    expected = mirror.search("鼓点")
+    assert links == [urljoin(f"{site.url}/search/", f"../{record['u']}") for record in expected.records]
+    assert status.startswith(f"找到 {expected.count} 篇论文")

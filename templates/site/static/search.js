@@ -81,9 +81,12 @@
 
   function load(path, fresh) {
     if (!files.has(path)) {
-      const promise = fetch(new URL(path, base), fresh ? { cache: "no-cache" } : {}).then((response) => {
+      const promise = fetch(new URL(path, base), fresh ? { cache: "no-cache" } : {}).then(async (response) => {
         if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
-        return new Response(response.body.pipeThrough(new DecompressionStream("gzip"))).arrayBuffer();
+        const raw = await response.arrayBuffer();
+        const head = new Uint8Array(raw, 0, Math.min(2, raw.byteLength));
+        if (head[0] !== 0x1f || head[1] !== 0x8b) return raw; // a server that sent it as Content-Encoding: gzip
+        return new Response(new Blob([raw]).stream().pipeThrough(new DecompressionStream("gzip"))).arrayBuffer();
       });
       files.set(path, promise);
       promise.catch(() => files.delete(path));
