@@ -317,7 +317,9 @@
     link.href = new URL(`../${record.u}`, base).href;
     const authors = (record.a || []).join(", ") + (record.n ? ` 等 ${record.n} 位作者` : "");
     const facts = [record.d, authors, record.i, record.k, (record.g || []).join("、")];
-    item.append(link, highlighted(el("div", "meta"), facts.filter(Boolean).join(" · "), words));
+    item.append(link);
+    if (record.h) item.append(highlighted(el("div", "title-zh"), record.h, words));
+    item.append(highlighted(el("div", "meta"), facts.filter(Boolean).join(" · "), words));
     item.append(snippet(record.z || "", words));
     list.append(item);
   }
