@@ -46,7 +46,7 @@ ATTACK_EXPLAINER = (
     f'1)  \n- **研究背景**：<iframe src="javascript:{PWNED}"></iframe> 量化误差\n'
     "- **方法**：`<script>code span</script>` 与 {{ page }}\n\n2)  \n- **结果**：2~6 dB"
 )
-# kramdown turns these into live script; the pipeline's escaping does not stop them (yet)
+# kramdown would turn these into live script if the escaping let them through
 KRAMDOWN_ATTACKS = f'[点我](javascript:{PWNED}) 与 **粗体**{{: onmouseover="{PWNED}"}}'
 
 ALLOWED_BODY_TAGS = {

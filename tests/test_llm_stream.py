@@ -156,3 +156,14 @@ def test_a_fault_mid_run_still_retries_transport_errors(http: httpx.Client) -> N
         server.inject(Fault("server_error", status=503))
         answer = chat(http, server, retries=1).complete(MESSAGES, "m", 0.3, 100)
     assert [r.status for r in server.requests] == [503, 200] and answer.content
+
+
+@pytest.mark.parametrize("style", MODEL_STYLES)
+def test_a_streamed_answer_keeps_unicode_line_separators_and_control_characters(style: str, http) -> None:
+    """SSE lines end at CR/LF only: U+2028, U+0085, form feed and vertical tab inside an event's JSON
+    are part of the answer, not line ends (httpx's iter_lines splits at them)."""
+    text = "第一段\u2028第二段\u0085第三段\f第四段\v第五段\u2029完。"
+    with LLMServer(model_style=style, responder=lambda request: text) as server:
+        answer = chat(http, server).complete(MESSAGES, "m", 0.3, 100)
+    assert server.requests[0].json["stream"] is True
+    assert answer.content == text and answer.finish_reason == "stop"

@@ -433,7 +433,7 @@ def test_hostile_paper_page_shows_its_text_and_runs_nothing(paper_site: Path) ->
     assert page.find(".//h1").text == ATTACK_PAGE_TITLE.replace("<", "＜").replace(">", "＞")
     assert (
         text(page.find_class("paper-reason")[0])
-        == f"理由：理由含 <img src=x onerror=\"{PWNED}\"> 与 '反引号' {{% raw %}}"
+        == f'理由：理由含 <img src=x onerror="{PWNED}"> 与 `反引号` {{% raw %}}'
     )
     assert text(page.find_class("paper-title-en")[0]).startswith(
         f"Attack <script>{PWNED}</script> on $\\alpha_1$ & {{{{ site }}}}"

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 
 import lxml.html
 import pytest
 
+from arxiv_digest import render
+from arxiv_digest.models import Author, PageInfo, Texts
 from arxiv_digest.site import SiteOptions, build_site
 
+from .reference_posts import reference_post
 from .site_support import (
     ATTACK_PAGE_TITLE,
     AUTHORS,
@@ -44,12 +48,12 @@ CURLY_QUOTES = str.maketrans({"‘": "'", "’": "'", "“": '"', "”": '"'})
 REFERENCES = {"2025-10-31-daily.md": "daily-post-2025-10-31.md", "2026-01-15-daily.md": "daily-post-2026-01-15.md"}
 
 
-def jekyll(tmp_path: Path, config: str, posts: dict[str, str]) -> Path:
+def jekyll(tmp_path: Path, config: str, posts: dict[str, str], layout: str = LAYOUT) -> Path:
     """``jekyll build`` of ``posts`` (file name -> text) with a bare layout; returns the site folder."""
     source = tmp_path / "jekyll"
     (source / "_posts").mkdir(parents=True)
     (source / "_layouts").mkdir()
-    (source / "_layouts" / "post.html").write_text(LAYOUT, encoding="utf-8")
+    (source / "_layouts" / "post.html").write_text(layout, encoding="utf-8")
     (source / "_config.yml").write_text(config, encoding="utf-8")
     for name, content in posts.items():
         (source / "_posts" / name).write_text(content, encoding="utf-8")
@@ -71,6 +75,25 @@ def jekyll(tmp_path: Path, config: str, posts: dict[str, str]) -> Path:
         cwd=source,
     )
     return tmp_path / "out"
+
+
+def jekyll_fragments(tmp_path: Path, config: str, fragments: list[str]) -> list[lxml.html.HtmlElement]:
+    """Many Markdown fragments through one real ``jekyll build`` (Liquid, then kramdown): the HTML of
+    each, as a ``<div>``, in order."""
+    boundary = "FRAGMENT-BOUNDARY"
+    body = f"\n\n{boundary}\n\n".join(fragments)
+    out = jekyll(tmp_path, config, {"2026-01-01-fragments.md": f"---\nlayout: post\n---\n{body}\n"})
+    body = parse(out / "2026/01/01/fragments.html").find(".//body")
+    parts = [lxml.html.Element("div")]
+    parts[0].text = body.text
+    for child in body:
+        if child.tag == "p" and child.text_content() == boundary:
+            parts.append(lxml.html.Element("div"))
+            parts[-1].text = child.tail  # kramdown writes block maths as bare text
+        else:
+            parts[-1].append(child)
+    assert len(parts) == len(fragments)
+    return parts
 
 
 def references() -> dict[str, str]:
@@ -144,10 +167,6 @@ def test_pipeline_escaping_stops_kramdown_links_and_attribute_lists(tmp_path: Pa
 
 def test_the_parse_block_html_option_keeps_each_summary_to_its_label(tmp_path: Path) -> None:
     """With ``site.kramdown_parse_block_html: true`` the posts write ``<summary markdown="span">``."""
-    from arxiv_digest import render
-
-    from .reference_posts import reference_post
-
     env = render.environment()
     env.globals["SUMMARY_OPEN"] = '<summary markdown="span">'
     post, _ = reference_post("daily-post-2026-01-15.md")
@@ -188,3 +207,115 @@ def test_hostile_paper_page_runs_no_script_under_jekyll(paper_pages_site: Path) 
 def test_post_links_to_paper_pages_include_the_baseurl_under_jekyll(paper_pages_site: Path) -> None:
     link = parse(paper_pages_site / "2026/01/12/arxiv.html").xpath("//li[strong='中文页面']/a/@href")
     assert link == ["/digest/papers/2601.00001/"]
+
+
+# --- the bypasses listed in issue 9: each one got live markup through the regex escaping ------------
+
+SCRIPT = f"<script>{PWNED}</script>"
+JAVASCRIPT_LINK = f"见[此处][r]\n\n{{indent}}[r]: javascript:{PWNED}"
+SETTINGS = {"default": "markdown: kramdown\n", "parse_block_html": PARSE_BLOCK_HTML}
+
+
+@dataclass(frozen=True)
+class Bypass:
+    """Hostile arXiv metadata (``paper``) or model answers, and where the written page lands."""
+
+    paper: dict[str, object] = field(default_factory=dict)
+    texts: Texts = field(default_factory=Texts)
+    page_translation: str | None = None  # shown as a blockquote on the paper page
+
+
+BYPASSES = {
+    # the regex saw a code span and left the HTML raw; kramdown reads \` as a backtick
+    "backslash-backtick": Bypass(
+        {
+            "title": f"Escaped \\`{SCRIPT}` tick",
+            "summary": f"Abstract \\`{SCRIPT}` tick",
+            "authors": (Author(f"An \\`{SCRIPT}` Author"),),
+        }
+    ),
+    # ``…` ` : the regex paired the single backticks, kramdown finds no closing ``
+    "unequal-backticks": Bypass(
+        {
+            "title": f"Runs ``{SCRIPT}` ` end",
+            "summary": f"Abstract ``{SCRIPT}` ` end",
+            "authors": (Author(f"An ``{SCRIPT}` ` Author"),),
+        }
+    ),
+    # a "code span" across blank lines: kramdown splits it into blocks, the raw </div></details> close
+    # the template's and section 3 falls out of <details>
+    "code-across-blank-lines": Bypass(
+        texts=Texts("译文", f"1)  \n- 背景：`</div></details>\n\n{SCRIPT}\n\n`\n\n2)  \n- 方法\n\n3)  \n- 结果")
+    ),
+    # kramdown reads a lone \r as a line break, the regex's ^ did not
+    "lone-cr": Bypass(texts=Texts(f"见[此处][r]\r\r[r]: javascript:{PWNED}", None)),
+    # indented 4+ spaces: the regex allowed 0-3, kramdown outdents the nested item first
+    "nested-list-definition": Bypass(
+        texts=Texts(
+            "译文", f"1)  \n- 背景\n  - {JAVASCRIPT_LINK.format(indent=' ' * 5)}\n\n2)  \n- 方法\n\n3)  \n- 结果"
+        )
+    ),
+    # the paper page quotes the translation: the definition ends up inside a list in a blockquote
+    "blockquote-definition": Bypass(page_translation=f"- {JAVASCRIPT_LINK.format(indent=' ' * 4)}"),
+}
+
+
+def bypass_pages(summary_open: str) -> dict[str, str]:
+    """One post (or paper page) per bypass, rendered by the project's templates and filters."""
+    env = render.environment()
+    env.globals["SUMMARY_OPEN"] = summary_open
+    post, _ = reference_post("daily-post-2025-10-31.md")
+    pages = {}
+    for number, (name, bypass) in enumerate(BYPASSES.items(), start=1):
+        entry = post.entries[0]
+        if bypass.page_translation is not None:
+            info = PageInfo("标题", "其他", "理由", ("标签",))
+            pages[f"2026-02-{number:02d}-{name}.md"] = paper_page(
+                f"2602.{number:05d}", date(2026, 2, number), info, "Title", bypass.page_translation
+            )
+            continue
+        entry = replace(entry, paper=replace(entry.paper, **bypass.paper), texts=bypass.texts)
+        pages[f"2026-02-{number:02d}-{name}.md"] = render.render_post(replace(post, entries=(entry,), fetched=1), env)
+    return pages
+
+
+@pytest.fixture(scope="module", params=sorted(SETTINGS))
+def bypass_site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The bypass posts under one real ``jekyll build`` per kramdown setting; name -> built page."""
+    block_html = request.param == "parse_block_html"
+    pages = bypass_pages('<summary markdown="span">' if block_html else "<summary>")
+    out = jekyll(tmp_path_factory.mktemp(f"bypass-{request.param}"), SETTINGS[request.param], pages)
+    built = {}
+    for number, name in enumerate(BYPASSES, start=1):
+        page = (
+            f"papers/2602.{number:05d}/index.html"
+            if BYPASSES[name].page_translation
+            else f"2026/02/{number:02d}/{name}.html"
+        )
+        built[name] = out / page
+    return built
+
+
+@pytest.mark.parametrize("name", ["backslash-backtick", "unequal-backticks"])
+def test_backticks_in_arxiv_metadata_cannot_open_html(bypass_site: dict[str, Path], name: str) -> None:
+    page = parse(bypass_site[name])
+    assert script_problems(page) == []
+    words = text(page).translate(CURLY_QUOTES)
+    assert words.count(SCRIPT) == 3  # title, authors and abstract, each shown as text
+
+
+def test_code_span_across_blank_lines_keeps_the_explainer_in_its_details(bypass_site: dict[str, Path]) -> None:
+    page = parse(bypass_site["code-across-blank-lines"])
+    assert script_problems(page) == []
+    (details,) = page.iter("details")
+    inside = text(details).translate(CURLY_QUOTES)
+    assert all(f"{n})" in inside for n in (1, 2, 3)) and "结果" in inside
+    assert f"`</div></details> {SCRIPT} `" in inside  # the model's text, shown as it wrote it
+    assert text(page).count("</div>") == 1  # and not the template's own closing tags
+
+
+@pytest.mark.parametrize("name", ["lone-cr", "nested-list-definition", "blockquote-definition"])
+def test_reference_definitions_make_no_javascript_link(bypass_site: dict[str, Path], name: str) -> None:
+    page = parse(bypass_site[name])
+    assert script_problems(page) == [] and not page.findall(".//a[@href='javascript:']")
+    assert f"[r]: javascript:{PWNED}" in text(page).translate(CURLY_QUOTES)

@@ -30,6 +30,7 @@ from .polite import RetriesExhausted, Retryable, RetryPolicy, retry_after_second
 log = logging.getLogger(__name__)
 
 CONTEXT_OVERFLOW = re.compile(r"context.length|context window|too many tokens|maximum.*tokens", re.IGNORECASE)
+SSE_LINE_END = re.compile(rb"\r\n|\r|\n")
 TRANSIENT_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 # Parameters a server may refuse without the request being wrong: dropped (for the run) when it does.
 OPTIONAL_PARAMETERS = ("stream_options", "repeat_penalty", "frequency_penalty", "presence_penalty", "stream")
@@ -362,9 +363,23 @@ class ChatClient:
         )
 
 
+def _sse_lines(chunks: Iterable[bytes]) -> Iterator[str]:
+    """An SSE body's lines, which end at CRLF, LF or CR only. httpx's ``iter_lines`` splits like
+    ``str.splitlines``, also at U+2028, U+0085, form feed and vertical tab, which a model's answer can
+    carry raw inside an event's JSON: that event would be cut in two and read as garbage. Splitting the
+    bytes is safe, as no byte of a multi-byte UTF-8 character is CR or LF."""
+    pending = b""
+    for chunk in chunks:
+        *lines, pending = SSE_LINE_END.split(pending + chunk)
+        for line in lines:
+            yield line.decode("utf-8", "replace")
+    if pending:
+        yield pending.decode("utf-8", "replace")
+
+
 def _sse_chunks(response: httpx.Response) -> Iterator[dict[str, Any]]:
     """The JSON events of an SSE body, up to ``data: [DONE]`` (comments and other fields skipped)."""
-    for line in response.iter_lines():
+    for line in _sse_lines(response.iter_bytes()):
         if not line.startswith("data:"):
             continue
         data = line[5:].strip()

@@ -1,5 +1,5 @@
-"""Posts as text: the posts' Jinja environment and the escaping filters that keep arXiv/LLM text
-inert under Markdown and Jekyll's Liquid."""
+"""Posts as text: the posts' Jinja environment, with thin filters over ``safe_markdown`` (the one way
+untrusted text reaches a post) and typed YAML front matter."""
 
 from __future__ import annotations
 
@@ -8,23 +8,18 @@ import re
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import jinja2
+import yaml
 
-from . import templating
+from . import safe_markdown, templating
 from .errors import RenderError
 from .models import PaperPage, Post
 
-CODE_SPAN = re.compile(r"(`+)(?!`)(.+?)(?<!`)\1(?!`)", re.DOTALL)
-ENTITY_LIKE = re.compile(r"&(?=#\d+;|#[xX][0-9a-fA-F]+;|[A-Za-z][A-Za-z0-9]*;)")
-LIQUID_OPENER = re.compile(r"\{(?=[{%])")
-SAFE_TARGET = r"(?!\s*(?:https?://|/(?!/)|#))"
-UNSAFE_INLINE_LINK = re.compile(r"(\]\(\s*)" + SAFE_TARGET + r"[^)]*\)")
-UNSAFE_REFERENCE = re.compile(r"^(\s{0,3}\[[^\]]+\]:\s*)" + SAFE_TARGET + r"\S+", re.MULTILINE)
-YAML_PLAIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-BLOCK_START = re.compile(r"^(\s*)(#|[-+*=](?=\s|$)|\d+[.)](?=\s|$))")
+YAML_PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9_]*(?:[.-][A-Za-z0-9_]+)*")
+YAML_1_1_WORDS = frozenset({"y", "n", "yes", "no", "true", "false", "on", "off", "null"})
+YAML_ESCAPE = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff]")
 
 
 PENDING_LINE = "（中文译文待生成，暂显示英文摘要。）"
@@ -42,10 +37,9 @@ def environment(user_dir: Path | None = None) -> jinja2.Environment:
         md=md_inline,
         md_block=md_block,
         url=md_url,
+        quote=md_quote,
         yaml_str=yaml_str,
         yaml_list=yaml_list,
-        code=md_code,
-        quote=md_quote,
     )
     env.filters["local"] = local_time
     env.globals["PENDING_LINE"] = PENDING_LINE
@@ -54,57 +48,19 @@ def environment(user_dir: Path | None = None) -> jinja2.Environment:
     return env
 
 
-def protect_liquid(text: str) -> str:
-    """Jekyll runs Liquid over posts; wrap each ``{`` that opens ``{{`` or ``{%`` in a raw tag."""
-    return LIQUID_OPENER.sub("{% raw %}{{% endraw %}", text)
-
-
-def _escape_html(text: str) -> str:
-    """No raw HTML, and no kramdown attribute lists or extensions (``{: onclick=...}``, ``{::...}``)."""
-    escaped = ENTITY_LIKE.sub("&amp;", text).replace("<", "&lt;").replace(">", "&gt;")
-    return escaped.replace("{:", "\\{:")
-
-
-def _safe_links(text: str) -> str:
-    """Markdown links and reference definitions may only point at http(s), a site path or an anchor."""
-    text = UNSAFE_INLINE_LINK.sub(r"\1#)", text)
-    return UNSAFE_REFERENCE.sub(r"\1#", text)
-
-
-def _inert(text: str) -> str:
-    """Text outside code spans, made inert for HTML, kramdown and link targets."""
-    return _safe_links(_escape_html(text))
-
-
-def _outside_code(text: str, transform: Any) -> str:
-    """Apply ``transform`` to the parts of ``text`` that are not Markdown code spans."""
-    parts, last = [], 0
-    for match in CODE_SPAN.finditer(text):
-        parts.append(transform(text[last : match.start()]))
-        parts.append(match.group(0))
-        last = match.end()
-    parts.append(transform(text[last:]))
-    return "".join(parts)
-
-
 def md_inline(text: str, heading: bool = False) -> str:
-    """One line of arXiv text as literal Markdown: no HTML, no tables, no block syntax."""
-    text = " ".join(str(text).split())
-    text = _outside_code(text, lambda part: _inert(part).replace("|", "&#124;"))
-    text = BLOCK_START.sub(r"\1\\\2", text)
-    if heading and text.endswith("#"):
-        text = text[:-1] + "\\#"
-    return protect_liquid(text)
+    """One line of arXiv text (or a page's title, class, reason) as literal Markdown."""
+    return safe_markdown.plain(text, heading=heading)
 
 
 def md_block(text: str) -> str:
-    """Multi-line LLM Markdown: its structure is kept, raw HTML and Liquid are neutralised."""
-    return protect_liquid(_outside_code(str(text).strip("\n"), _inert))
+    """A model answer: paragraphs, lists, emphasis, code and maths kept, everything else literal."""
+    return safe_markdown.markdown(text)
 
 
-def md_code(text: str) -> str:
-    """Text between the template's backticks: it must not bring backticks of its own."""
-    return str(text).replace("`", "'")
+def md_url(value: str) -> str:
+    """A link target: http(s) or a site path, percent-encoded; anything else becomes ``#``."""
+    return safe_markdown.link_target(value)
 
 
 def md_quote(text: str) -> str:
@@ -112,21 +68,27 @@ def md_quote(text: str) -> str:
     return "\n".join(f"> {line}" if line.strip() else ">" for line in str(text).split("\n"))
 
 
-def md_url(value: str) -> str:
-    """A link target: only http(s) or a site path survives; characters that would end the link are encoded."""
-    value = str(value).strip()
-    if not re.match(r"^(https?://|/(?!/))", value):
-        return "#"
-    return protect_liquid(value.replace(" ", "%20").replace("(", "%28").replace(")", "%29").replace("<", "%3C"))
-
-
 def yaml_str(value: str) -> str:
-    """A double-quoted YAML scalar (JSON strings are valid YAML)."""
-    return json.dumps(str(value), ensure_ascii=False)
+    """A double-quoted YAML scalar that Psych (Jekyll) and PyYAML read back as ``value``: JSON's escapes,
+    plus ``\\uXXXX`` for what YAML 1.1 cannot hold unescaped (DEL, C1 controls, U+2028/9, BOM, ...)."""
+    dumped = json.dumps(str(value), ensure_ascii=False)
+    return YAML_ESCAPE.sub(lambda m: f"\\u{ord(m[0]):04x}", dumped)
+
+
+def yaml_plain(value: str) -> bool:
+    """Whether ``value`` can stay unquoted: an ASCII word with single ``.``/``-`` separators (``cs.SD``)
+    that is no YAML 1.1 boolean or null and reads back as itself. Numbers, dates, times, ``~``, ``.nan``,
+    ``:symbols`` and ``<<`` cannot match: they do not start with a letter."""
+    return (
+        YAML_PLAIN.fullmatch(value) is not None
+        and value.lower() not in YAML_1_1_WORDS
+        and yaml.safe_load(value) == value
+    )
 
 
 def yaml_list(values: Iterable[str]) -> str:
-    return "[" + ", ".join(v if YAML_PLAIN.match(v) else yaml_str(v) for v in values) + "]"
+    """A YAML flow sequence of strings, plain where that is provably the same string."""
+    return "[" + ", ".join(v if yaml_plain(v) else yaml_str(v) for v in map(str, values)) + "]"
 
 
 def render_post(post: Post, env: jinja2.Environment, template: str = "post.md.j2") -> str:
