@@ -1,29 +1,22 @@
 """Site build benchmark: 1,000 daily posts of 20 papers each, in the reference post format.
 
-Run as ``.venv/bin/python bench/site.py [--posts N] [--pages] [--no-jekyll] [--no-hugo] [--keep DIR]``
-(``--posts 3000`` and ``10000`` for the scale figures). Papers (titles with LaTeX, up to 133 authors,
-non-ASCII names, cross-listed categories) come from the real listings fixture; the Chinese
-translations and explainers are sentences of the reference posts, shuffled with a fixed seed, at
-the reference posts' lengths. ``--pages`` adds one page per paper in the format of
-``templates/paper.md.j2`` (one class of five, 2-4 tags of 150, most of them rare), linked from the
-post, as with ``pages.enabled``; the incremental build then adds a post and its 20 pages.
-
-Each build runs in a child process, so its CPU time (user + system of the process and its workers,
-from ``RUSAGE_CHILDREN``) and peak memory are measured on its own. When ``hugo`` is installed
-(Debian's 0.111), the same posts are built with a minimal Hugo site (posts, paginated home,
-per-category pages and feeds with full content, generated config and layouts) and timed the same
-way, side by side. The paper-level search index (``arxiv_digest.search_index``) is built from the
-posts' papers in a child process too (full, then adding the newest post), and
-``bench/search_replay.py`` replays its queries against it. Targets (issue 11) on the 2-core machine
-at 1,000 posts: full build CPU <= Hugo's, wall <= 5 s; at 3,000 posts: adding one post <= 0.6 s,
-peak < 300 MB, any query <= 300 KB gzipped in <= 4 rounds, the index <= 30% of the HTML.
+Run as ``.venv/bin/python bench/site.py [--posts N] [--pages] [--no-records] [--no-jekyll]
+[--keep DIR]``. Papers (titles with LaTeX, up to 133 authors, non-ASCII names, cross-listed
+categories) come from the real listings fixture; the Chinese translations and explainers are
+sentences of the reference posts, shuffled with a fixed seed, at the reference posts' lengths.
+``--pages`` adds one page per paper in the format of ``templates/paper.md.j2`` (one class of five,
+2-4 tags of 150, most of them rare), linked from the post, as with ``pages.enabled``; the
+incremental build then adds a post and its 20 pages. Each post and page has the record beside it
+that the pipeline writes (``--no-records``: none, as for the seed system's posts, which the site
+then reads by their Markdown). Each build runs in a child process, so its peak memory
+(``ru_maxrss`` of the build process and of its largest worker) is measured on its own. Targets on
+the 2-core machine: full build < 10 s, incremental < 1 s, peak < 300 MB, faster than Jekyll.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import re
 import resource
@@ -36,10 +29,6 @@ from datetime import date, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-
-from search_replay import replay, report  # noqa: E402
-
 LISTINGS = ROOT / "tests" / "fixtures" / "listings" / "cs.SD-eess.AS-2025-05-to-09.json"
 REFERENCES = sorted((ROOT / "tests" / "fixtures" / "reference").glob("daily-post-*.md"))
 PAPERS_PER_POST = 20
@@ -107,73 +96,96 @@ def _tags(rng: random.Random) -> list[str]:
 
 def _page(
     day: date, arxiv_id: str, title: str, rng: random.Random, pool: list[str], translation: str, paper: dict
-) -> tuple[str, str, list[str]]:
-    """A paper page as templates/paper.md.j2 writes it, its class and its tags."""
+) -> tuple[str, dict]:
+    """A paper page as templates/paper.md.j2 writes it, and its record's fields."""
     tags = _tags(rng)
     category = rng.choice(TAXONOMY)
+    reason = rng.choice(pool)
     quoted = ", ".join(json.dumps(t, ensure_ascii=False) for t in tags)
-    return (
+    text = (
         f'---\nlayout: post\ntitle: "{title}"\ndate: {day.isoformat()}\npermalink: "/papers/{arxiv_id}/"\n'
         f'categories: ["{category}"]\ntags: [{quoted}]\narxiv_id: "{arxiv_id}"\n---\n'
-        f"# {title}\n\n发布时间：{day:%Y年%m月%d日}\n\n`{category}\n\n理由：{rng.choice(pool)}`"
+        f"# {title}\n\n发布时间：{day:%Y年%m月%d日}\n\n`{category}\n\n理由：{reason}`"
         + "".join(f" `{t}`" for t in tags)
         + f"\n\n\n> {_inline(paper['title'])}\n\n# 摘要\n\n> {translation}\n\n> {_inline(paper['abstract'])}\n\n"
-        f"[Arxiv](https://arxiv.org/abs/{arxiv_id})",
-        category,
-        tags,
+        f"[Arxiv](https://arxiv.org/abs/{arxiv_id})"
     )
+    record = {
+        "arxiv_id": arxiv_id,
+        "date": day,
+        "title": title,
+        "category": category,
+        "reason": reason,
+        "tags": tuple(tags),
+        "en_title": " ".join(paper["title"].split()),
+        "abstract_zh": translation,
+        "abstract_en": _inline(paper["abstract"]),
+        "permalink": f"/papers/{arxiv_id}/",
+    }
+    return text, record
 
 
-def _anchor(title: str) -> str:
-    """kramdown's auto id, as the site gives each paper's heading."""
-    slug = re.sub(r"[^a-zA-Z0-9 -]", "", re.sub(r"^[^a-zA-Z]+", "", title)).replace(" ", "-").lower()
-    return slug or "section"
+def _write(path: Path, text: str, record: object | None) -> None:
+    """A post or page, with the record beside it that the pipeline writes (``None``: a seed post)."""
+    if record is None:
+        path.write_text(text, encoding="utf-8")
+        return
+    from arxiv_digest import postformat
+
+    postformat.write(path, text, record)  # type: ignore[arg-type]
 
 
-def _plain_explainer(markdown: str) -> str:
-    return "\n".join(re.sub(r"^\s*(?:-\s+)?|\*\*|\s+$", "", line) for line in markdown.splitlines() if line.strip())
+def _records() -> tuple[type, type, type]:
+    from arxiv_digest.postformat import PageRecord, PaperRecord, PostRecord
+
+    return PostRecord, PaperRecord, PageRecord
 
 
-def write_posts(folder: Path, count: int, seed: int = 7, pages: bool = False, docs: Path | None = None) -> list[Path]:
+def write_posts(folder: Path, count: int, seed: int = 7, pages: bool = False, records: bool = True) -> list[Path]:
     """``count`` posts ``YYYY-MM-DD-arxiv.md``, one a day, ending on 2026-01-15; with ``pages``, each
-    paper's page ``YYYY-MM-DD-<id>.md`` too (ids are made unique: the fixture has fewer papers).
-    With ``docs``, each paper's search document goes there too, a JSON line each (what the site
-    build will hand to the search index: the paper page's URL, class and tags when there is one)."""
+    paper's page ``YYYY-MM-DD-<id>.md`` too (ids are made unique: the fixture has fewer papers); with
+    ``records``, the record the pipeline writes beside each (without: posts of the seed system)."""
+    post_record, paper_record, page_record = _records() if records else (None, None, None)
     papers = json.loads(LISTINGS.read_text(encoding="utf-8"))
     pool = _sentences()
     rng = random.Random(seed)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     first = date(2026, 1, 15) - timedelta(days=count - 1)
-    doc_lines = open(docs, "w", encoding="utf-8") if docs else None  # noqa: SIM115 - closed below
     for n in range(count):
         day = first + timedelta(days=n)
-        blocks = []
+        blocks, papers_of_post = [], []
         for k in range(PAPERS_PER_POST):
             paper = papers[(n * PAPERS_PER_POST + k) % len(papers)]
             arxiv_id = f"{day:%y%m}.{n * PAPERS_PER_POST + k:05d}" if pages else paper["id"]
             abs_url = f"https://arxiv.org/abs/{arxiv_id}v{paper['version']}"
             translation = "".join(rng.sample(pool, rng.randint(5, 9)))
-            page_line = ""
-            doc = {
-                "url": f"{day:%Y/%m/%d}/arxiv.html#{_anchor(' '.join(paper['title'].split()))}",
-                "date": day.isoformat(),
-                "title": " ".join(paper["title"].split()),
-                "authors": paper["authors"],
-                "categories": paper["categories"],
-                "translation": translation,
-                "arxiv_id": arxiv_id,
-            }
+            explainer = _explainer(rng, pool)
+            page_line, title = "", None
             if pages:
                 title = rng.choice(pool)[:24].rstrip("。，")
                 page = folder / f"{day.isoformat()}-{arxiv_id}.md"
-                text, category, tags = _page(day, arxiv_id, title, rng, pool, translation, paper)
-                page.write_text(text, encoding="utf-8")
+                text, fields = _page(day, arxiv_id, title, rng, pool, translation, paper)
+                _write(page, text, page_record(**fields) if page_record else None)
                 written.append(page)
                 page_line = f"- **中文页面**: [{title}](/papers/{arxiv_id}/)\n"
-                doc |= {"url": f"papers/{arxiv_id}/index.html", "title_zh": title}
-                doc |= {"paper_class": category, "tags": tags}
-            explainer = _explainer(rng, pool)
+            if paper_record:
+                papers_of_post.append(
+                    paper_record(
+                        arxiv_id=arxiv_id,
+                        version=paper["version"],
+                        title=" ".join(paper["title"].split()),
+                        authors=tuple(paper["authors"]),
+                        categories=tuple(paper["categories"]),
+                        abs_url=abs_url,
+                        pdf_url=abs_url.replace("/abs/", "/pdf/"),
+                        translation=translation,
+                        abstract=_inline(paper["abstract"]),
+                        explainer=explainer,
+                        page_url=f"/papers/{arxiv_id}/" if title else None,
+                        page_title=title,
+                    )
+                )
             blocks.append(
                 f"## {_inline(paper['title'])}\n"
                 f"- **Authors**: {_inline(', '.join(paper['authors']))}\n"
@@ -185,19 +197,20 @@ def write_posts(folder: Path, count: int, seed: int = 7, pages: bool = False, do
                 f'<details>\n<summary>详细解读</summary>\n\n<div markdown="1">\n\n{explainer}\n</div>\n\n'
                 f"</details>\n\n---\n"
             )
-            if doc_lines:
-                doc_lines.write(json.dumps(doc | {"explainer": _plain_explainer(explainer)}, ensure_ascii=False) + "\n")
         path = folder / f"{day.isoformat()}-arxiv.md"
-        path.write_text(
+        text = (
             f'---\nlayout: post\ntitle: "arXiv Daily – {day.isoformat()}"\ntags: [arxiv, cs.SD, eess.AS]\n---\n\n'
             f"以下为 {day.isoformat()}（CST，北京时间）窗口内更新的论文中文译文：\n"
             f"- 时间窗口（锚点 08:50 CST）：{day - timedelta(days=1)} 08:50 — {day} 08:50\n"
-            f"- 抓取总数：{PAPERS_PER_POST} 篇 | 本页显示：{PAPERS_PER_POST} 篇（去重/过滤后）\n\n" + "\n".join(blocks),
-            encoding="utf-8",
+            f"- 抓取总数：{PAPERS_PER_POST} 篇 | 本页显示：{PAPERS_PER_POST} 篇（去重/过滤后）\n\n" + "\n".join(blocks)
         )
+        record = None
+        if post_record:
+            title_of_post = f"arXiv Daily – {day.isoformat()}"
+            tags = ("arxiv", "cs.SD", "eess.AS")
+            record = post_record(day, title_of_post, tags, PAPERS_PER_POST, PAPERS_PER_POST, tuple(papers_of_post))
+        _write(path, text, record)
         written.append(path)
-    if doc_lines:
-        doc_lines.close()
     return written
 
 
@@ -225,123 +238,26 @@ def _tree_pss_mb(root: int) -> float:
     return kilobytes / 1024
 
 
-SEARCH_CHILD = """
-import json, resource, sys, time
-from datetime import date
-from pathlib import Path
-from arxiv_digest.search_index import SearchDoc, SearchIndexWriter
-
-if __name__ == "__main__":
-    folder, state, docs = map(Path, sys.argv[1:4])
-    started = time.perf_counter()
-    writer = SearchIndexWriter(folder, state)
-    with open(docs, encoding="utf-8") as lines:
-        for line in lines:
-            doc = json.loads(line)
-            for name in ("authors", "categories", "tags"):
-                doc[name] = tuple(doc.get(name, ()))
-            writer.add(SearchDoc(**(doc | {"date": date.fromisoformat(doc["date"])})))
-    update = writer.finish()
-    print(json.dumps({
-        "seconds": time.perf_counter() - started,
-        "written": len(update.written),
-        "removed": len(update.removed),
-        "segments": update.segments,
-        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }))
-"""
-
-
-def child(code: str, *args: Path) -> dict[str, float]:
-    """Run ``code`` in a child process: its JSON result, wall and CPU time (user + system of the
-    process and its workers) and the peak PSS of its process tree, sampled every 20 ms."""
+def build(posts: Path, site: Path) -> dict[str, float]:
+    """One build in a child process; the memory of its process tree is sampled every 20 ms."""
     started = time.perf_counter()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    process = subprocess.Popen([sys.executable, "-c", code, *map(str, args)], stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", BUILD_CHILD, str(posts), str(site)], stdout=subprocess.PIPE, text=True
+    )
     peak = 0.0
-    while process.poll() is None:
-        peak = max(peak, _tree_pss_mb(process.pid))
+    while child.poll() is None:
+        peak = max(peak, _tree_pss_mb(child.pid))
         time.sleep(0.02)
-    stdout = process.stdout.read() if process.stdout else ""
-    if process.returncode:
-        raise SystemExit(f"child failed with exit code {process.returncode}")
+    stdout = child.stdout.read() if child.stdout else ""
+    if child.returncode:
+        raise SystemExit(f"build failed with exit code {child.returncode}")
     result = json.loads(stdout.strip().splitlines()[-1])
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     result["wall"] = time.perf_counter() - started
     result["cpu"] = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     result["tree_mb"] = peak
     return result
-
-
-def build(posts: Path, site: Path) -> dict[str, float]:
-    return child(BUILD_CHILD, posts, site)
-
-
-HUGO_CONFIG = """baseURL = "http://example.org/"
-title = "arXiv Daily"
-languageCode = "zh-cn"
-paginate = 20
-disableKinds = ["section"]
-[taxonomies]
-  category = "categories"
-[markup.goldmark.renderer]
-  unsafe = true
-[frontmatter]
-  date = [":filename", ":default"]
-[outputs]
-  home = ["HTML", "RSS"]
-  taxonomy = ["HTML"]
-  term = ["HTML", "RSS"]
-[permalinks]
-  posts = "/:year/:month/:day/:slug/"
-"""
-HUGO_LAYOUTS = {
-    "_default/baseof.html": "<!doctype html><html><head><meta charset=utf-8><title>{{ .Title }}</title></head>"
-    '<body>{{ block "main" . }}{{ end }}</body></html>\n',
-    "_default/single.html": '{{ define "main" }}<article><h1>{{ .Title }}</h1>{{ .Content }}</article>{{ end }}\n',
-    "_default/list.html": '{{ define "main" }}<h1>{{ .Title }}</h1><ul>{{ range .Paginator.Pages }}'
-    '<li><a href="{{ .RelPermalink }}">{{ .Title }}</a> {{ .Date.Format "2006-01-02" }}</li>{{ end }}</ul>'
-    "{{ end }}\n",
-    "index.html": '{{ define "main" }}<ul>{{ range (.Paginate site.RegularPages).Pages }}'
-    '<li><a href="{{ .RelPermalink }}">{{ .Title }}</a></li>{{ end }}</ul>{{ end }}\n',
-    "_default/rss.xml": "{{ $pages := .Pages }}{{ if .IsHome }}{{ $pages = site.RegularPages }}{{ end }}"
-    '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>{{ .Title }}</title>'
-    "{{ range first 10 $pages }}<item><title>{{ .Title }}</title><link>{{ .Permalink }}</link>"
-    "<description>{{ .Content | html }}</description></item>{{ end }}</channel></rss>\n",
-}
-_CATEGORIES = re.compile(r"^- \*\*Categories\*\*: (.*)$", re.M)
-
-
-def hugo(posts: Path, work: Path) -> dict[str, float] | None:
-    """Hugo on the same posts: a post page each, the paginated home page, a page and a feed (full
-    content) per category, and the home feed; None when Hugo is not installed. Daily posts get the
-    categories of their papers in the front matter, which is where Hugo looks for them."""
-    if not shutil.which("hugo"):
-        return None
-    (work / "content" / "posts").mkdir(parents=True)
-    (work / "config.toml").write_text(HUGO_CONFIG)
-    for name, text in HUGO_LAYOUTS.items():
-        (work / "layouts" / name).parent.mkdir(parents=True, exist_ok=True)
-        (work / "layouts" / name).write_text(text)
-    for post in posts.glob("*.md"):
-        text = post.read_text(encoding="utf-8")
-        found = dict.fromkeys(c.strip() for line in _CATEGORIES.findall(text) for c in line.split(","))
-        if found:
-            listed = ", ".join(json.dumps(c) for c in found)
-            text = text.replace("\n---\n", f"\ncategories: [{listed}]\n---\n", 1)
-        (work / "content" / "posts" / post.name).write_text(text, encoding="utf-8")
-    started = time.perf_counter()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    command = ["hugo", "--source", str(work), "--destination", str(work / "public"), "--quiet"]
-    subprocess.run(command, check=True, capture_output=True)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    files = sum(len(names) for _, _, names in os.walk(work / "public"))
-    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    return {"wall": time.perf_counter() - started, "cpu": cpu, "files": files}
-
-
-def _bytes(folder: Path, pattern: str = "*") -> int:
-    return sum(p.stat().st_size for p in folder.rglob(pattern) if p.is_file())
 
 
 def jekyll(posts: Path, work: Path) -> float | None:
@@ -362,73 +278,54 @@ def _load() -> str:
     return Path("/proc/loadavg").read_text().split()[0]
 
 
-def _row(name: str, result: dict[str, float], note: str = "") -> str:
-    memory = f"{result['tree_mb']:.0f} PSS" if "tree_mb" in result else ""
-    return f"{name:24} {result['wall']:8.2f} {result['cpu']:8.1f} {memory:>12}  {note}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--posts", type=int, default=1000, help="1000 by default; 3000 and 10000 for the scale figures")
+    parser.add_argument("--posts", type=int, default=1000)
     parser.add_argument("--pages", action="store_true", help="one page per paper as well (pages.enabled)")
     parser.add_argument("--no-jekyll", action="store_true", help="skip the Jekyll comparison")
-    parser.add_argument("--no-hugo", action="store_true", help="skip the Hugo comparison")
+    parser.add_argument(
+        "--no-records",
+        action="store_true",
+        help="no records beside the posts: the seed system's posts, read by their Markdown",
+    )
     parser.add_argument("--keep", type=Path, help="build here and keep the result (default: a temporary folder)")
     args = parser.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="arxiv-digest-bench-"))
     try:
         posts = work / "posts"
-        write_posts(posts, args.posts + 1, pages=args.pages, docs=work / "docs.jsonl")
+        write_posts(posts, args.posts + 1, pages=args.pages, records=not args.no_records)
         newest = max(posts.glob("*.md")).name[:10]
         held = work / "held"
         held.mkdir()
-        for extra in posts.glob(f"{newest}-*.md"):  # the newest day is added later, for the incremental build
-            extra.rename(held / extra.name)
-        with (
-            open(work / "docs.jsonl") as lines,
-            open(work / "old.jsonl", "w") as old,
-            open(work / "new.jsonl", "w") as new,
-        ):
-            for line in lines:
-                (new if json.loads(line)["date"] == newest else old).write(line)
+        for extra in [*posts.glob(f"{newest}-*.md"), *posts.glob(f".{newest}-*.md.json")]:
+            extra.rename(held / extra.name)  # the newest day is added later, for the incremental build
         size = sum(p.stat().st_size for p in posts.glob("*.md")) / 2**20
         pages = f" + {args.posts * PAPERS_PER_POST} paper pages" if args.pages else ""
+        records = "no records (seed posts)" if args.no_records else "with their records"
         print(
-            f"{args.posts} posts x {PAPERS_PER_POST} papers{pages}, {size:.0f} MB of Markdown; "
-            f"load average {_load()} on {os.cpu_count()} CPUs (wall times grow with the load, CPU times less)"
+            f"{args.posts} posts x {PAPERS_PER_POST} papers{pages}, {size:.0f} MB of Markdown, {records}; "
+            f"load average {_load()}"
         )
-        print(f"{'':24} {'wall s':>8} {'CPU s':>8} {'peak MB':>12}")
+
         full = build(posts, work / "site")
-        print(_row("ours, full build", full, f"{full['written']} files"))
-        found = None if args.no_hugo else hugo(posts, work / "hugo")
-        if found:
-            print(_row("hugo, full build", found, f"{found['files']:.0f} files"))
-        else:
-            print("hugo: " + ("skipped" if args.no_hugo else "not installed"))
+        print(
+            f"full build:        {full['seconds']:6.2f} s  ({full['written']} files; wall {full['wall']:.2f} s, "
+            f"CPU {full['cpu']:.1f} s)  "
+            f"peak RSS {full['rss_mb']:.0f} MB in the build process; {full['tree_mb']:.0f} MB PSS with its workers"
+        )
         for extra in held.iterdir():
             extra.rename(posts / extra.name)
         incremental = build(posts, work / "site")
-        note = f"{incremental['written']} files written, {incremental['skipped']} unchanged"
-        print(_row("ours, + one post", incremental, note))
+        print(
+            f"incremental build: {incremental['seconds']:6.2f} s  ({incremental['written']} files written, "
+            f"{incremental['skipped']} unchanged; wall {incremental['wall']:.2f} s, CPU {incremental['cpu']:.1f} s)  "
+            f"peak RSS {incremental['rss_mb']:.0f} MB"
+        )
         seconds = None if args.no_jekyll else jekyll(posts, work / "jekyll")
         if seconds is None:
-            print("jekyll: " + ("skipped" if args.no_jekyll else "not installed"))
+            print("jekyll: skipped" if args.no_jekyll else "jekyll: not installed")
         else:
-            print(f"{'jekyll, full build':24} {seconds:8.2f}")
-
-        index, state = work / "index" / "search", work / "index-state"
-        search_full = child(SEARCH_CHILD, index, state, work / "old.jsonl")
-        note = f"{search_full['written']} files, {search_full['segments']} segments"
-        print(_row("search index, full", search_full, note))
-        search_add = child(SEARCH_CHILD, index, state, work / "new.jsonl")
-        note = f"{search_add['written']} files written, {search_add['removed']} removed"
-        print(_row("search index, + one post", search_add, note))
-        html = _bytes(work / "site", "*.html")
-        print(
-            f"search index {_bytes(index) / 2**20:.1f} MB = {_bytes(index) / html:.0%} of the site's HTML "
-            f"({html / 2**20:.0f} MB); records {_bytes(index / 'r') / 2**20:.1f} MB"
-        )
-        print(report(replay(index)))
+            print(f"jekyll build:      {seconds:6.2f} s  ({seconds / full['seconds']:.1f}x the full build's time)")
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

@@ -16,7 +16,7 @@ import lxml.html
 from arxiv_digest import render
 from arxiv_digest.models import Author, PageInfo, Paper, PaperPage
 from arxiv_digest.render import md_block, md_inline, md_url
-from arxiv_digest.site import normalize, search_tokens, shard_of
+from arxiv_digest.site.search import normalize, search_tokens, shard_of
 
 REFERENCE = Path(__file__).parent / "fixtures" / "reference"
 REFERENCE_POSTS = ("daily-post-2025-10-31.md", "daily-post-2026-01-15.md")

@@ -88,9 +88,10 @@ def test_commit_records_every_file_the_run_wrote(llm_ws: LLMWorkspace) -> None:
     ws.arxiv.papers.append(make_paper("2601.00007", datetime(2026, 1, 14, 3, 0, tzinfo=UTC)))
     result = llm_ws.generate("2026-01-15", "--commit")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("committed 2 files as ")
+    assert result.stdout.startswith("committed 4 files as ")  # the post, the paper page and their records
     committed = git(ws.root, "show", "--name-only", "--format=%s", "HEAD").split()
     assert "posts/2026-01-15-arxiv.md" in committed and "posts/2026-01-14-2601.00007.md" in committed
+    assert "posts/.2026-01-15-arxiv.md.json" in committed and "posts/.2026-01-14-2601.00007.md.json" in committed
     assert git(ws.root, "status", "--porcelain", "--untracked-files=all", "posts") == ""  # nothing left behind
 
 

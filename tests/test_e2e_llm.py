@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from arxiv_digest.render import PENDING_LINE
+from arxiv_digest.postformat import PENDING_LINE
 
 from .conftest import KEY, LLMWorkspace
 from .llm_script import GOOD_EXPLAINER, task

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from arxiv_digest.render import PENDING_LINE, UNAVAILABLE_LINE
+from arxiv_digest.postformat import PENDING_LINE, UNAVAILABLE_LINE
 
 from .conftest import KEY, LLMWorkspace, Workspace
 from .llm_script import GOOD_EXPLAINER, good_answer, task

@@ -45,6 +45,9 @@ def test_a_crafted_id_is_skipped_with_a_warning_and_the_window_is_still_written(
     outside = [p for p in ws.root.rglob("*.md") if not p.resolve().is_relative_to(ws.root / "posts")]
     assert outside == []
     assert sorted(p.name for p in (ws.root / "posts").iterdir()) == [
+        ".2026-01-14-2601.00001.md.json",  # each file's record beside it
+        ".2026-01-14-2601.00009.md.json",
+        ".2026-01-15-arxiv.md.json",
         "2026-01-14-2601.00001.md",
         "2026-01-14-2601.00009.md",
         "2026-01-15-arxiv.md",
@@ -66,7 +69,7 @@ def test_old_style_ids_get_pages_named_with_an_underscore(llm_ws: LLMWorkspace) 
     ws.arxiv.papers.append(make_paper("math.GT/0309136", START, title="Old knots", categories=["math.GT"]))
     result = llm_ws.generate()
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in (ws.root / "posts").iterdir()) == [
+    assert sorted(p.name for p in (ws.root / "posts").iterdir() if not p.name.startswith(".")) == [
         "2026-01-14-hep-th_9901001.md",
         "2026-01-14-math.GT_0309136.md",
         "2026-01-15-arxiv.md",
@@ -276,7 +279,8 @@ def test_a_full_disk_under_the_posts_is_one_line_and_leaves_nothing_half_written
     )
     assert result.returncode == 1
     post = workspace.post(DAY)
-    assert error_lines(result) == [f"error: cannot write {post}: No space left on device"]
+    record = post.with_name(f".{post.name}.json")  # written first: the disk is full by then
+    assert error_lines(result) == [f"error: cannot write {record}: No space left on device"]
     assert result.stdout == ""  # no closing line, and `ls -A posts` found no post and no temp file
     assert posts_recorded(workspace) == 0
     again = workspace.cli("generate", "--date", DAY)  # space again: written from the store, no request

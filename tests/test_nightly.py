@@ -19,7 +19,7 @@ from typing import TypeVar
 
 import pytest
 
-from arxiv_digest.render import PENDING_LINE
+from arxiv_digest.postformat import PENDING_LINE
 from arxiv_digest.runlock import run_lock
 
 from .llm_script import Script, good_answer
@@ -178,7 +178,7 @@ def test_kill_while_writing_posts_leaves_only_whole_posts(workspace: Workspace, 
     again = ws.cli(*args)
     assert again.returncode == 0, again.stderr
     assert ws.post_bytes() == expected
-    assert not list((ws.root / "posts").glob(".*"))
+    assert not list((ws.root / "posts").glob(".*.tmp"))  # no temp file left (records are dot-files too)
 
 
 def test_doctor_gives_a_verdict_per_part(workspace: Workspace) -> None:

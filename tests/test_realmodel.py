@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from arxiv_digest.render import PENDING_LINE
+from arxiv_digest.postformat import PENDING_LINE
 
 from .support.real_llm import MODEL_ALIAS, PAPERS, RealLLMServer, RealModelUnavailable, RealRun, run_generate
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from arxiv_digest import render
 from arxiv_digest.models import Author, Paper, PostEntry, Texts
-from arxiv_digest.site import apply_liquid_raw
+from arxiv_digest.postformat import PENDING_LINE, apply_liquid_raw
 
 from .reference_posts import reference_post
 
@@ -78,7 +78,7 @@ def test_hostile_text_is_inert_markdown_and_liquid() -> None:
     )
     assert "`<keep>`" in text and "&lt;script&gt;" in text  # code shown as code, HTML as text
     assert "\\|a\\|" in text and "C\\#" in text and "\\#1." in text
-    assert render.PENDING_LINE in text and text.count("<details>") == 1
+    assert PENDING_LINE in text and text.count("<details>") == 1
 
 
 # YAML 1.1 scalars that are not strings (Psych and PyYAML), and strings that break plain YAML
@@ -133,13 +133,6 @@ def test_front_matter_strings_stay_strings_under_psych(batches: list[list[str]])
     documents = [front_matter(values) for values in [YAML_TRAPS, *batches]]
     assert psych(documents) == [expected(values) for values in [YAML_TRAPS, *batches]]
     assert [yaml.safe_load(d) for d in documents] == [expected(values) for values in [YAML_TRAPS, *batches]]
-
-
-def test_post_quality_counts_papers_and_texts() -> None:
-    post, text = reference_post("daily-post-2026-01-15.md")
-    assert render.post_quality(text) == (8, 8, 8)
-    pending = replace(post, entries=tuple(replace(e, texts=Texts()) for e in post.entries))
-    assert render.post_quality(render.render_post(pending, render.environment())) == (8, 0, 0)
 
 
 def test_user_template_overrides_packaged_one(tmp_path) -> None:

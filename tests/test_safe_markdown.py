@@ -14,8 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from arxiv_digest import safe_markdown
+from arxiv_digest.postformat import apply_liquid_raw
 from arxiv_digest.safe_markdown import link_target, markdown, plain
-from arxiv_digest.site import apply_liquid_raw, markdown_to_html
+from arxiv_digest.site.markdown import convert
 
 from .reference_posts import reference_post
 from .test_fuzz_kramdown import examples
@@ -238,7 +239,7 @@ def test_code_spans_and_maths_show_the_same_text_in_kramdown_and_commonmark(tmp_
     for fragment, kramdown in zip(fragments, built, strict=True):
         source = apply_liquid_raw(fragment)
         cmark = lxml.html.fromstring(f"<div>{pyromark.html(source)}</div>")
-        site = lxml.html.fromstring(f"<div>{markdown_to_html(source)}</div>")
+        site = lxml.html.fromstring(f"<div>{convert(source).html}</div>")
         assert [c.text_content() for c in kramdown.iter("code")] == [c.text_content() for c in cmark.iter("code")]
         kramdown_text = KRAMDOWN_MATH.sub(lambda m: f"$${m[1] or m[2]}$$", kramdown.text_content())
         if not fragment.startswith("$"):  # not maths: kramdown typesets quotes and dashes, as in any text

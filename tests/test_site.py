@@ -16,17 +16,12 @@ import lxml.html
 import pytest
 
 from arxiv_digest.models import PageInfo
-from arxiv_digest.site import (
-    BuildReport,
-    SiteError,
-    SiteOptions,
-    apply_liquid_raw,
-    build_site,
-    markdown_to_html,
-    relative_links,
-    search_tokens,
-)
+from arxiv_digest.postformat import apply_liquid_raw
+from arxiv_digest.site import BuildReport, SiteError, SiteOptions, build_site
+from arxiv_digest.site.markdown import convert, relative_links
+from arxiv_digest.site.search import search_tokens
 
+from .reference_posts import reference_post
 from .site_support import (
     ALLOWED_BODY_TAGS,
     ATTACK_PAGE_TITLE,
@@ -41,6 +36,7 @@ from .site_support import (
     paper_page,
     parse,
     pipeline_post,
+    reference_page,
     script_problems,
     search,
     text,
@@ -100,6 +96,36 @@ def test_fixture_posts_are_the_reference_posts() -> None:
         assert hashlib.sha256((REFERENCE / name).read_bytes()).hexdigest() == digest, name
 
 
+def test_reference_posts_and_page_build_with_their_papers_and_categories(tmp_path: Path) -> None:
+    """The seed system's posts (no records beside them) are read by their Markdown: every paper is
+    listed under each of its categories, counted, linked to its heading and found by search."""
+    write_posts(tmp_path / "posts", hostile=False)
+    (tmp_path / "posts" / "2025-01-21-2501.11999.md").write_text(reference_page(), encoding="utf-8")
+    _, report = build(tmp_path)
+    assert (report.posts, report.pages) == (2, 1)
+    site = tmp_path / "site"
+    expected: dict[str, list[str]] = {}
+    for name in sorted(REFERENCE_POSTS, reverse=True):  # newest first, as the listings are
+        post, _ = reference_post(name)  # an independent reading of the fixture
+        page = parse(site / f"{post.window.day:%Y/%m/%d}/{name.removesuffix('.md')}.html")
+        toc = [(a.text_content(), a.get("href")) for a in page.find_class("toc")[0].iter("a")]
+        ids = [f"#{h.get('id')}" for h in page.find_class("post-body")[0].iter("h2")]
+        assert toc == list(zip([e.paper.title for e in post.entries], ids, strict=True))
+        assert f"{len(post.entries)} 篇论文" in text(page.find_class("meta")[0])
+        for entry in post.entries:
+            for category in entry.paper.categories:
+                expected.setdefault(category, []).append(entry.paper.title)
+            assert [title for _, title in search(site, entry.paper.arxiv_id)] == [entry.paper.title]
+    overview = {a.text: text(a.getparent()) for a in parse(site / "categories/index.html").iter("a") if a.text}
+    for category, titles in expected.items():
+        listing = parse(site / f"categories/{category}/index.html")
+        assert [a.text_content() for a in listing.iter("a") if "#" in (a.get("href") or "")] == titles
+        assert overview[category].startswith(f"{category} {len(titles)} 篇")
+    assert len(expected) == 7 and len(expected["cs.SD"]) == 10
+    listed = parse(site / "classes/其他/index.html").find_class("paper-item-title")
+    assert [(a.text, a.get("href")) for a in listed] == [("速率感知的智能语音压缩", f"../../{REFERENCE_PAGE_URL}")]
+
+
 # -- conversion ------------------------------------------------------------------------------------
 
 
@@ -149,9 +175,9 @@ def test_post_page_links_categories_neighbours_and_works_from_any_folder(site: P
 
 
 def test_maths_code_and_kramdown_rules() -> None:
-    html = markdown_to_html(
+    html = convert(
         "Title $a*b*c_1$ and $$x^2$$, `$not maths$`, $5 and $10, 2~6 dB, a &lt;b&gt; $x&lt;y$\n\n1) item\n"
-    )
+    ).html
     assert '<span class="math">$a*b*c_1$</span>' in html
     assert '<span class="math display">$$x^2$$</span>' in html
     assert "<code>$not maths$</code>" in html
@@ -267,7 +293,7 @@ def test_search_index_finds_papers_by_chinese_word_author_and_title(site: Path) 
 
 def test_adding_a_post_rewrites_only_what_shows_it(tmp_path: Path) -> None:
     write_posts(tmp_path / "posts")
-    options, first = build(tmp_path, per_page=2)
+    options, first = build(tmp_path, posts_per_listing=2)
     assert first.full and first.skipped == 0
     assert build_site(options).written == ()
 
@@ -592,7 +618,7 @@ def test_hand_written_paper_pages_and_paginated_topics(tmp_path: Path) -> None:
         "tags: [模型压缩]\narxiv_id: 2601.10010\n---\n# 手写的页面\n\n随便写点 **粗体** 与 <script>x</script>\n",
         encoding="utf-8",
     )
-    _, report = build(tmp_path, papers_per_page=1)
+    _, report = build(tmp_path, papers_per_listing=1)
     assert report.pages == 4
     page = parse(tmp_path / "site/papers/2601.10010/index.html")
     assert [h.text for h in page.iter("h1")] == ["手写的页面"]  # the body's own title is not repeated

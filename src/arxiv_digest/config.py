@@ -399,6 +399,6 @@ def site_options(config: Config, *, incremental: bool = True) -> SiteOptions:
         templates_dirs=(site.templates_dir / "site",),
         title=site.title,
         base_url=site.base_url,
-        per_page=site.per_page,
+        posts_per_listing=site.per_page,
         incremental=incremental,
     )

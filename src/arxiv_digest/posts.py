@@ -1,5 +1,6 @@
 """Posts and paper pages as files: assemble a window's post from the store, render it, refuse to
-replace a better post, write atomically, and record what was written.
+replace a better post (judged by the posts' records), write it atomically with its record beside it,
+and record what was written.
 
 Every file goes through ``RunFiles.write``, so ``--commit`` records exactly what the run wrote.
 """
@@ -16,11 +17,11 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
-from . import render
+from . import postformat, render
 from .arxiv import id_slug
 from .cache import TextCache
 from .config import Config
-from .files import remove_stale_temp_files, write_atomic
+from .files import remove_stale_temp_files
 from .models import LateNote, Paper, PaperPage, Post, PostEntry, Texts, Window
 from .outcome import DayOutcome
 from .select import select
@@ -37,9 +38,9 @@ class RunFiles:
 
     paths: list[Path] = field(default_factory=list)
 
-    def write(self, path: Path, text: str) -> None:
-        write_atomic(path, text)
-        self.paths.append(path)
+    def write(self, path: Path, text: str, record: postformat.Record) -> None:
+        """A post or page and the record beside it (each only when it changed)."""
+        self.paths += postformat.write(path, text, record)
 
 
 def environment(config: Config) -> jinja2.Environment:
@@ -121,18 +122,19 @@ class Posts:
         if not post.entries:
             return DayOutcome(day, post.fetched, 0, None, "no papers, no post")
         text = render.render_post(post, self.env)
+        record = postformat.post_record(post, text, self.env)
         path = self.config.site.posts_dir / f"{day.isoformat()}-arxiv.md"
         if path.exists() and not force:
             old = path.read_text(encoding="utf-8")
             if old == text:
+                files.write(path, text, record)  # a post from before records gets its record
                 self._record(post, new_ids, path, text)
                 self.write_pages(post, files)
                 return DayOutcome(day, post.fetched, len(post.entries), path, "unchanged")
-            worse = [a < b for a, b in zip(render.post_quality(text), render.post_quality(old), strict=True)]
-            if any(worse):
+            if postformat.better_on_disk(path, record):
                 log.warning("%s: kept the existing post, which has more papers or texts than a rewrite would", path)
                 return DayOutcome(day, post.fetched, len(post.entries), None, "kept existing better post")
-        files.write(path, text)
+        files.write(path, text, record)
         self._record(post, new_ids, path, text)
         self.write_pages(post, files)
         return DayOutcome(day, post.fetched, len(post.entries), path)
@@ -146,8 +148,7 @@ class Posts:
                 continue
             text = render.render_page(page, self.env)
             path = folder / f"{page.day.isoformat()}-{id_slug(entry.paper.arxiv_id)}.md"
-            if not path.exists() or path.read_text(encoding="utf-8") != text:
-                files.write(path, text)
+            files.write(path, text, postformat.page_record(page, self.env))
 
     def _record(self, post: Post, new_ids: list[str], path: Path, text: str) -> None:
         stamp = self.now()

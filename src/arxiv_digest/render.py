@@ -13,17 +13,13 @@ from zoneinfo import ZoneInfo
 import jinja2
 import yaml
 
-from . import safe_markdown, templating
+from . import postformat, safe_markdown, templating
 from .errors import RenderError
 from .models import PaperPage, Post
 
 YAML_PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9_]*(?:[.-][A-Za-z0-9_]+)*")
 YAML_1_1_WORDS = frozenset({"y", "n", "yes", "no", "true", "false", "on", "off", "null"})
 YAML_ESCAPE = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff]")
-
-
-PENDING_LINE = "（中文译文待生成，暂显示英文摘要。）"
-UNAVAILABLE_LINE = "（中文译文暂不可用：模型多次未能生成有效译文，显示英文摘要。）"
 
 
 def local_time(moment: datetime, tz: str) -> str:
@@ -42,8 +38,7 @@ def environment(user_dir: Path | None = None) -> jinja2.Environment:
         yaml_list=yaml_list,
     )
     env.filters["local"] = local_time
-    env.globals["PENDING_LINE"] = PENDING_LINE
-    env.globals["UNAVAILABLE_LINE"] = UNAVAILABLE_LINE
+    env.globals.update(postformat.TEMPLATE_GLOBALS)
     env.globals["SUMMARY_OPEN"] = "<summary>"
     return env
 
@@ -105,10 +100,3 @@ def render_template(env: jinja2.Environment, template: str, **values: object) ->
     except jinja2.TemplateError as exc:
         where = f" ({exc.filename}:{exc.lineno})" if isinstance(exc, jinja2.TemplateSyntaxError) else ""
         raise RenderError(f"template {template}{where}: {exc.message or exc}") from None
-
-
-def post_quality(text: str) -> tuple[int, int, int]:
-    """(papers, translated, explained) of a rendered post; a rewrite must not lower any of them."""
-    papers = len(re.findall(r"^## (?!补录)", text, re.MULTILINE))
-    pending = text.count(PENDING_LINE) + text.count(UNAVAILABLE_LINE)
-    return papers, papers - pending, len(re.findall(r"<summary[^>]*>详细解读</summary>", text))

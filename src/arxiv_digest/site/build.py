@@ -1,0 +1,162 @@
+"""One build: what is stale according to the manifest, in which order it is written, and what the
+build did."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from . import search
+from .convert import Library
+from .feeds import Feeds
+from .listings import ref, write_post_listings, write_topic_listings
+from .manifest import Manifest, SourceInfo, digest, file_digest, key, renderer_version
+from .options import BuildReport, SiteError, SiteOptions
+from .sources import scan
+from .templates import TEMPLATES, compile_template, environment, template_dirs, tree
+from .work import SOURCES_PER_TASK, Job, Worker, run_batches
+from .writer import Writer
+
+log = logging.getLogger(__name__)
+
+
+class _Builder:
+    """Decides what is stale from the manifest and writes it, sources first, then what lists them."""
+
+    def __init__(self, options: SiteOptions) -> None:
+        self.options = options
+        self.site_dir = options.site_dir
+        self.dirs = template_dirs(options.templates_dirs)
+        files = [(rel, file_digest(path.read_bytes()), path) for path, rel in tree(reversed(self.dirs))]
+        self.static = {rel: (d, path) for rel, d, path in files if rel.startswith("static/")}
+        self.renderer = renderer_version()
+        config = digest(
+            self.renderer,
+            options.title,
+            options.base_url,
+            options.posts_per_listing,
+            options.papers_per_listing,
+            [(r, d) for r, d, _ in files],
+        )
+        asset_version = digest(sorted((r, d) for r, (d, _) in self.static.items()))[:10]
+        site = {"title": options.title, "base_url": options.base_url}
+        self.worker = Worker(self.site_dir, tuple(self.dirs), {"site": site, "asset_version": asset_version})
+        env = environment(self.dirs, self.worker.site_globals)
+        for name in TEMPLATES:  # a syntax error stops the build before it has touched anything
+            compile_template(env, name)
+        self.old = Manifest.load(self.site_dir)
+        full = not (options.incremental and self.old.complete and self.old.renderer == self.renderer)
+        self.writer = Writer(self.site_dir, env, config, self.old.outputs, full, options.base_url)
+
+    def run(self) -> BuildReport:
+        started = time.perf_counter()
+        scanned = scan(self.options, {} if self.writer.full else self.old.sources)
+        next_id = 0 if self.writer.full else self.old.next_search_id
+        for position, (info, path, convert) in sorted(enumerate(scanned), key=lambda item: item[1][0].date):
+            if convert:  # a new or changed source gets a fresh search id, oldest first
+                scanned[position] = (replace(info, search_id=next_id), path, convert)
+                next_id += 1
+        scanned.sort(key=lambda item: (item[0].date, item[0].source), reverse=True)
+        self._paper_pages(any(info.is_page for info, _, _ in scanned))
+        self._mark_incomplete()
+        index = search.SearchIndex(self.site_dir, live=len(scanned), next_id=next_id, rebuild=self.writer.full)
+        infos = self._sources(scanned, index)
+        ordered = [infos[info.source] for info, _, _ in scanned]
+        daily = [i for i in ordered if not i.is_page]
+        pages = [i for i in ordered if i.is_page]
+        categories = write_post_listings(self.writer, daily, self.options.posts_per_listing)
+        topics = write_topic_listings(self.writer, pages, self.options.papers_per_listing)
+        feeds = Feeds(self.writer, Library(self.options.posts_dir, self.site_dir), self.options.title)
+        feeds.site(daily)
+        feeds.categories(categories)
+        feeds.topics(topics)
+        self._search(ordered, index)
+        self._static()
+        removed = self.writer.clean()
+        manifest = Manifest(
+            self.renderer, self.writer.config, True, infos, self.writer.outputs, next_id, self.old.loaded
+        )
+        manifest.save(self.site_dir)
+        written = tuple(self.writer.written)
+        seconds = time.perf_counter() - started
+        return BuildReport(len(daily), written, self.writer.skipped, removed, seconds, self.writer.full, len(pages))
+
+    def _paper_pages(self, present: bool) -> None:
+        """Whether the site has paper pages: the navigation links their overview only then, so every
+        HTML file depends on it."""
+        self.writer.config = digest(self.writer.config, present)
+        self.writer.env.globals["paper_pages"] = present
+        self.worker.site_globals["paper_pages"] = present
+
+    def _mark_incomplete(self) -> None:
+        """From here on files change: a crash must not leave a manifest that vouches for them."""
+        self.site_dir.mkdir(parents=True, exist_ok=True)
+        Manifest(outputs=self.old.outputs).save(self.site_dir)
+
+    def _sources(self, scanned: list[tuple[SourceInfo, str, bool]], index: search.SearchIndex) -> dict[str, SourceInfo]:
+        """Each source's HTML and search documents, written when stale; returns every source as it is
+        now (new and changed ones with their papers)."""
+        config = self.writer.config
+        daily = [info for info, _, _ in scanned if not info.is_page]
+        neighbours = {
+            info.source: (daily[i - 1] if i else None, daily[i + 1] if i + 1 < len(daily) else None)
+            for i, info in enumerate(daily)
+        }
+        jobs: list[Job] = []
+        infos: dict[str, SourceInfo] = {}
+        urls: dict[str, str] = {}
+        for info, path, convert in scanned:
+            newer, older = neighbours.get(info.source, (None, None))
+            if info.is_page:
+                html_key = key(config, "paper.html", info.url, info.digest)
+            else:
+                html_key = key(
+                    config, "post.html", info.url, info.digest, *(ref(newer) or ["-"]), *(ref(older) or ["-"])
+                )
+            infos[info.source] = info
+            if info.url in urls:
+                raise SiteError(f"{info.source} and {urls[info.url]} would both be written to {info.url}")
+            urls[info.url] = info.source
+            self.writer.stale(search.document_path(info.search_id), info.digest)
+            if not convert and index.rebuild:
+                index.add_unchanged(info.search_id)
+            html_stale = self.writer.stale(info.url, html_key)
+            if html_stale or convert:
+                jobs.append(
+                    Job(info, Path(path), convert, html_key if html_stale else None, _bare(newer), _bare(older))
+                )
+        batches = [jobs[i : i + SOURCES_PER_TASK] for i in range(0, len(jobs), SOURCES_PER_TASK)]
+        for result in run_batches(batches, self.worker, self.writer.env):
+            infos.update((info.source, info) for info in result.infos)
+            index.add(result.postings)
+        return infos
+
+    def _search(self, sources: list[SourceInfo], index: search.SearchIndex) -> None:
+        listed = [search.Listed(s.search_id, s.url, s.date.isoformat(), s.title) for s in sources]
+        text = search.listing(listed)
+        if self.writer.stale("search/posts.json", file_digest(text.encode())):
+            self.writer.write("search/posts.json", text)
+        for rel, shard in index.shards():
+            if shard is None:
+                self.writer.keep(rel)
+            elif self.writer.stale(rel, file_digest(shard.encode())):
+                self.writer.write(rel, shard)
+
+    def _static(self) -> None:
+        for rel, (file_key, path) in self.static.items():
+            if self.writer.stale(rel, file_key):
+                self.writer.write(rel, path.read_bytes())
+
+
+def _bare(info: SourceInfo | None) -> SourceInfo | None:
+    """A neighbour as a post's links to it need it: without its papers, which a worker need not get."""
+    return replace(info, papers=()) if info else None
+
+
+def build_site(options: SiteOptions) -> BuildReport:
+    """Build (or bring up to date) the site in ``options.site_dir`` from the posts in ``posts_dir``."""
+    report = _Builder(options).run()
+    log.info("%s", report.summary())
+    return report

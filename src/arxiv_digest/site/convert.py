@@ -1,0 +1,156 @@
+"""A source's record and body turned into what the site shows: a post's HTML and its papers' links
+and search documents, a paper page's parts, a paper's texts for a feed. Everything about a paper
+comes from its record; the converted HTML only gives the post's own HTML file and its headings' ids."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from markupsafe import Markup
+
+from ..postformat import PageRecord, PaperRecord, PostRecord
+from .manifest import PaperLink, SourceInfo
+from .markdown import Heading, convert, convert_inline, markdown_text, text_html
+from .search import SearchDocument
+from .sources import load_page, load_post, load_record
+
+CONTENT_START, CONTENT_END = "<!--post-content-->", "<!--/post-content-->"
+
+
+_NOT_ALNUM = re.compile(r"[\W_]+")
+
+
+def _match_key(text: str) -> str:
+    """A title reduced to its letters and digits: a heading shows the same title whatever Markdown
+    escaping, emphasis or maths markup the post wrote around it."""
+    return _NOT_ALNUM.sub("", text.casefold())
+
+
+def paper_links(papers: tuple[PaperRecord, ...], headings: tuple[Heading, ...]) -> tuple[PaperLink, ...]:
+    """Each paper with the heading that shows its title (in order, each heading used once); a paper
+    with none (a template that writes no title heading) is linked to the post itself."""
+    waiting: dict[str, list[Heading]] = {}
+    for heading in headings:
+        waiting.setdefault(_match_key(heading.text), []).append(heading)
+    links = []
+    for paper in papers:
+        title_key = _match_key(paper.title)
+        found = waiting.get(title_key) if title_key else None
+        if found:
+            heading = found.pop(0)
+            links.append(PaperLink(heading.id, heading.html, paper.categories, paper.arxiv_id))
+        else:
+            links.append(PaperLink("", text_html(paper.title), paper.categories, paper.arxiv_id))
+    return tuple(links)
+
+
+def post_documents(
+    info: SourceInfo, record: PostRecord, links: tuple[PaperLink, ...], body: str
+) -> list[SearchDocument]:
+    """A post's papers for search: title, authors, id and the Chinese text (the English abstract while
+    the translation is pending); a post without papers is one document of its whole text."""
+    if not record.papers:
+        return [SearchDocument("", info.title, "", "", markdown_text(body))]
+    return [
+        SearchDocument(
+            link.anchor,
+            paper.title,
+            ", ".join(paper.authors),
+            paper.arxiv_id,
+            markdown_text(paper.translation or paper.abstract or ""),
+        )
+        for paper, link in zip(record.papers, links, strict=True)
+    ]
+
+
+@dataclass(frozen=True)
+class PaperParts:
+    """A paper page's body in parts, each sanitised HTML: the reason for its class, the English
+    title (inline), the Chinese and the English abstract, and ``other``: what the layout does not
+    account for (a hand-written page), so nothing is lost. An empty part is false."""
+
+    reason: Markup
+    title: Markup
+    abstract_zh: Markup
+    abstract_en: Markup
+    other: Markup
+
+
+def page_parts(record: PageRecord) -> PaperParts:
+    return PaperParts(
+        reason=Markup(convert_inline(record.reason) if record.reason else ""),
+        title=Markup(text_html(record.en_title) if record.en_title else ""),
+        abstract_zh=_html(record.abstract_zh),
+        abstract_en=_html(record.abstract_en),
+        other=_html(record.other),
+    )
+
+
+def _html(markdown: str | None) -> Markup:
+    return Markup(convert(markdown).html if markdown else "")
+
+
+def page_document(info: SourceInfo, record: PageRecord) -> SearchDocument:
+    """A paper page for search: found by its Chinese title, class, tags, English title and arXiv id;
+    the abstracts are already indexed with the daily post that shows the paper."""
+    facts = [
+        f"类别：{'、'.join(info.classes)}" if info.classes else "",
+        f"标签：{'、'.join(info.tags)}" if info.tags else "",
+    ]
+    text = "　".join(f for f in [*facts, record.en_title or ""] if f)
+    return SearchDocument("", info.title, "", info.arxiv_id, text)
+
+
+@dataclass(frozen=True)
+class PaperTexts:
+    """A daily post's paper as a feed shows it, as sanitised HTML: the translation, or the English
+    abstract while it is ``pending``, and the explainer."""
+
+    text: Markup
+    explainer: Markup
+    pending: bool
+
+
+def paper_texts(paper: PaperRecord) -> PaperTexts:
+    pending = paper.translation is None
+    return PaperTexts(_html(paper.abstract if pending else paper.translation), _html(paper.explainer), pending)
+
+
+def built_content(html_file: Path) -> str | None:
+    """The converted body kept in an earlier build's HTML of a post, between the markers that wrap
+    ``content`` (sanitising strips comments from posts, so a post cannot fake them). Reading it back
+    is ~20 times cheaper than converting again, and spares a cache as big as the site."""
+    try:
+        text = html_file.read_text(encoding="utf-8")
+    except OSError:
+        return None
+    start = text.find(CONTENT_START)
+    end = text.find(CONTENT_END, start)
+    return text[start + len(CONTENT_START) : end] if start >= 0 and end >= 0 else None
+
+
+class Library:
+    """The sources as the feeds need them again."""
+
+    def __init__(self, posts_dir: Path, site_dir: Path) -> None:
+        self.posts_dir = posts_dir
+        self.site_dir = site_dir
+        self._parts: dict[str, PaperParts] = {}
+
+    def record(self, post: SourceInfo) -> PostRecord:
+        """A daily post's record (not kept: records hold whole posts, and feeds need a few papers of
+        each)."""
+        return load_record(self.posts_dir / post.source)
+
+    def content(self, post: SourceInfo) -> str:
+        """A daily post's converted body."""
+        found = built_content(self.site_dir / post.url)
+        return found if found is not None else convert(load_post(self.posts_dir / post.source)[0]).html
+
+    def parts(self, page: SourceInfo) -> PaperParts:
+        """A paper page's parts, kept: a page is in the feeds of its class and of each of its tags."""
+        if page.digest not in self._parts:
+            self._parts[page.digest] = page_parts(load_page(self.posts_dir / page.source))
+        return self._parts[page.digest]

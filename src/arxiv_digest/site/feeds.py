@@ -1,0 +1,140 @@
+"""Atom feeds with full content: the latest daily posts site-wide, the latest papers of each category
+(each rendered from its record), and the latest paper pages of each class and tag."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from ..postformat import XML_INVALID, PaperRecord
+from .convert import Library, paper_texts
+from .listings import Category, CategoryPosts, Topic, ref
+from .manifest import SourceInfo, digest
+from .options import SiteError
+from .templates import compile_template, render
+from .writer import Writer
+
+FEED_POSTS = 10
+CATEGORY_FEED_PAPERS = 20
+
+
+@dataclass(frozen=True)
+class FeedEntry:
+    title: str
+    url: str
+    id: str
+    updated: str
+    content: str
+    categories: tuple[str, ...]
+
+
+def _xml(text: str) -> str:
+    """Text an XML reader takes (a record holds what arXiv and the model wrote)."""
+    return XML_INVALID.sub("", text)
+
+
+def _stamp(day: date) -> str:
+    return f"{day.isoformat()}T00:00:00Z"
+
+
+class Feeds:
+    """Writes the feeds that are stale; ``library`` supplies what they show."""
+
+    def __init__(self, writer: Writer, library: Library, site_title: str) -> None:
+        self.writer = writer
+        self.library = library
+        self.site_title = site_title
+        self._page_entries: dict[str, str] = {}
+        self._macros = compile_template(writer.env, "_macros.html").module
+
+    def site(self, posts: list[SourceInfo]) -> None:
+        """The latest posts, each with its whole converted body."""
+        latest = posts[:FEED_POSTS]
+        if not self.writer.stale("feed.xml", digest(self.writer.config, "feed", [ref(p) for p in latest])):
+            return
+        entries = [
+            self._entry(
+                p.title, p.url, p.date, self.writer.absolute_links(self.library.content(p), p.url), p.categories
+            )
+            for p in latest
+        ]
+        self._write("feed.xml", self.site_title, "index.html", entries)
+
+    def categories(self, categories: dict[Category, CategoryPosts]) -> None:
+        """The latest papers of each category, each from its record: facts, links, translation (or the
+        English abstract while it is pending) and explainer. Each post is read once for all the
+        papers of it that stale feeds show."""
+        stale: list[tuple[Category, list[tuple[SourceInfo, int]]]] = []
+        for category, posts in categories.items():
+            papers: list[tuple[SourceInfo, int]] = []
+            for post, matching in posts:
+                papers += [(post, n) for n, link in enumerate(post.papers) if link in matching]
+                if len(papers) >= CATEGORY_FEED_PAPERS:
+                    break
+            del papers[CATEGORY_FEED_PAPERS:]
+            key = digest(self.writer.config, "feed", category.name, [[ref(post), index] for post, index in papers])
+            if self.writer.stale(category.feed_url, key):
+                stale.append((category, papers))
+        wanted: dict[str, tuple[SourceInfo, set[int]]] = {}
+        for _, papers in stale:
+            for post, index in papers:
+                wanted.setdefault(post.source, (post, set()))[1].add(index)
+        entries: dict[tuple[str, int], FeedEntry] = {}
+        for post, indexes in wanted.values():
+            record = self.library.record(post)
+            if max(indexes) >= len(record.papers):
+                raise SiteError(f"{post.source} changed during the build")
+            for index in indexes:
+                entries[post.source, index] = self._paper_entry(post, index, record.papers[index])
+        for category, papers in stale:
+            found = [entries[post.source, index] for post, index in papers]
+            self._write(category.feed_url, f"{self.site_title} · {category.name}", category.url, found)
+
+    def _paper_entry(self, post: SourceInfo, index: int, paper: PaperRecord) -> FeedEntry:
+        anchor = post.papers[index].anchor
+        content = str(self._macros.paper_entry(paper, paper_texts(paper)))  # type: ignore[attr-defined]
+        content = self.writer.absolute_links(content, post.url)
+        url = f"{post.url}#{anchor}" if anchor else post.url
+        return self._entry(paper.title, url, post.date, content, paper.categories)
+
+    def topics(self, topics: list[tuple[Topic, list[SourceInfo]]]) -> None:
+        """The latest paper pages of each class and tag."""
+        for topic, members in topics:
+            latest = members[:CATEGORY_FEED_PAPERS]
+            key = digest(self.writer.config, "feed", topic.kind, topic.name, [ref(p) for p in latest])
+            if not self.writer.stale(topic.feed_url, key):
+                continue
+            entries = [
+                self._entry(page.title, page.url, page.date, self._page_entry(page), (*page.classes, *page.tags))
+                for page in latest
+            ]
+            self._write(topic.feed_url, f"{self.site_title} · {topic.label}：{topic.name}", topic.url, entries)
+
+    def _page_entry(self, page: SourceInfo) -> str:
+        """A paper page's feed content: ``paper_details`` of ``_macros.html``, as on the page, with
+        absolute links."""
+        if page.digest not in self._page_entries:
+            parts = self.library.parts(page)
+            body = str(self._macros.paper_details(page, parts, self.writer.absolute("")))  # type: ignore[attr-defined]
+            self._page_entries[page.digest] = self.writer.absolute_links(body, page.url)
+        return self._page_entries[page.digest]
+
+    def _entry(self, title: str, rel: str, day: date, content: str, categories: tuple[str, ...]) -> FeedEntry:
+        return FeedEntry(
+            _xml(title),
+            self.writer.absolute(rel),
+            self.writer.atom_id(rel),
+            _stamp(day),
+            _xml(content),
+            tuple(_xml(name) for name in categories),
+        )
+
+    def _write(self, rel: str, title: str, html_rel: str, entries: list[FeedEntry]) -> None:
+        feed = {
+            "title": title,
+            "id": self.writer.atom_id(rel),
+            "self_url": self.writer.absolute(rel),
+            "html_url": self.writer.absolute(html_rel),
+            "updated": entries[0].updated if entries else _stamp(date(1970, 1, 1)),
+        }
+        self.writer.write(rel, render(self.writer.env, "feed.xml", rel, feed=feed, entries=entries))

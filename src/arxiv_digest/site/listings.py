@@ -1,0 +1,233 @@
+"""Listings: the paginated index, category listings, the archive, class and tag listings of the paper
+pages, and their overviews."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date
+from functools import partial
+from typing import TYPE_CHECKING, Any, Literal
+
+from .manifest import PaperLink, SourceInfo
+
+if TYPE_CHECKING:
+    from .writer import Writer
+
+
+@dataclass(frozen=True)
+class Pagination:
+    """Links of a listing. Beyond the first, listings are fixed chunks counted from the oldest item:
+    adding a post rewrites the first listing and at most two others, and ``page/7.html`` keeps
+    showing the same posts (the URL says "page": it is what readers expect). So listings are labelled
+    by their dates, not "3 of 9"."""
+
+    label: str
+    newer: str | None
+    older: str | None
+
+
+@dataclass(frozen=True)
+class Category:
+    name: str
+    slug: str
+    posts: int
+    papers: int
+
+    @property
+    def url(self) -> str:
+        return f"categories/{self.slug}/index.html"
+
+    @property
+    def feed_url(self) -> str:
+        return f"categories/{self.slug}/feed.xml"
+
+
+TopicKind = Literal["classes", "tags"]
+
+
+@dataclass(frozen=True)
+class Topic:
+    """A class of the paper taxonomy (``kind`` "classes") or a tag ("tags"), from the paper pages."""
+
+    kind: TopicKind
+    name: str
+    slug: str
+    papers: int
+
+    @property
+    def label(self) -> str:
+        return "类别" if self.kind == "classes" else "标签"
+
+    @property
+    def url(self) -> str:
+        return f"{self.kind}/{self.slug}/index.html"
+
+    @property
+    def feed_url(self) -> str:
+        return f"{self.kind}/{self.slug}/feed.xml"
+
+
+CategoryPosts = list[tuple[SourceInfo, tuple[PaperLink, ...]]]  # newest first, each with its papers of it
+
+
+def category_slug(name: str) -> str:
+    """A file-name-safe slug (letters of any script stay, so 语音处理 keeps its name); names that
+    needed changing get a hash suffix, so slugs never collide."""
+    slug = re.sub(r"[^\w.-]+", "-", name).strip(".-") or "c"
+    return slug if slug == name else f"{slug}-{hashlib.blake2b(name.encode(), digest_size=3).hexdigest()}"
+
+
+def chunks(
+    items: Sequence[Any], per_listing: int, path_of: Callable[[int], str], day_of: Callable[[Any], date]
+) -> Iterator[tuple[str, Sequence[Any], Pagination]]:
+    """Listings of newest-first ``items``: the newest ``per_listing`` at ``path_of(0)``, then chunk k
+    at ``path_of(k)``, chunk 1 being the oldest. The newest chunk is never a listing of its own: all of
+    it is on the first."""
+    count = len(items)
+    older_chunks = -(-count // per_listing) - 1
+
+    def label(chunk: Sequence[Any]) -> str:
+        if not chunk:
+            return ""
+        oldest, newest = day_of(chunk[-1]), day_of(chunk[0])
+        return f"{oldest} — {newest}" if oldest != newest else str(newest)
+
+    first = items[:per_listing]
+    yield path_of(0), first, Pagination(label(first), None, path_of(older_chunks) if older_chunks else None)
+    for k in range(older_chunks, 0, -1):
+        chunk = items[count - k * per_listing : count - (k - 1) * per_listing]
+        newer = path_of(k + 1) if k < older_chunks else path_of(0)
+        yield path_of(k), chunk, Pagination(label(chunk), newer, path_of(k - 1) if k > 1 else None)
+
+
+def ref(info: SourceInfo | None) -> list[str] | None:
+    """What a listing shows of a source changes only with its file and content."""
+    return [info.source, info.digest] if info else None
+
+
+def _index_path(number: int) -> str:
+    return "index.html" if number == 0 else f"page/{number}.html"
+
+
+def _category_path(slug: str, number: int) -> str:
+    return f"categories/{slug}/index.html" if number == 0 else f"categories/{slug}/{number}.html"
+
+
+def _topic_path(kind: str, slug: str, number: int) -> str:
+    return f"{kind}/{slug}/index.html" if number == 0 else f"{kind}/{slug}/{number}.html"
+
+
+def paginate(
+    writer: Writer,
+    items: Sequence[Any],
+    per_listing: int,
+    path_of: Callable[[int], str],
+    template: str,
+    day_of: Callable[[Any], date],
+    first_key: list[Any],
+    **extra: Any,
+) -> None:
+    """A listing and its older chunks; ``first_key`` is what only the first one shows (a category's
+    totals), so that older chunks stay untouched when it changes."""
+    for rel, chunk, pagination in chunks(items, max(1, per_listing), path_of, day_of):
+        refs = [
+            ref(item) if isinstance(item, SourceInfo) else [ref(item[0]), [p.anchor for p in item[1]]] for item in chunk
+        ]
+        key = [refs, pagination, first_key if pagination.newer is None else None]
+        writer.render(rel, key, template, items=chunk, pagination=pagination, **extra)
+
+
+def write_post_listings(writer: Writer, posts: list[SourceInfo], per_listing: int) -> dict[Category, CategoryPosts]:
+    """The index, the category listings and their overview, the archive and the search form; returns
+    each category with its posts."""
+    paginate(writer, posts, per_listing, _index_path, "index.html", lambda p: p.date, [], head_title=None)
+
+    by_category: dict[str, CategoryPosts] = {}
+    for post in posts:
+        for name in post.categories:
+            matching = tuple(p for p in post.papers if name in p.categories)
+            by_category.setdefault(name, []).append((post, matching))
+    categories = sorted(
+        (Category(n, category_slug(n), len(e), sum(len(p) for _, p in e)) for n, e in by_category.items()),
+        key=lambda c: (-c.papers, c.name),
+    )
+    summary = [[c.name, c.posts, c.papers] for c in categories]
+    writer.render("categories/index.html", summary, "categories.html", categories=categories, head_title="分类")
+    for category in categories:
+        paginate(
+            writer,
+            by_category[category.name],
+            per_listing,
+            partial(_category_path, category.slug),
+            "category.html",
+            lambda entry: entry[0].date,
+            [category.posts, category.papers],
+            category=category,
+            head_title=category.name,
+        )
+
+    months: dict[str, list[SourceInfo]] = {}
+    for post in posts:
+        months.setdefault(post.month, []).append(post)
+    every = [ref(p) for p in posts]
+    writer.render(
+        "archive/index.html", every, "archive.html", months=list(months.items()), month=None, head_title="归档"
+    )
+    for month, month_posts in months.items():
+        writer.render(
+            f"archive/{month}.html",
+            [ref(p) for p in month_posts],
+            "archive.html",
+            months=[(month, month_posts)],
+            month=month,
+            head_title=f"{month} 归档",
+        )
+    writer.render("search.html", [], "search.html", head_title="搜索")
+    return {category: by_category[category.name] for category in categories}
+
+
+def write_topic_listings(
+    writer: Writer, pages: list[SourceInfo], per_listing: int
+) -> list[tuple[Topic, list[SourceInfo]]]:
+    """A listing per class and per tag of its paper pages (newest first, paginated like the index),
+    and an overview of both at ``classes/`` and ``tags/``; returns each topic with its pages. A
+    listing shows only what the paper page's source holds, so it changes only when one of its pages
+    does."""
+    topics: list[tuple[Topic, list[SourceInfo]]] = []
+    kinds: tuple[tuple[TopicKind, Callable[[SourceInfo], tuple[str, ...]]], ...] = (
+        ("classes", lambda p: p.classes),
+        ("tags", lambda p: p.tags),
+    )
+    for kind, names_of in kinds:
+        members: dict[str, list[SourceInfo]] = {}
+        for page in pages:
+            for name in names_of(page):
+                members.setdefault(name, []).append(page)
+        found = sorted(
+            (Topic(kind, n, category_slug(n), len(m)) for n, m in members.items()),
+            key=lambda t: (-t.papers, t.name),
+        )
+        topics += [(topic, members[topic.name]) for topic in found]
+    if not pages:
+        return topics
+    classes = [t for t, _ in topics if t.kind == "classes"]
+    tags = [t for t, _ in topics if t.kind == "tags"]
+    summary = [[t.kind, t.name, t.papers] for t, _ in topics]
+    for kind in ("classes", "tags"):  # the same overview at both, so neither folder is a dead end
+        writer.render(f"{kind}/index.html", summary, "topics.html", classes=classes, tags=tags, head_title="类别与标签")
+    for topic, members_of_topic in topics:
+        paginate(
+            writer,
+            members_of_topic,
+            per_listing,
+            partial(_topic_path, topic.kind, topic.slug),
+            "topic.html",
+            lambda page: page.date,
+            [topic.papers],
+            topic=topic,
+            head_title=f"{topic.label}：{topic.name}",
+        )
+    return topics

@@ -1,0 +1,69 @@
+"""The site's Jinja templates: a user's folders first, the packaged ``templates/site`` behind them."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from .. import templating
+from ..postformat import TEMPLATE_GLOBALS
+from .listings import category_slug
+from .options import SiteError
+
+TEMPLATES = (
+    *("base.html", "_macros.html", "index.html", "post.html", "category.html", "categories.html"),
+    *("archive.html", "search.html", "feed.xml", "paper.html", "topic.html", "topics.html"),
+)
+_LINK = re.compile(r"^(https?://|/(?!/))", re.I)
+
+
+def template_dirs(user_dirs: Sequence[Path]) -> list[Path]:
+    """``user_dirs`` that exist, then the packaged ``templates/site``."""
+    try:
+        return templating.search_path(user_dirs, "site")
+    except FileNotFoundError as exc:
+        raise SiteError(str(exc)) from None
+
+
+def tree(dirs: Iterable[Path]) -> Iterator[tuple[Path, str]]:
+    """Every file of the template folders (static files included) and its relative path."""
+    for base in dirs:
+        for path in sorted(base.rglob("*")):
+            rel = path.relative_to(base).as_posix()
+            if path.is_file() and not any(p.startswith(".") or p == "__pycache__" for p in rel.split("/")):
+                yield path, rel
+
+
+def link(target: str | None) -> str:
+    """A link from a record (a paper's arXiv, PDF or page URL): http(s) or a site path, else ``#``."""
+    return target if target and _LINK.match(target) else "#"
+
+
+def environment(dirs: Sequence[Path], site_globals: dict[str, Any]) -> jinja2.Environment:
+    env = templating.environment(dirs[:-1], "site", autoescape=jinja2.select_autoescape(["html", "xml"]))
+    env.auto_reload = False  # one build renders thousands of files: no stat of the template for each
+    env.globals.update(TEMPLATE_GLOBALS)
+    env.globals.update(site_globals)
+    env.filters["category_slug"] = category_slug
+    env.filters["link"] = link
+    return env
+
+
+def compile_template(env: jinja2.Environment, template: str) -> jinja2.Template:
+    try:
+        return env.get_template(template)
+    except jinja2.TemplateSyntaxError as exc:
+        raise SiteError(f"template {exc.filename or exc.name}:{exc.lineno}: {exc.message}") from None
+
+
+def render(env: jinja2.Environment, template: str, path: str, **context: Any) -> str:
+    """Render with ``root``, the relative way back to the site root, so the site works from any folder."""
+    template_object = compile_template(env, template)
+    try:
+        return template_object.render(root="../" * path.count("/"), path=path, **context)
+    except jinja2.TemplateError as exc:
+        raise SiteError(f"template {template} (for {path}): {exc.message or exc}") from None
