@@ -6,7 +6,6 @@ HTML."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -16,7 +15,7 @@ import lxml.html
 from arxiv_digest import render
 from arxiv_digest.models import Author, PageInfo, Paper, PaperPage
 from arxiv_digest.render import md_block, md_inline, md_url
-from arxiv_digest.site.search import normalize, search_tokens, shard_of
+from arxiv_digest.search_query import Searcher, folder_fetch
 
 REFERENCE = Path(__file__).parent / "fixtures" / "reference"
 REFERENCE_POSTS = ("daily-post-2025-10-31.md", "daily-post-2026-01-15.md")
@@ -228,21 +227,8 @@ def text(tree: lxml.html.HtmlElement) -> str:
 
 
 def search(site: Path, query: str) -> list[tuple[str, str]]:
-    """search.js in Python: candidate posts from the index, then each paper checked for every term.
-    Returns (url#anchor, title) of the matches, newest first (a paper page's has no #anchor)."""
-    listing = json.loads((site / "search" / "posts.json").read_text(encoding="utf-8"))
-    terms = normalize(query).split()
-    ids: set[str] | None = None
-    for token in sorted({t for term in terms for t in search_tokens(term)}):
-        shard = json.loads((site / f"search/i/{shard_of(token):02x}.json").read_text(encoding="utf-8"))
-        found = set(shard.get(token, "").split(",")) - {""}
-        ids = found if ids is None else ids & found
-    hits = []
-    for post_id, url, _day, _title in listing["posts"]:
-        if ids is not None and post_id not in ids:
-            continue
-        for anchor, title, *rest in json.loads((site / f"search/d/{post_id}.json").read_text(encoding="utf-8")):
-            haystack = normalize(" ".join([title, *rest]))
-            if all(term in haystack for term in terms):
-                hits.append((f"{url}#{anchor}" if anchor else url, title))
-    return hits
+    """The site's search as search.js runs it (``search_query`` is its Python mirror), every result:
+    (URL, title) best first; the URL is the post's with the paper's ``#anchor``, or a paper page's,
+    whose title is its Chinese one. A query is complete (its last word is not a prefix being typed)."""
+    result = Searcher(folder_fetch(site / "search")).search(query + " ", shown=1_000_000)
+    return [(record["u"], record.get("h") or record["t"]) for record in result.records]

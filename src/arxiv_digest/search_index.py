@@ -110,7 +110,8 @@ class SearchIndexError(DigestError):
 @dataclass(frozen=True)
 class SearchDoc:
     """One paper as search sees it. ``url`` is site-relative: the post's URL and ``#anchor``, or the
-    paper page's URL. The papers of one page (the URL before ``#``) share its date."""
+    paper page's URL. The papers of one page (``source``, else the URL before ``#``) share its date;
+    ``add`` and ``remove`` name pages."""
 
     url: str
     date: date
@@ -123,10 +124,11 @@ class SearchDoc:
     paper_class: str = ""
     tags: tuple[str, ...] = ()
     arxiv_id: str = ""
+    source: str = ""  # the page it is filed under when ``url`` links elsewhere (a paper shown by its own page)
 
     @property
     def page(self) -> str:
-        return self.url.split("#", 1)[0]
+        return self.source or self.url.split("#", 1)[0]
 
     @property
     def day(self) -> int:

@@ -8,12 +8,14 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from ..search_index import SearchDoc
 from . import search
 from .convert import Library
 from .feeds import Feeds
 from .listings import ref, write_post_listings, write_topic_listings
 from .manifest import Manifest, SourceInfo, digest, file_digest, key, renderer_version
-from .options import BuildReport, SiteError, SiteOptions
+from .options import BuildReport, SiteError, SiteOptions, state_folder
+from .search import SiteSearch
 from .sources import scan
 from .templates import TEMPLATES, compile_template, environment, template_dirs, tree
 from .work import SOURCES_PER_TASK, Job, Worker, run_batches
@@ -48,21 +50,25 @@ class _Builder:
             compile_template(env, name)
         self.old = Manifest.load(self.site_dir)
         full = not (options.incremental and self.old.complete and self.old.renderer == self.renderer)
+        # -- search: an index that starts empty needs every source converted
+        self.search = SiteSearch(self.site_dir, state_folder(options), options.posts_dir, rebuild=full)
+        full = full or self.search.fresh
         self.writer = Writer(self.site_dir, env, config, self.old.outputs, full, options.base_url)
 
     def run(self) -> BuildReport:
+        try:
+            return self._run()
+        finally:
+            self.search.close()
+
+    def _run(self) -> BuildReport:
         started = time.perf_counter()
         scanned = scan(self.options, {} if self.writer.full else self.old.sources)
-        next_id = 0 if self.writer.full else self.old.next_search_id
-        for position, (info, path, convert) in sorted(enumerate(scanned), key=lambda item: item[1][0].date):
-            if convert:  # a new or changed source gets a fresh search id, oldest first
-                scanned[position] = (replace(info, search_id=next_id), path, convert)
-                next_id += 1
         scanned.sort(key=lambda item: (item[0].date, item[0].source), reverse=True)
         self._paper_pages(any(info.is_page for info, _, _ in scanned))
         self._mark_incomplete()
-        index = search.SearchIndex(self.site_dir, live=len(scanned), next_id=next_id, rebuild=self.writer.full)
-        infos = self._sources(scanned, index)
+        docs: dict[str, list[SearchDoc]] = {}
+        infos = self._sources(scanned, docs)
         ordered = [infos[info.source] for info, _, _ in scanned]
         daily = [i for i in ordered if not i.is_page]
         pages = [i for i in ordered if i.is_page]
@@ -72,12 +78,10 @@ class _Builder:
         feeds.site(daily)
         feeds.categories(categories)
         feeds.topics(topics)
-        self._search(ordered, index)
+        removed = self._search(infos, docs)
         self._static()
-        removed = self.writer.clean()
-        manifest = Manifest(
-            self.renderer, self.writer.config, True, infos, self.writer.outputs, next_id, self.old.loaded
-        )
+        removed = self.writer.clean() + removed
+        manifest = Manifest(self.renderer, self.writer.config, True, infos, self.writer.outputs, self.old.loaded)
         manifest.save(self.site_dir)
         written = tuple(self.writer.written)
         seconds = time.perf_counter() - started
@@ -95,9 +99,11 @@ class _Builder:
         self.site_dir.mkdir(parents=True, exist_ok=True)
         Manifest(outputs=self.old.outputs).save(self.site_dir)
 
-    def _sources(self, scanned: list[tuple[SourceInfo, str, bool]], index: search.SearchIndex) -> dict[str, SourceInfo]:
-        """Each source's HTML and search documents, written when stale; returns every source as it is
-        now (new and changed ones with their papers)."""
+    def _sources(
+        self, scanned: list[tuple[SourceInfo, str, bool]], docs: dict[str, list[SearchDoc]]
+    ) -> dict[str, SourceInfo]:
+        """Each source's HTML, written when stale, and the search documents of the converted daily
+        posts (into ``docs``); returns every source as it is now (new and changed ones with their papers)."""
         config = self.writer.config
         daily = [info for info, _, _ in scanned if not info.is_page]
         neighbours = {
@@ -119,9 +125,6 @@ class _Builder:
             if info.url in urls:
                 raise SiteError(f"{info.source} and {urls[info.url]} would both be written to {info.url}")
             urls[info.url] = info.source
-            self.writer.stale(search.document_path(info.search_id), info.digest)
-            if not convert and index.rebuild:
-                index.add_unchanged(info.search_id)
             html_stale = self.writer.stale(info.url, html_key)
             if html_stale or convert:
                 jobs.append(
@@ -130,19 +133,16 @@ class _Builder:
         batches = [jobs[i : i + SOURCES_PER_TASK] for i in range(0, len(jobs), SOURCES_PER_TASK)]
         for result in run_batches(batches, self.worker, self.writer.env):
             infos.update((info.source, info) for info in result.infos)
-            index.add(result.postings)
+            docs.update(result.docs)
         return infos
 
-    def _search(self, sources: list[SourceInfo], index: search.SearchIndex) -> None:
-        listed = [search.Listed(s.search_id, s.url, s.date.isoformat(), s.title) for s in sources]
-        text = search.listing(listed)
-        if self.writer.stale("search/posts.json", file_digest(text.encode())):
-            self.writer.write("search/posts.json", text)
-        for rel, shard in index.shards():
-            if shard is None:
-                self.writer.keep(rel)
-            elif self.writer.stale(rel, file_digest(shard.encode())):
-                self.writer.write(rel, shard)
+    def _search(self, infos: dict[str, SourceInfo], docs: dict[str, list[SearchDoc]]) -> tuple[str, ...]:
+        """The search index brought up to date; the files it wrote are reported as written, those it
+        deleted returned as removed. (They are not the writer's outputs: the index decides itself
+        what it rewrites.)"""
+        update = self.search.update(self.old.sources, infos, docs)
+        self.writer.written += [f"{search.FOLDER}/{rel}" for rel in update.written]
+        return tuple(f"{search.FOLDER}/{rel}" for rel in update.removed)
 
     def _static(self) -> None:
         for rel, (file_key, path) in self.static.items():

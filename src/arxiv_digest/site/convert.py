@@ -1,5 +1,5 @@
-"""A source's record and body turned into what the site shows: a post's HTML and its papers' links
-and search documents, a paper page's parts, a paper's texts for a feed. Everything about a paper
+"""A source's record and body turned into what the site shows: a post's HTML and its papers' links,
+a paper page's parts, a paper's texts for a feed. Everything about a paper
 comes from its record; the converted HTML only gives the post's own HTML file and its headings' ids."""
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from markupsafe import Markup
 
 from ..postformat import PageRecord, PaperRecord, PostRecord
 from .manifest import PaperLink, SourceInfo
-from .markdown import Heading, convert, convert_inline, markdown_text, text_html
-from .search import SearchDocument
+from .markdown import Heading, convert, convert_inline, text_html
 from .sources import load_page, load_post, load_record
 
 CONTENT_START, CONTENT_END = "<!--post-content-->", "<!--/post-content-->"
@@ -46,25 +45,6 @@ def paper_links(papers: tuple[PaperRecord, ...], headings: tuple[Heading, ...]) 
     return tuple(links)
 
 
-def post_documents(
-    info: SourceInfo, record: PostRecord, links: tuple[PaperLink, ...], body: str
-) -> list[SearchDocument]:
-    """A post's papers for search: title, authors, id and the Chinese text (the English abstract while
-    the translation is pending); a post without papers is one document of its whole text."""
-    if not record.papers:
-        return [SearchDocument("", info.title, "", "", markdown_text(body))]
-    return [
-        SearchDocument(
-            link.anchor,
-            paper.title,
-            ", ".join(paper.authors),
-            paper.arxiv_id,
-            markdown_text(paper.translation or paper.abstract or ""),
-        )
-        for paper, link in zip(record.papers, links, strict=True)
-    ]
-
-
 @dataclass(frozen=True)
 class PaperParts:
     """A paper page's body in parts, each sanitised HTML: the reason for its class, the English
@@ -90,17 +70,6 @@ def page_parts(record: PageRecord) -> PaperParts:
 
 def _html(markdown: str | None) -> Markup:
     return Markup(convert(markdown).html if markdown else "")
-
-
-def page_document(info: SourceInfo, record: PageRecord) -> SearchDocument:
-    """A paper page for search: found by its Chinese title, class, tags, English title and arXiv id;
-    the abstracts are already indexed with the daily post that shows the paper."""
-    facts = [
-        f"类别：{'、'.join(info.classes)}" if info.classes else "",
-        f"标签：{'、'.join(info.tags)}" if info.tags else "",
-    ]
-    text = "　".join(f for f in [*facts, record.en_title or ""] if f)
-    return SearchDocument("", info.title, "", info.arxiv_id, text)
 
 
 @dataclass(frozen=True)

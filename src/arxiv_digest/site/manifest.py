@@ -41,7 +41,6 @@ class SourceInfo:
     url: str
     tags: tuple[str, ...]
     papers: tuple[PaperLink, ...] = ()
-    search_id: int = -1
     stamp: str = ""  # size and mtime of the source and its record, to skip reading unchanged files
     arxiv_id: str = ""  # only on a per-paper page
     classes: tuple[str, ...] = ()
@@ -72,7 +71,6 @@ class SourceInfo:
             "url": self.url,
             "tags": list(self.tags),
             "papers": [[p.anchor, p.title, list(p.categories), p.arxiv_id] for p in self.papers],
-            "search_id": self.search_id,
             "stamp": self.stamp,
         }
 
@@ -87,7 +85,6 @@ class SourceInfo:
             data["url"],
             tuple(data["tags"]),
             papers,
-            data["search_id"],
             data["stamp"],
             data.get("arxiv_id", ""),
             tuple(data.get("classes", ())),
@@ -130,7 +127,6 @@ class Manifest:
     complete: bool = False
     sources: dict[str, SourceInfo] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
-    next_search_id: int = 0
     # each source as loaded and its JSON, which is saved again as is while the source is that same object
     loaded: dict[str, tuple[SourceInfo, dict[str, Any]]] = field(default_factory=dict)
 
@@ -145,7 +141,6 @@ class Manifest:
                 data["complete"],
                 {k: info for k, (info, _) in loaded.items()},
                 data["outputs"],
-                data["next_search_id"],
                 loaded,
             )
         except (OSError, ValueError, KeyError, TypeError):
@@ -162,7 +157,6 @@ class Manifest:
             "complete": self.complete,
             "sources": {k: self._source_json(k, v) for k, v in self.sources.items()},
             "outputs": self.outputs,
-            "next_search_id": self.next_search_id,
         }
         text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
         write_atomic(os.path.join(site_dir, MANIFEST), text, durable=False)

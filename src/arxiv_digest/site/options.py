@@ -25,6 +25,12 @@ class SiteOptions:
     posts_per_listing: int = 20  # daily posts on the index, on a category's listing and on each older one
     incremental: bool = True
     papers_per_listing: int = 50  # paper pages per class or tag listing
+    state_dir: Path | None = None  # what a build keeps for the next one, outside the published folder
+
+
+def state_folder(options: SiteOptions) -> Path:
+    """Where a build keeps its state: ``state_dir``, else a hidden folder beside the site folder."""
+    return options.state_dir or options.site_dir.parent / f".{options.site_dir.name}-state"
 
 
 @dataclass(frozen=True)

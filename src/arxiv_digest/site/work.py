@@ -1,5 +1,5 @@
 """The build's heavy part, in worker processes on big builds: reading new and changed sources,
-converting them, writing their HTML and search documents."""
+converting them, writing their HTML, and the search documents of their papers."""
 
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from . import search
-from .convert import CONTENT_END, CONTENT_START, built_content, page_document, page_parts, paper_links, post_documents
+from ..search_index import SearchDoc
+from .convert import CONTENT_END, CONTENT_START, built_content, page_parts, paper_links
 from .manifest import SourceInfo
 from .markdown import convert, relative_links
+from .search import post_docs
 from .sources import load_page, load_post
 from .templates import environment, render
 from .writer import write_file
@@ -51,7 +52,7 @@ class Job:
 @dataclass(frozen=True)
 class BatchResult:
     infos: list[SourceInfo]
-    postings: dict[str, str]  # token -> comma-joined search ids of this batch's new sources
+    docs: dict[str, list[SearchDoc]]  # source -> its papers for search, for each converted daily post
 
 
 _worker_state: tuple[Worker, jinja2.Environment] | None = None
@@ -68,10 +69,10 @@ def _batch_in_worker(jobs: list[Job]) -> BatchResult:
     return process_batch(jobs, *_worker_state)
 
 
-def _post(job: Job, worker: Worker, env: jinja2.Environment) -> tuple[SourceInfo, set[str]]:
+def _post(job: Job, worker: Worker, env: jinja2.Environment) -> tuple[SourceInfo, list[SearchDoc] | None]:
     """Convert a daily post (unless its HTML already holds the conversion) and write its HTML; a new
-    or changed post also gets its papers, from its record, and its search documents."""
-    info, tokens = job.info, set()
+    or changed post also gets its papers, from its record, and their search documents."""
+    info, docs = job.info, None
     content = None if job.convert else built_content(worker.site_dir / info.url)
     if content is None:
         body, record = load_post(job.path)
@@ -80,32 +81,31 @@ def _post(job: Job, worker: Worker, env: jinja2.Environment) -> tuple[SourceInfo
         if job.convert:
             links = paper_links(record.papers, converted.headings)
             info = replace(info, papers=links)
-            documents = post_documents(info, record, links, body)
-            tokens = search.write_document(worker.site_dir, info.search_id, documents)
+            docs = post_docs(info, record, body)
     if job.html_key:
         body_html = Markup(CONTENT_START + relative_links(content, info.url) + CONTENT_END)
         context = {"post": info, "content": body_html, "newer": job.newer, "older": job.older}
         write_file(worker.site_dir, info.url, render(env, "post.html", info.url, head_title=info.title, **context))
-    return info, tokens
+    return info, docs
 
 
-def _page(job: Job, worker: Worker, env: jinja2.Environment) -> tuple[SourceInfo, set[str]]:
-    """A per-paper page: its parts from its record, written with ``paper.html``."""
-    info, tokens = job.info, set()
+def _page(job: Job, worker: Worker, env: jinja2.Environment) -> tuple[SourceInfo, list[SearchDoc] | None]:
+    """A per-paper page: its parts from its record, written with ``paper.html`` (search finds it
+    through its daily post's paper)."""
+    info = job.info
     record = load_page(job.path)
     parts = page_parts(record)
     if job.convert:
         info = replace(info, en_title=str(parts.title))
-        tokens = search.write_document(worker.site_dir, info.search_id, [page_document(info, record)])
     if job.html_key:
         context = {"page": info, "parts": parts, "head_title": info.title}
         write_file(worker.site_dir, info.url, render(env, "paper.html", info.url, **context))
-    return info, tokens
+    return info, None
 
 
 def process_batch(jobs: list[Job], worker: Worker, env: jinja2.Environment) -> BatchResult:
     done = [(_page if job.info.is_page else _post)(job, worker, env) for job in jobs]
-    return BatchResult([info for info, _ in done], search.postings_of((i.search_id, t) for i, t in done))
+    return BatchResult([info for info, _ in done], {info.source: docs for info, docs in done if docs is not None})
 
 
 def run_batches(batches: list[list[Job]], worker: Worker, env: jinja2.Environment) -> Iterator[BatchResult]:
