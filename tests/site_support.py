@@ -6,6 +6,7 @@ HTML."""
 
 from __future__ import annotations
 
+import copy
 import shutil
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import lxml.html
 
 from arxiv_digest import render
+from arxiv_digest.mathml import MATHML_ATTRIBUTES, MATHML_TAGS
 from arxiv_digest.models import Author, PageInfo, Paper, PaperPage
 from arxiv_digest.render import md_block, md_inline, md_url
 from arxiv_digest.search_query import Searcher, folder_fetch
@@ -51,6 +53,7 @@ KRAMDOWN_ATTACKS = f'[点我](javascript:{PWNED}) 与 **粗体**{{: onmouseover=
 ALLOWED_BODY_TAGS = {
     *("details", "summary", "div", "p", "ul", "ol", "li", "a", "strong", "em", "code", "pre", "blockquote"),
     *("h1", "h2", "h3", "h4", "h5", "h6", "hr", "br", "span", "del", "table", "thead", "tbody", "tr", "th", "td"),
+    *MATHML_TAGS,
 }
 
 
@@ -203,8 +206,10 @@ def script_problems(tree: lxml.html.HtmlElement, allowed_scripts: tuple[str, ...
         tag = element.tag.lower()
         if tag == "script" and not (element.get("src") or "").startswith(allowed_scripts or ("\0",)):
             problems.append(f"<script> {lxml.html.tostring(element)[:80]!r}")
-        if tag in ("iframe", "object", "embed", "svg", "math", "img", "style", "base"):
+        if tag in ("iframe", "object", "embed", "svg", "img", "style", "base", "maction", "annotation-xml"):
             problems.append(f"<{tag}>")
+        if tag in MATHML_TAGS and not set(element.attrib) <= MATHML_ATTRIBUTES.get(tag, frozenset()):
+            problems.append(f"<{tag} {sorted(element.attrib)}>")
         for name, value in element.attrib.items():
             if name.lower().startswith("on"):
                 problems.append(f"{tag}[{name}]")
@@ -223,6 +228,14 @@ def body_tags(tree: lxml.html.HtmlElement) -> set[str]:
 
 
 def text(tree: lxml.html.HtmlElement) -> str:
+    """The words of a page, each formula as its TeX source between dollars (what it renders)."""
+    if tree.find(".//math") is not None:
+        tree = copy.deepcopy(tree)
+        for math in list(tree.iter("math")):
+            dollars = "$$" if math.get("display") == "block" else "$"
+            tex = "".join(math.xpath(".//annotation//text()"))
+            math.clear(keep_tail=True)
+            math.text = f"{dollars}{tex}{dollars}"
     return " ".join(tree.text_content().split())
 
 

@@ -5,6 +5,7 @@ server is tested in test_serve.py)."""
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from urllib.parse import urljoin
@@ -177,11 +178,13 @@ def test_maths_code_and_kramdown_rules() -> None:
     html = convert(
         "Title $a*b*c_1$ and $$x^2$$, `$not maths$`, $5 and $10, 2~6 dB, a &lt;b&gt; $x&lt;y$\n\n1) item\n"
     ).html
-    assert '<span class="math">$a*b*c_1$</span>' in html
-    assert '<span class="math display">$$x^2$$</span>' in html
+    tree = lxml.html.fragment_fromstring(html, create_parent="div")
+    maths = [(m.get("display"), "".join(m.xpath(".//annotation//text()"))) for m in tree.iter("math")]
+    assert maths == [("inline", "a*b*c_1"), ("block", "x^2"), ("inline", "x<y")]  # MathML, the TeX annotated
+    assert '<span class="math display"><math' in html and "<msup><mi>x</mi><mn>2</mn></msup>" in html
     assert "<code>$not maths$</code>" in html
     assert "$5 and $10" in html and "<del>" not in html and "2~6" in html
-    assert '<span class="math">$x&lt;y$</span>' in html
+    assert '<span class="math">$18% and 54$</span>' in convert("from $18% and 54$ of").html  # stays TeX
     assert "<p>1) item</p>" in html
 
 
@@ -225,8 +228,10 @@ def test_escaped_text_stays_visible_as_text(site: Path) -> None:
     assert f'<script>{PWNED}</script> <img src=x onerror="{PWNED}">' in words
     assert "{{ site.title }} {% raw %} 反斜杠 \\ 与" in words
     assert "`<script>code span</script>`" not in words and "<script>code span</script>" in words
-    maths = [span.text for span in page.find_class("math")]
-    assert "$\\alpha_1$" in maths and "$x_{i}^{*} < y$" in maths
+    maths = ["".join(m.xpath(".//annotation//text()")) for m in page.iter("math")]  # rendered as MathML
+    assert "\\alpha_1" in maths and "x_{i}^{*} < y" in maths
+    heading = page.xpath(f"//h2[starts-with(@id, '{ATTACK_ANCHOR}')]")[0]  # a title's maths, kramdown's anchor
+    assert heading.find(".//math/semantics/mrow/msub/mi").text == "α"
     authors = page.xpath("//li[strong='Authors']")[0].text_content()
     assert "Zoë Ångström, 李雷, Jörn Ostermann, Łukasz Żółć, Nguyễn Văn An, Seán O'Brien" in authors
     assert authors.count(",") == len(AUTHORS) - 1 and f"等 {len(AUTHORS)} 位作者" in authors
@@ -344,6 +349,44 @@ def test_changing_and_removing_posts_keeps_the_site_consistent(tmp_path: Path) -
     assert [a.get("href") for a in nav.iter("a")] == ["../../../2026/01/10/raw.html"]
 
 
+SEARCHES = (
+    "量化",
+    "鼓点",
+    "drum transcription",
+    '"speech enhancement"',
+    "Ostermann",
+    "蒸馏方法",
+    "全新",
+    "spe",
+    "方法",
+)
+
+
+def _search_results(site: Path) -> dict[str, tuple[int, list[int], list[dict[str, object]]]]:
+    searcher = Searcher(folder_fetch(site / "search"))
+    return {q: (r.count, r.ids, r.records) for q in SEARCHES for r in [searcher.search(q, shown=100)]}
+
+
+@pytest.mark.parametrize("pages", [False, True])
+def test_an_incremental_build_searches_like_a_full_one(tmp_path: Path, pages: bool) -> None:
+    write_posts(tmp_path / "posts", pages=pages)
+    options, _ = build(tmp_path)
+    posts = tmp_path / "posts"
+    new = pipeline_post(date(2026, 1, 20), translation="全新的论文，研究量化。", arxiv_id="2601.99999")
+    (posts / "2026-01-20-arxiv.md").write_text(new, encoding="utf-8")  # added
+    changed = posts / "2026-01-12-arxiv.md"
+    changed.write_text(changed.read_text(encoding="utf-8").replace("关注量化方法", "关注蒸馏方法"), encoding="utf-8")
+    (posts / "2026-01-10-raw.md").unlink()  # removed
+    if pages:
+        (posts / "2026-01-15-2601.09603.md").unlink()  # a paper's page removed: its daily post's paper again
+    assert not build_site(options).full
+    incremental = _search_results(tmp_path / "site")
+    full = build_site(replace(options, site_dir=tmp_path / "full"))
+    assert full.full
+    assert _search_results(tmp_path / "full") == incremental
+    assert incremental["全新"][0] == 1 and incremental["蒸馏方法"][0] == 1 and incremental["量化"][0] >= 2
+
+
 def test_template_change_rebuilds_every_page_and_user_templates_win(tmp_path: Path) -> None:
     write_posts(tmp_path / "posts")
     mine = tmp_path / "templates"
@@ -457,7 +500,7 @@ def test_hostile_paper_page_shows_its_text_and_runs_nothing(paper_site: Path) ->
     )
     zh = text(page.find_class("abstract")[0])
     assert f'<script>{PWNED}</script> <img src=x onerror="{PWNED}">' in zh and "{{ site.title }}" in zh
-    assert "$x_{i}^{*} < y$" in [span.text for span in page.find_class("math")]
+    assert "x_{i}^{*} < y" in ["".join(m.xpath(".//annotation//text()")) for m in page.iter("math")]
     tags = page.xpath("//dt[.='标签']/following-sibling::dd[1]/a")
     assert [a.text for a in tags] == ["<b>标签</b>", "语音处理", "a/b c"]
     for a in tags:  # odd tag names still get a page of their own, at a plain file name

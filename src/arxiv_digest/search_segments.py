@@ -23,8 +23,8 @@ from .search_postings import Run, combine, decode_postings, encode_postings, ind
 from .search_text import utf16_key
 
 SHARD_BYTES = 8192  # a dictionary shard is cut once it holds this many bytes (before gzip)
-INLINE_BYTES = 4096  # postings up to this size sit in the dictionary entry, longer ones in a file
-FLUSH_PAPERS = 2048  # new papers buffered before they are spilled (a full build)
+INLINE_BYTES = 8192  # postings up to this size sit in the dictionary entry, longer ones in a file
+FLUSH_PAPERS = 4096  # new papers buffered before they are spilled (a full build)
 
 
 def gzip_bytes(data: bytes) -> bytes:
