@@ -21,7 +21,7 @@ from .arxiv import ArxivClient
 from .config import Config
 from .errors import ConfigError, DigestError
 from .models import Author, Paper, Post, PostEntry, Texts
-from .polite import PoliteHttp, RetryPolicy
+from .polite import PoliteHttp, RetryPolicy, tls_context
 from .probe import live_probe
 from .store import Store
 from .window import window_for
@@ -179,7 +179,9 @@ def check_posts_dir(config: Config) -> Check:
 
 def check_arxiv(config: Config) -> Check:
     cfg = config.arxiv
-    client = httpx.Client(headers={"User-Agent": cfg.user_agent}, timeout=cfg.timeout, trust_env=False)
+    client = httpx.Client(
+        headers={"User-Agent": cfg.user_agent}, timeout=cfg.timeout, trust_env=False, verify=tls_context()
+    )
     with client:
         http = PoliteHttp(client, interval=0, policy=RetryPolicy(0, 0, 0))
         batch = next(ArxivClient(http, cfg.api_url, 1).batches(f"cat:{cfg.categories[0]}"))

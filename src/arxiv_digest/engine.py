@@ -33,7 +33,7 @@ from .fulltext import FullText, Source
 from .fulltext_extract import trim_for_llm
 from .llm import ChatClient, LLMError, LLMFatal, LLMTooLong
 from .models import Paper, TextKind
-from .polite import PoliteHttp, RetryPolicy
+from .polite import PoliteHttp, RetryPolicy, tls_context
 from .summarize import (
     BudgetExhausted,
     Job,
@@ -133,7 +133,10 @@ class TextEngine:
             return
         cfg = self.config.llm
         client = httpx.Client(
-            timeout=cfg.timeout, trust_env=False, limits=httpx.Limits(max_connections=cfg.concurrency)
+            timeout=cfg.timeout,
+            trust_env=False,
+            verify=tls_context(),
+            limits=httpx.Limits(max_connections=cfg.concurrency),
         )
         policy = RetryPolicy(cfg.retries, cfg.backoff, cfg.max_retry_after)
         key = os.environ.get(cfg.api_key_env) or None

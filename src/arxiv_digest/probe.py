@@ -21,7 +21,7 @@ from . import render
 from .config import Config
 from .llm import ChatClient
 from .models import Author, Paper
-from .polite import RetryPolicy
+from .polite import RetryPolicy, tls_context
 from .summarize import (
     Expectation,
     InvalidAnswer,
@@ -119,7 +119,7 @@ def _ask(chat: ChatClient, job: Job, config: Config) -> ProbeAnswer:
 def live_probe(config: Config) -> tuple[bool, str]:
     """(can this model serve, one line saying why) from a live translation and explainer."""
     cfg = config.llm
-    with httpx.Client(timeout=cfg.timeout, trust_env=False) as client:
+    with httpx.Client(timeout=cfg.timeout, trust_env=False, verify=tls_context()) as client:
         chat = ChatClient(
             client, cfg.base_url, os.environ.get(cfg.api_key_env), RetryPolicy(1, cfg.backoff, 10), stream=cfg.stream
         )

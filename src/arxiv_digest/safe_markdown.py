@@ -246,6 +246,8 @@ def plain(text: str, *, heading: bool = False) -> str:
     """One line of arXiv text (title, authors, abstract, category, URL) as literal Markdown: nothing in
     it is markup, except ``$…$`` maths, shown as TeX by the site and as text by kramdown."""
     text = _visible_controls(re.sub(r"[ \t\n\r]+", " ", str(text)).strip(" "))
+    if text[:1].isalpha() and ORDINARY.fullmatch(text):  # most titles and names: nothing to escape
+        return text
     out = _Out()
     out.start("")
     pos = 0

@@ -28,6 +28,35 @@ def search_path(user_dirs: Sequence[Path], subdir: str = "") -> list[Path]:
     return list(dict.fromkeys([*found, packaged_dir(subdir)]))
 
 
+class _CompiledTemplates(jinja2.BytecodeCache):
+    """Compiled templates kept for the life of the process, keyed by template and checked against
+    its source: a process that makes several environments over the same templates (``serve``'s
+    rebuilds, a ``generate`` of many dates, the test suite's in-process runs) compiles each once."""
+
+    def __init__(self) -> None:
+        self._code: dict[str, bytes] = {}
+
+    def get_bucket(
+        self, environment: jinja2.Environment, name: str, filename: str | None, source: str
+    ) -> jinja2.bccache.Bucket:
+        """Keyed by what the compiled code depends on as well: the environments made here differ only
+        in autoescaping (decided per template when it is compiled) and trailing newlines."""
+        escape = environment.autoescape(name) if callable(environment.autoescape) else environment.autoescape
+        keyed = f"{name}|{bool(escape)}|{environment.keep_trailing_newline}"
+        return super().get_bucket(environment, keyed, filename, source)
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        code = self._code.get(bucket.key)
+        if code is not None:
+            bucket.bytecode_from_string(code)
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        self._code[bucket.key] = bucket.bytecode_to_string()
+
+
+_COMPILED = _CompiledTemplates()
+
+
 def environment(
     user_dirs: Sequence[Path] = (),
     subdir: str = "",
@@ -50,4 +79,5 @@ def environment(
         trim_blocks=True,
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
+        bytecode_cache=_COMPILED,
     )
