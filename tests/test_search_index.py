@@ -15,10 +15,11 @@ from hypothesis import strategies as st
 
 from arxiv_digest import search_index, search_segments
 from arxiv_digest.search_index import SearchDoc, SearchIndexWriter
-from arxiv_digest.search_postings import Run, decode_postings, encode_postings, impact, index_papers
+from arxiv_digest.search_postings import Run, decode_postings, encode_postings, impact
 from arxiv_digest.search_query import Searcher, folder_fetch, parse
 from arxiv_digest.search_segments import SegmentInfo, read_segment
 from arxiv_digest.search_text import field_terms, fold
+from arxiv_digest.search_tokens import index_papers
 
 DAY = date(2026, 1, 10)
 
@@ -250,7 +251,11 @@ def test_a_state_that_does_not_match_the_folder_starts_afresh(tmp_path: Path) ->
 
 TEXT = st.text(
     alphabet=st.sampled_from(
-        [*"ab cdÉé-_.,\n语音增强的模型ｆＡ①ﬁ", "\u0301", "々", "〇", "\U0001d49c", "\U00020000", "\uffe0"]
+        [
+            *"ab cdÉé-_.,\n语音增强的模型ｆＡ①ﬁΣσİ가ᄀ하ᅡ々〇",
+            *("\u0301", "\u0345", "\u05b4", "\u0591", "\u3099", "\u309b", "\u1e9e", "\u2126", "\uff9e", "\u30ff"),
+            *("\U0001d49c", "\U00020000", "\uffe0"),
+        ]
     ),
     max_size=40,
 )

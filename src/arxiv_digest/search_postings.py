@@ -1,39 +1,25 @@
-"""Postings of the search index in memory: built from papers' texts with numpy, encoded, merged.
+"""Postings of the search index in memory: runs, their impacts, encoding, merging and renumbering.
 
 A ``Run`` is a sorted slice of an inverted index: terms in JavaScript's string order, and for each
-term its postings (paper ids, ascending, with an impact byte). Papers become runs, segment files are
-read back as runs a shard at a time (``search_segments``), runs are combined and renumbered, so no
-step holds more than a batch of papers or one shard per input.
-
-Tokenising is the costly part of a build (a paper has ~1,600 CJK characters of translation and
-explainer): bigrams are cut and counted with numpy over a whole batch of papers at once, which is
-~6x faster than Python's ``re`` and ``Counter`` per paper; ``search_text.field_terms`` is the plain
-reference it must agree with (``tests/test_search_index.py`` checks it with hypothesis).
+term its postings (paper ids, ascending, with an impact byte). Papers become runs
+(``search_tokens``), segment files are read back as runs a shard at a time (``search_segments``),
+runs are combined and renumbered, so no step holds more than a batch of papers or one shard per input.
 """
 
 from __future__ import annotations
 
 import bisect
-import itertools
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .search_text import CJK, CJK_RANGES, fold, utf16_key
+from .search_text import utf16_key
 
 SLOT_BITS = 12  # a paper's id is day * 4096 + its slot in the day
 IMPACT_LEVELS = 32
 K1, B, AVGDL = 1.2, 0.5, 1000.0  # BM25 saturation and length normalisation (AVGDL is fixed, see below)
-_CODE_BITS = 42  # a CJK term's code: first << 21 | second (0 for a lone character); Latin: vocabulary index
-MAX_FIELDS = 16
-_FIELD_BITS = 4
-_BATCH_BITS = 14  # 16,384 papers a batch at most
-_CODE_SHIFT = _BATCH_BITS + _FIELD_BITS  # an occurrence's key: code << 18 | paper << 4 | field
-_CELL_MASK = (1 << _CODE_SHIFT) - 1
-_LATIN_SPLIT = re.compile(f"([^\\W_{CJK}]+)")
-_HAS_CJK = re.compile(f"[{CJK}\n]")  # what stops two words from making a pair
 _ASTRAL = re.compile("[\U00010000-\U0010ffff]")
 
 
@@ -130,7 +116,7 @@ def combine(runs: Sequence[Run]) -> Run:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Documents -> run
+# Impacts
 
 
 def impact(weighted_tf: np.ndarray, length: np.ndarray) -> np.ndarray:
@@ -143,95 +129,9 @@ def impact(weighted_tf: np.ndarray, length: np.ndarray) -> np.ndarray:
     return (1 + np.rint((IMPACT_LEVELS - 1) * weighted_tf / (weighted_tf + norm))).astype(np.uint8)
 
 
-def _is_cjk(codes: np.ndarray) -> np.ndarray:
-    mask = np.zeros(codes.shape, bool)
-    for low, high in CJK_RANGES:
-        mask |= (codes >= low) & (codes <= high)
-    return mask
-
-
-def index_papers(papers: Sequence[tuple[int, Sequence[tuple[float, str]]]]) -> Run:
-    """A run from papers given as (id, [(weight, text), ...]), ids ascending, at most ``MAX_FIELDS``
-    fields each: each term's weighted frequency over the fields, the paper's weighted length in
-    tokens, and from these the impact. Occurrences are packed into integers and sorted once with
-    ``np.sort`` (radix and SIMD sorts; ``argsort`` is ~15x slower)."""
-    if len(papers) > 1 << _BATCH_BITS:
-        raise ValueError(f"at most {1 << _BATCH_BITS} papers a batch")
-    vocabulary: dict[str, int] = {}
-    latin_keys: list[int] = []
-    texts: list[str] = []
-    field_keys: list[int] = []
-    weights = np.zeros((len(papers), MAX_FIELDS))
-    latin_words = np.zeros((len(papers), MAX_FIELDS))
-    for index, (_, fields) in enumerate(papers):
-        for number, (weight, text) in enumerate(fields):
-            folded = fold(text)
-            texts.append(folded)
-            weights[index, number] = weight
-            base = (index << _FIELD_BITS) | number
-            field_keys.append(base)
-            terms = _latin_terms(folded)
-            latin_words[index, number] = terms.words
-            latin_keys += [base | vocabulary.setdefault(t, len(vocabulary)) << _CODE_SHIFT for t in terms]
-    field_key = np.repeat(np.array(field_keys, np.uint64), [len(t) + 1 for t in texts])
-    chars = np.frombuffer(("\n".join(texts) + "\n").encode("utf-32-le"), np.uint32).astype(np.uint64)
-    cjk = _is_cjk(chars)
-    before = np.concatenate(([False], cjk[:-1]))
-    after = np.concatenate((cjk[1:], [False]))
-    bigram = cjk & after
-    at = np.flatnonzero(bigram | (cjk & ~before & ~after))
-    second = np.where(bigram[at], chars[np.minimum(at + 1, len(chars) - 1)], 0)
-    cjk_keys = field_key[at] | (((chars[at] << np.uint64(21)) | second) << np.uint64(_CODE_SHIFT))
-    cjk_count = np.bincount(field_key[at].astype(np.int64), minlength=weights.size).reshape(weights.shape)
-    length = ((latin_words + cjk_count) * weights).sum(axis=1)
-
-    # one sort by (term, paper, field): counts, then the weighted count over fields and the impact
-    keys = np.sort(np.concatenate((np.array(latin_keys, np.uint64), cjk_keys)))
-    starts = _starts(keys)
-    counts = np.diff(np.append(starts, len(keys)))
-    keys = keys[starts]
-    weighted = counts * weights.ravel()[(keys & np.uint64(_CELL_MASK)).astype(np.int64)]
-    keys >>= np.uint64(_FIELD_BITS)
-    first = _starts(keys)
-    tf = np.add.reduceat(weighted, first) if len(first) else np.zeros(0)
-    keys = keys[first]
-    paper_index = (keys & np.uint64((1 << _BATCH_BITS) - 1)).astype(np.int64)
-    impacts = impact(tf, length[paper_index])
-    codes = keys >> np.uint64(_BATCH_BITS)
-    starts = _starts(codes)
-    df = np.diff(np.append(starts, len(codes)))
-    names = _names(codes[starts], list(vocabulary))
-    order = sorted(range(len(names)), key=names.__getitem__) if bmp(names) else None
-    if order is None:
-        order = sorted(range(len(names)), key=lambda i: utf16_key(names[i]))
-    order_array = np.array(order, np.int64)
-    new_df = df[order_array]
-    new_starts = np.cumsum(new_df) - new_df
-    gather = np.arange(len(codes)) + np.repeat(starts[order_array] - new_starts, new_df)
-    paper_ids = np.array([pid for pid, _ in papers], np.uint32)
-    return Run([names[i] for i in order], new_df, paper_ids[paper_index[gather]], impacts[gather])
-
-
 def bmp(names: list[str]) -> bool:
     """Whether no term has a character beyond U+FFFF, where Python's string order is UTF-16's."""
     return not _ASTRAL.search("".join(names))
-
-
-def _names(codes: np.ndarray, words: list[str]) -> list[str]:
-    """Term strings of sorted codes: Latin words by vocabulary index, then CJK bigrams and lone
-    characters decoded in one go."""
-    latin = int(np.searchsorted(codes, 1 << 21))
-    names = [words[c] for c in codes[:latin].tolist()]
-    cjk = codes[latin:]
-    pairs = np.stack(((cjk >> np.uint64(21)), cjk & np.uint64((1 << 21) - 1)), axis=1).astype(np.uint32)
-    text = pairs.tobytes().decode("utf-32-le")  # a lone character is followed by U+0000
-    return names + [text[i : i + 2].rstrip("\x00") for i in range(0, len(text), 2)]
-
-
-def _starts(sorted_keys: np.ndarray) -> np.ndarray:
-    if not len(sorted_keys):
-        return np.zeros(0, np.int64)
-    return np.flatnonzero(np.concatenate(([True], sorted_keys[1:] != sorted_keys[:-1])))
 
 
 def _pack(term_rank: np.ndarray, ids: np.ndarray, impacts: np.ndarray) -> np.ndarray:
@@ -243,25 +143,6 @@ def _from_packed(terms: list[str], packed: np.ndarray, count: int) -> Run:
     df = np.bincount((packed >> np.uint64(40)).astype(np.int64), minlength=count)
     ids = ((packed >> np.uint64(8)) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
     return Run(terms, df, ids, (packed & np.uint64(0xFF)).astype(np.uint8))
-
-
-class _Terms(list[str]):
-    words = 0
-
-
-def _latin_terms(folded: str) -> _Terms:
-    """A field's Latin words and the pairs of words that follow each other with no CJK or line
-    break between (one regex pass: ``split`` gives the words and what separates them)."""
-    parts = _LATIN_SPLIT.split(folded)
-    words = parts[1::2]
-    terms = _Terms(words)
-    terms.words = len(words)
-    if folded.isascii() and "\n" not in folded:
-        terms += [f"{a} {b}" for a, b in itertools.pairwise(words)]
-    else:
-        pairs = zip(words, words[1:], parts[2:-1:2], strict=False)
-        terms += [f"{a} {b}" for a, b, gap in pairs if not _HAS_CJK.search(gap)]
-    return terms
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .search_postings import Run, combine, decode_postings, encode_postings, index_papers, ragged
+from .search_postings import Run, combine, decode_postings, encode_postings, ragged
 from .search_text import utf16_key
+from .search_tokens import index_papers
 
 SHARD_BYTES = 8192  # a dictionary shard is cut once it holds this many bytes (before gzip)
 INLINE_BYTES = 8192  # postings up to this size sit in the dictionary entry, longer ones in a file
