@@ -9,20 +9,20 @@ On-disk format (every file is gzip, written by us, so the bytes a browser downlo
 the web server; search.js inflates them with ``DecompressionStream``):
 
 * ``meta.gz`` (JSON; fetched first, never cached): ``{"format": 1, "generation": g, "papers": N,
-  "slot_bits": 12, "records_per_file": 8, "segments": [{"name": "s1f", "bounds": [...]}, ...]}``.
+  "slot_bits": 12, "records_per_file": 10, "segments": [{"name": "s1f", "bounds": [...]}, ...]}``.
 * A paper's id is ``day * 4096 + slot``: ``day`` counts days since 1970-01-01 (the paper's date),
   ``slot`` its place among that day's papers, pages in URL order and a page's papers in order. Ids
   follow from the content alone, so an incremental build numbers papers as a full one does, and
   ties in score are broken by id (newer day first, then slot).
 * A segment ``<name>/`` holds the postings of some papers (a paper's postings live in exactly one
   segment; names are never reused, so its files can be cached for good). ``d<k>.gz`` are its
-  dictionary shards, terms sorted in UTF-16 order and cut every ~8 KB; ``bounds[k]`` is the shortest
+  dictionary shards, terms sorted in UTF-16 order and cut every ~16 KB; ``bounds[k]`` is the shortest
   prefix of shard k's first term that sorts after shard k-1's last term. A shard is columnar:
   ``u32 count, u32 terms bytes``, then ``count`` u32 each of df, gap bytes and file, the terms in
   UTF-8 joined by newlines, and the inline postings one after another (all little-endian). ``file``
-  0 means the term's postings are inline; ``f`` > 0 means they are in ``p<f-1>.gz`` (over 8 KB).
+  0 means the term's postings are inline; ``f`` > 0 means they are in ``p<f-1>.gz`` (over 16 KB).
   Postings: the ids as LEB128 gaps (the first one from 0), then one impact byte (1..32) per id.
-* ``r/<day>.<n>.gz``: JSON list of the records of slots ``8n .. 8n+7`` of that day, what a result
+* ``r/<day>.<n>.gz``: JSON list of the records of slots ``10n .. 10n+9`` of that day, what a result
   shows: ``{"u": URL, "d": date, "t": title, "h": Chinese title, "a": [first three authors], "n":
   number of authors, "c": [categories], "z": translation (for the snippet), "k": class, "g": [tags],
   "i": arXiv id}`` (empty fields left out; no explainer, which would double the records' size).
@@ -78,7 +78,7 @@ from .search_segments import (
 
 FORMAT = 1
 HOT_DAYS = 8
-RECORDS_PER_FILE = 8
+RECORDS_PER_FILE = 10
 MERGE_FACTOR = 4
 LEVEL_PAPERS = 256
 BATCH_PAPERS = 256  # tokenised at once: larger batches only add page faults

@@ -23,8 +23,8 @@ from .search_postings import Run, combine, decode_postings, encode_postings, rag
 from .search_text import utf16_key
 from .search_tokens import index_papers
 
-SHARD_BYTES = 8192  # a dictionary shard is cut once it holds this many bytes (before gzip)
-INLINE_BYTES = 8192  # postings up to this size sit in the dictionary entry, longer ones in a file
+SHARD_BYTES = 16384  # a dictionary shard is cut once it holds this many bytes (before gzip)
+INLINE_BYTES = 16384  # postings up to this size sit in the dictionary entry, longer ones in a file
 FLUSH_PAPERS = 4096  # new papers buffered before they are spilled (a full build)
 
 
