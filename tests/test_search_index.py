@@ -294,7 +294,7 @@ def test_postings_encoding_round_trips(lists: list[list[int]]) -> None:
         np.array([i for x in ids for i in x], np.uint32),
         np.array([(i % 32) + 1 for x in ids for i in x], np.uint8),
     )
-    buffer, offsets, gap_lens = encode_postings(run)
+    buffer, offsets, gap_lens = encode_postings(run.df, run.ids, run.impacts)
     back = decode_postings(run.terms, run.df, buffer, offsets, gap_lens)
     assert back.ids.tolist() == run.ids.tolist() and back.impacts.tolist() == run.impacts.tolist()
 

@@ -125,8 +125,24 @@ def impact(weighted_tf: np.ndarray, length: np.ndarray) -> np.ndarray:
     rather than the corpus's, so a paper's impacts never change when others are added: an
     incremental build writes the same numbers as a full one, and the reader applies idf, which does
     change, at query time."""
-    norm = K1 * (1 - B + B * length / AVGDL)
-    return (1 + np.rint((IMPACT_LEVELS - 1) * weighted_tf / (weighted_tf + norm))).astype(np.uint8)
+    return impact_of(weighted_tf, norm(length))
+
+
+def norm(length: np.ndarray) -> np.ndarray:
+    """BM25's length normalisation, per paper."""
+    return K1 * (1 - B + B * length / AVGDL)
+
+
+def impact_of(weighted_tf: np.ndarray, norms: np.ndarray) -> np.ndarray:
+    """``impact`` from the norm of each posting's paper, in place where it can (the same operations
+    in the same order, so the same bytes)."""
+    denominator = weighted_tf + norms
+    scaled = (IMPACT_LEVELS - 1) * weighted_tf
+    scaled /= denominator
+    np.rint(scaled, out=scaled)
+    result = scaled.astype(np.uint8)
+    result += 1
+    return result
 
 
 def bmp(names: list[str]) -> bool:
@@ -149,22 +165,25 @@ def _from_packed(terms: list[str], packed: np.ndarray, count: int) -> Run:
 # Postings <-> bytes: LEB128 gaps, then one impact byte per posting
 
 
-def encode_postings(run: Run) -> tuple[bytes, np.ndarray, np.ndarray]:
+def encode_postings(
+    df: np.ndarray, ids: np.ndarray, impacts: np.ndarray, base: np.ndarray | None = None
+) -> tuple[bytes, np.ndarray, np.ndarray]:
     """All terms' postings in one buffer, and per term its offset and gap-bytes length; term i's
-    bytes are ``buffer[offset[i] : offset[i] + gap_len[i] + df[i]]``."""
-    if not len(run):
+    bytes are ``buffer[offset[i] : offset[i] + gap_len[i] + df[i]]``. A term's first gap is from
+    ``base[i]`` (0 by default): a full build encodes a term's postings a batch of papers at a time."""
+    if not len(df):
         return b"", np.zeros(0, np.int64), np.zeros(0, np.int64)
-    starts = np.cumsum(run.df) - run.df
-    ids = run.ids.astype(np.int64)
+    starts = np.cumsum(df) - df
+    ids = ids.astype(np.int64)
     gaps = np.diff(ids, prepend=0)
-    gaps[starts] = ids[starts]
+    gaps[starts] = ids[starts] if base is None else ids[starts] - base
     size = np.ones(len(gaps), np.int64)
     for bits in (7, 14, 21, 28):
         size += gaps >= 1 << bits
     gap_len = np.add.reduceat(size, starts)
-    total = gap_len + run.df
+    total = gap_len + df
     offset = np.cumsum(total) - total
-    term_of = np.repeat(np.arange(len(run)), run.df)
+    term_of = np.repeat(np.arange(len(df)), df)
     within = np.cumsum(size) - size  # offset of each gap among all gap bytes
     gap_pos = offset[term_of] + within - (within[starts])[term_of]
     out = np.zeros(int(total.sum()), np.uint8)
@@ -173,7 +192,7 @@ def encode_postings(run: Run) -> tuple[bytes, np.ndarray, np.ndarray]:
         more = (size > byte + 1)[has]
         out[gap_pos[has] + byte] = ((gaps[has] >> (7 * byte)) & 0x7F) | (more.astype(np.int64) << 7)
     rank_in_term = np.arange(len(gaps)) - starts[term_of]
-    out[offset[term_of] + gap_len[term_of] + rank_in_term] = run.impacts
+    out[offset[term_of] + gap_len[term_of] + rank_in_term] = impacts
     return out.tobytes(), offset, gap_len
 
 

@@ -73,26 +73,33 @@ class SegmentWriter:
 
     def _write(self, run: Run) -> None:
         self.days.update(int(d) for d in run.days())
-        buffer, offsets, gap_lens = encode_postings(run)
-        sizes = gap_lens + run.df
-        files = np.zeros(len(run), np.uint32)
+        buffer, offsets, gap_lens = encode_postings(run.df, run.ids, run.impacts)
+        self.write_encoded(run.terms, run.df, gap_lens, np.frombuffer(buffer, np.uint8), offsets)
+
+    def write_encoded(
+        self, terms: list[str], df: np.ndarray, gap_lens: np.ndarray, data: np.ndarray, offsets: np.ndarray
+    ) -> None:
+        """Terms that follow the ones written so far, with their encoded postings: term i's bytes are
+        ``data[offsets[i] : offsets[i] + gap_lens[i] + df[i]]``."""
+        sizes = gap_lens + df
+        files = np.zeros(len(terms), np.uint32)
         for index in np.flatnonzero(sizes > INLINE_BYTES).tolist():
-            blob = buffer[offsets[index] : offsets[index] + sizes[index]]
+            blob = data[offsets[index] : offsets[index] + sizes[index]].tobytes()
             (self.folder / f"p{self.files}.gz").write_bytes(gzip_bytes(blob))
             self.files += 1
             files[index] = self.files
         inline = files == 0
-        names = np.array([len(t.encode()) for t in run.terms], np.int64)
+        names = np.fromiter(map(len, "\n".join(terms).encode().split(b"\n")), np.int64, len(terms))
         cost = np.cumsum(13 + names + np.where(inline, sizes, 0))
         start = 0
-        while start < len(run):
+        while start < len(terms):
             base = int(cost[start - 1]) if start else 0
             end = int(np.searchsorted(cost, base + SHARD_BYTES - self._size)) + 1
-            end = min(max(end, start + 1), len(run))
+            end = min(max(end, start + 1), len(terms))
             keep = np.flatnonzero(inline[start:end]) + start
-            postings = np.frombuffer(buffer, np.uint8)[ragged(offsets[keep], sizes[keep])].tobytes()
-            columns = (run.df[start:end], gap_lens[start:end], files[start:end])
-            self._parts.append((run.terms[start:end], *columns, postings))
+            postings = data[ragged(offsets[keep], sizes[keep])].tobytes()
+            columns = (df[start:end], gap_lens[start:end], files[start:end])
+            self._parts.append((terms[start:end], *columns, postings))
             self._size += int(cost[end - 1]) - base
             start = end
             if self._size >= SHARD_BYTES:
