@@ -65,24 +65,18 @@ import numpy as np
 
 from .errors import DigestError
 from .files import write_atomic
+from .search_bulk import SegmentBuilder, TermTable
 from .search_postings import SLOT_BITS, Run, combine, remap
-from .search_segments import (
-    RunBuffer,
-    SegmentInfo,
-    SegmentNames,
-    gzip_bytes,
-    read_segment,
-    tokenised,
-    write_segment,
-)
+from .search_segments import RunBuffer, SegmentInfo, SegmentNames, gzip_bytes, read_segment, write_segment
+from .search_tokens import batch_postings, index_papers
 
 FORMAT = 1
 HOT_DAYS = 8
 RECORDS_PER_FILE = 10
 MERGE_FACTOR = 4
 LEVEL_PAPERS = 256
-BATCH_PAPERS = 256  # tokenised at once: larger batches only add page faults
-PARALLEL_PAPERS = 2048  # from this many changed papers on, tokenising uses worker processes
+BATCH_PAPERS = 512  # tokenised at once: larger batches only add cache misses
+DIGESTS = 2  # how page digests are made (``_doc_digest``); a state made otherwise is rebuilt
 META = "meta.gz"
 STATE = "search-index.sqlite"
 EPOCH = date(1970, 1, 1)
@@ -221,8 +215,6 @@ class SearchIndexWriter:
                                               papers INTEGER NOT NULL, digest TEXT NOT NULL);
             CREATE INDEX IF NOT EXISTS pages_by_day ON pages (day);
             CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-            CREATE TEMP TABLE spool (page TEXT NOT NULL, position INTEGER NOT NULL, day INTEGER NOT NULL,
-                                     record TEXT NOT NULL, fields TEXT NOT NULL, PRIMARY KEY (page, position));
             """
         )
         self.layout = self._load_layout()
@@ -230,9 +222,8 @@ class SearchIndexWriter:
         if self.fresh:
             self.db.execute("DELETE FROM pages")
             self.layout = {"generation": 0, "next": 0, "hot": None, "cold": []}
-        self._spooled: dict[str, tuple[int, int]] = {}  # page -> (papers added, day)
+        self._docs: dict[str, list[SearchDoc]] = {}  # page -> its papers added in this build
         self._removed: set[str] = set()
-        self._rows: list[tuple[str, int, int, str, str]] = []
         self.db.execute("BEGIN")  # one transaction per build: SQLite commits cost a sync each
 
     def _load_layout(self) -> dict[str, Any] | None:
@@ -245,33 +236,22 @@ class SearchIndexWriter:
             meta = json.loads(gzip.decompress((self.folder / META).read_bytes()))
         except (OSError, ValueError):
             return None
-        complete = layout.get("complete") and layout.get("format") == FORMAT
+        complete = layout.get("complete") and layout.get("format") == FORMAT and layout.get("digests") == DIGESTS
         return layout if complete and meta.get("generation") == layout["generation"] else None
 
     def add(self, doc: SearchDoc) -> None:
         page, day = doc.page, doc.day
         if day < 0:
             raise SearchIndexError(f"{doc.url}: date {doc.date} is before 1970")
-        position, first_day = self._spooled.get(page, (0, day))
-        if first_day != day:
+        docs = self._docs.setdefault(page, [])
+        if docs and docs[0].day != day:
             raise SearchIndexError(f"{doc.url}: papers of one page must share its date")
-        self._spooled[page] = (position + 1, day)
+        docs.append(doc)  # the caller holds the documents anyway: kept as they are, not copied
         self._removed.discard(page)
-        record = json.dumps(doc.record(), ensure_ascii=False, separators=(",", ":"))
-        fields = json.dumps(doc.fields(), ensure_ascii=False, separators=(",", ":"))
-        self._rows.append((page, position, day, record, fields))
-        if len(self._rows) >= 1000:
-            self._flush_rows()
-
-    def _flush_rows(self) -> None:
-        self.db.executemany("INSERT INTO spool VALUES (?, ?, ?, ?, ?)", self._rows)
-        self._rows = []
 
     def remove(self, page: str) -> None:
         """Drop a page (a deleted post) and its papers."""
-        if self._spooled.pop(page, None):
-            self._flush_rows()
-            self.db.execute("DELETE FROM spool WHERE page = ?", (page,))
+        self._docs.pop(page, None)
         self._removed.add(page)
 
     def close(self) -> None:
@@ -286,9 +266,10 @@ class SearchIndexWriter:
         self._set_layout(layout | {"complete": False})  # a build killed from here on is followed by a full one
         self.db.execute("COMMIT")
         self.db.execute("BEGIN")
-        self._flush_rows()
+        if self.fresh:
+            return self._finish_fresh(layout)
         changes = self._changes()
-        if not changes and not self.fresh:
+        if not changes:
             return self._done(layout, (), ())
         dirty = sorted({d for old, new in changes.values() for d in (old, new) if d is not None})
         newest = self._newest_day(changes)
@@ -302,8 +283,7 @@ class SearchIndexWriter:
         moves: dict[int, np.ndarray] = {}
         hot_runs: list[Run] = []
         fresh_cold = RunBuffer(self.folder, names, self.state_dir)
-        batches = self._index_days(dirty, changes, moves, written, removed)
-        for run in tokenised(batches, parallel=sum(self._added[p][0] for p in self._added) >= PARALLEL_PAPERS):
+        for run in map(index_papers, self._index_days(dirty, changes, moves, written, removed)):
             days = run.ids >> SLOT_BITS
             hot_runs.append(run.select(days >= cutoff))
             fresh_cold.add(run.select(days < cutoff))
@@ -325,8 +305,22 @@ class SearchIndexWriter:
             new_hot = write_segment(self.folder, names.next(), [[combine(hot_runs)]])
         cold += fresh_cold.close()
         cold = self._merge_levels([s for s in cold if s.days], names)
-        segments = [*cold, *([new_hot] if new_hot and new_hot.days else [])]
+        return self._publish(layout, names, old, hot, cold, new_hot, written, removed, len(dirty))
 
+    def _publish(
+        self,
+        layout: dict[str, Any],
+        names: SegmentNames,
+        old: list[SegmentInfo],
+        hot: SegmentInfo | None,
+        cold: list[SegmentInfo],
+        new_hot: SegmentInfo | None,
+        written: list[str],
+        removed: list[str],
+        days: int,
+    ) -> SearchUpdate:
+        """Old segments removed, ``meta.gz`` and the state written for the segments ``cold`` and ``new_hot``."""
+        segments = [*cold, *([new_hot] if new_hot and new_hot.days else [])]
         kept = {s.name for s in segments}
         for segment in [*old, *([hot] if hot else [])]:
             if segment.name not in kept:
@@ -352,24 +346,64 @@ class SearchIndexWriter:
             removed += self._remove_strays(set(written))
         layout = {
             "format": FORMAT,
+            "digests": DIGESTS,
             "complete": True,
             "generation": generation,
             "next": names.counter,
             "hot": _segment_to_json(new_hot) if new_hot and new_hot.days else None,
             "cold": [_segment_to_json(s) for s in cold],
         }
-        return self._done(layout, written, removed, len(dirty))
+        return self._done(layout, written, removed, days)
+
+    def _finish_fresh(self, layout: dict[str, Any]) -> SearchUpdate:
+        """A build from nothing: each day's pages numbered and their records written, the papers
+        tokenised in batches in id order straight into one cold and one hot segment."""
+        pages_by_day: defaultdict[int, list[str]] = defaultdict(list)
+        for page, docs in self._docs.items():
+            pages_by_day[docs[0].day].append(page)
+        days = sorted(pages_by_day)
+        cutoff = days[-1] - self.hot_days + 1 if days else 0
+        names = SegmentNames(layout["next"])
+        table = TermTable()
+        cold, hot = SegmentBuilder(table), SegmentBuilder(table)
+        written: list[str] = []
+        removed: list[str] = []
+        rows = []
+        batch: list[tuple[int, list[tuple[float, str]]]] = []
+        previous = -1
+        for day in days:
+            if batch and (len(batch) >= BATCH_PAPERS or day >= cutoff > previous):  # batches stay hot or cold
+                (hot if previous >= cutoff else cold).add(batch_postings(batch))
+                batch = []
+            records: list[str] = []
+            for page in sorted(pages_by_day[day]):
+                docs = self._docs[page]
+                slot = len(records)
+                page_records = [_record_json(doc) for doc in docs]
+                digest = _page_digest(_doc_digest(doc, r) for doc, r in zip(docs, page_records, strict=True))
+                rows.append((page, day, slot, len(docs), digest))
+                records += page_records
+                batch += [((day << SLOT_BITS) | (slot + i), doc.fields()) for i, doc in enumerate(docs)]
+            if len(records) > 1 << SLOT_BITS:
+                raise SearchIndexError(f"{EPOCH + timedelta(days=day)}: {len(records)} papers in one day")
+            written += self._write_records(day, records, 0, removed)
+            previous = day
+        if batch:
+            (hot if previous >= cutoff else cold).add(batch_postings(batch))
+        self.db.executemany("INSERT INTO pages VALUES (?, ?, ?, ?, ?)", rows)
+        segments = [builder.write(self.folder, names.next()) for builder in (cold, hot)]
+        new_cold = [segments[0]] if segments[0].days else []
+        return self._publish(layout, names, [], None, new_cold, segments[1], written, removed, len(days))
 
     def _done(
         self, layout: dict[str, Any], written: Sequence[str], removed: Sequence[str], days: int = 0
     ) -> SearchUpdate:
         self.layout = layout
         self._set_layout(layout)
-        self.db.execute("DELETE FROM spool")
+        self._docs.clear()
         self._removed.clear()
         self.db.execute("COMMIT")
         self.db.execute("BEGIN")
-        self._spooled.clear()
         self.fresh = False
         total = self.db.execute("SELECT COALESCE(SUM(papers), 0) FROM pages").fetchone()[0]
         segments = len(layout["cold"]) + bool(layout["hot"])
@@ -390,12 +424,10 @@ class SearchIndexWriter:
         old = {p: (d, digest) for p, d, digest in self.db.execute("SELECT page, day, digest FROM pages")}
         changes: _Changes = {}
         self._added: dict[str, tuple[int, str]] = {}
-        for page, day, content, papers in self.db.execute(
-            "SELECT page, day, group_concat(record || fields, char(10)), COUNT(*) FROM "
-            "(SELECT * FROM spool ORDER BY page, position) GROUP BY page"
-        ):
-            digest = hashlib.sha256(content.encode()).hexdigest()
-            self._added[page] = (papers, digest)
+        for page, docs in self._docs.items():
+            day = docs[0].day
+            digest = _page_digest(_doc_digest(doc, _record_json(doc)) for doc in docs)
+            self._added[page] = (len(docs), digest)
             before = old.get(page)
             if before != (day, digest):
                 changes[page] = (before[0] if before else None, day)
@@ -435,7 +467,7 @@ class SearchIndexWriter:
             old_count = sum(papers for _, _, papers, _ in old_rows[day])
             if old_count:
                 moves[day] = np.full(1 << SLOT_BITS, -1, np.int64)
-            records: list[dict[str, Any]] = []
+            records: list[str] = []
             rows = []
             for page in sorted([*kept, *arriving]):
                 slot = len(records)
@@ -444,10 +476,9 @@ class SearchIndexWriter:
                     moves[day][first : first + papers] = np.arange(slot, slot + papers)
                     records += [old_records.get(first + i) for i in range(papers)]
                 else:
-                    query = "SELECT record, fields FROM spool WHERE page = ? ORDER BY position"
-                    found = self.db.execute(query, (page,)).fetchall()
-                    records += [json.loads(record) for record, _ in found]
-                    batch += [((day << SLOT_BITS) | (slot + i), json.loads(f)) for i, (_, f) in enumerate(found)]
+                    docs = self._docs[page]
+                    records += [_record_json(doc) for doc in docs]
+                    batch += [((day << SLOT_BITS) | (slot + i), doc.fields()) for i, doc in enumerate(docs)]
                     papers, digest = self._added[page]
                 rows.append((page, day, slot, papers, digest))
             if len(records) > 1 << SLOT_BITS:
@@ -461,12 +492,13 @@ class SearchIndexWriter:
         if batch:
             yield batch
 
-    def _write_records(self, day: int, docs: list[dict[str, Any]], old_count: int, removed: list[str]) -> list[str]:
+    def _write_records(self, day: int, records: list[str], old_count: int, removed: list[str]) -> list[str]:
+        """A day's records (each as JSON) in files of ``RECORDS_PER_FILE``."""
         written = []
-        count = math.ceil(len(docs) / RECORDS_PER_FILE)
+        count = math.ceil(len(records) / RECORDS_PER_FILE)
         for number in range(count):
-            chunk = docs[number * RECORDS_PER_FILE : (number + 1) * RECORDS_PER_FILE]
-            data = gzip_bytes(json.dumps(chunk, ensure_ascii=False, separators=(",", ":")).encode())
+            chunk = records[number * RECORDS_PER_FILE : (number + 1) * RECORDS_PER_FILE]
+            data = gzip_bytes(f"[{','.join(chunk)}]".encode())
             path = _records_path(day, number)
             target = self.folder / path
             if target.exists():  # a reader may be fetching it: replace it whole
@@ -514,6 +546,31 @@ class SearchIndexWriter:
         return strays
 
 
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _record_json(doc: SearchDoc) -> str:
+    return _dumps(doc.record())
+
+
+_WEIGHTS_SIGNATURE = json.dumps(WEIGHTS, sort_keys=True).encode()
+
+
+def _doc_digest(doc: SearchDoc, record: str) -> bytes:
+    """What a paper shows and is found by (its record, all its authors, its explainer; the weights):
+    a page whose papers' digests are unchanged keeps its postings."""
+    digest = hashlib.sha256(_WEIGHTS_SIGNATURE)
+    for part in (record, "\x1e".join(doc.authors), doc.explainer):
+        digest.update(b"\x00")
+        digest.update(part.encode())
+    return digest.digest()
+
+
+def _page_digest(docs: Iterable[bytes]) -> str:
+    return hashlib.sha256(b"".join(docs)).hexdigest()
+
+
 class _RecordReader:
     """The records of one day as written by the last build, read back a file at a time."""
 
@@ -521,7 +578,7 @@ class _RecordReader:
         self.folder, self.day = folder, day
         self.files: dict[int, list[dict[str, Any]]] = {}
 
-    def get(self, slot: int) -> dict[str, Any]:
+    def get(self, slot: int) -> str:
         number, index = divmod(slot, RECORDS_PER_FILE)
         if number not in self.files:
             path = self.folder / _records_path(self.day, number)
@@ -530,6 +587,6 @@ class _RecordReader:
             except (OSError, EOFError, ValueError) as exc:
                 raise SearchIndexError(f"{path}: unreadable ({exc}); rebuild the site") from None
         try:
-            return self.files[number][index]
+            return _dumps(self.files[number][index])
         except IndexError:
             raise SearchIndexError(f"{self.folder}: records of day {self.day} are short; rebuild the site") from None
