@@ -135,7 +135,7 @@ def _kinds(codes: np.ndarray) -> np.ndarray:
     return kinds
 
 
-_powers = np.ones(1, np.uint64)
+_powers: np.ndarray = np.ones(1, np.uint64)
 
 
 def _power_table(size: int) -> np.ndarray:
