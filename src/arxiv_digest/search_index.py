@@ -39,8 +39,9 @@ time. When a page changes, only its papers are tokenised again; the other papers
 their postings, moved to their new slots (``search_postings.remap``). A change to an older day
 rewrites the segments holding that day (the only case whose cost grows with the site). No postings
 are ever left dead: the dictionary's df is exact and results do not depend on the segment layout.
-A full build tokenises in worker processes, spills its runs to plain arrays beside the state and
-merges them into one segment, so memory stays bounded. The state (``search-index.sqlite``, in a
+A full build (``fresh``) takes its own path: papers tokenised in batches in id order, each term's
+postings gathered from the batches and written once into one cold and one hot segment
+(``search_bulk``), no spills, merges or worker processes. The state (``search-index.sqlite``, in a
 folder the caller gives, outside the published site) holds each page's day, slots and digest, and
 the segment list; a state that does not match the folder makes the next build a full one.
 """
