@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from arxiv_digest import search_index, search_segments
+from arxiv_digest import search_index
 from arxiv_digest.search_index import SearchDoc, SearchIndexWriter
 from arxiv_digest.search_postings import Run, decode_postings, encode_postings, impact
 from arxiv_digest.search_query import Searcher, folder_fetch, parse
@@ -209,8 +209,7 @@ def test_incremental_builds_give_the_full_build(tmp_path: Path, monkeypatch: pyt
         writer.finish()
         writer.close()
     full = tmp_path / "full"
-    monkeypatch.setattr(search_segments, "FLUSH_PAPERS", 20)  # the full build spills and merges its runs
-    monkeypatch.setattr(search_index, "BATCH_PAPERS", 7)
+    monkeypatch.setattr(search_index, "BATCH_PAPERS", 7)  # the full build gathers terms from many batches
     build(full, [doc for docs in final.values() for doc in docs], hot_days=3)
 
     assert dump(folder) == dump(full / "search")
