@@ -6,7 +6,7 @@ HTML."""
 
 from __future__ import annotations
 
-import json
+import copy
 import shutil
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -14,9 +14,10 @@ from pathlib import Path
 import lxml.html
 
 from arxiv_digest import render
+from arxiv_digest.mathml import MATHML_ATTRIBUTES, MATHML_TAGS
 from arxiv_digest.models import Author, PageInfo, Paper, PaperPage
 from arxiv_digest.render import md_block, md_inline, md_url
-from arxiv_digest.site.search import normalize, search_tokens, shard_of
+from arxiv_digest.search_query import Searcher, folder_fetch
 
 REFERENCE = Path(__file__).parent / "fixtures" / "reference"
 REFERENCE_POSTS = ("daily-post-2025-10-31.md", "daily-post-2026-01-15.md")
@@ -52,6 +53,7 @@ KRAMDOWN_ATTACKS = f'[点我](javascript:{PWNED}) 与 **粗体**{{: onmouseover=
 ALLOWED_BODY_TAGS = {
     *("details", "summary", "div", "p", "ul", "ol", "li", "a", "strong", "em", "code", "pre", "blockquote"),
     *("h1", "h2", "h3", "h4", "h5", "h6", "hr", "br", "span", "del", "table", "thead", "tbody", "tr", "th", "td"),
+    *MATHML_TAGS,
 }
 
 
@@ -203,8 +205,10 @@ def script_problems(tree: lxml.html.HtmlElement, allowed_scripts: tuple[str, ...
         tag = element.tag.lower()
         if tag == "script" and not (element.get("src") or "").startswith(allowed_scripts or ("\0",)):
             problems.append(f"<script> {lxml.html.tostring(element)[:80]!r}")
-        if tag in ("iframe", "object", "embed", "svg", "math", "img", "style", "base"):
+        if tag in ("iframe", "object", "embed", "svg", "img", "style", "base", "maction", "annotation-xml"):
             problems.append(f"<{tag}>")
+        if tag in MATHML_TAGS and not set(element.attrib) <= MATHML_ATTRIBUTES.get(tag, frozenset()):
+            problems.append(f"<{tag} {sorted(element.attrib)}>")
         for name, value in element.attrib.items():
             if name.lower().startswith("on"):
                 problems.append(f"{tag}[{name}]")
@@ -223,25 +227,20 @@ def body_tags(tree: lxml.html.HtmlElement) -> set[str]:
 
 
 def text(tree: lxml.html.HtmlElement) -> str:
+    """The words of a page, each formula as its TeX source between dollars (what it renders)."""
+    if tree.find(".//math") is not None:
+        tree = copy.deepcopy(tree)
+        for math in list(tree.iter("math")):
+            dollars = "$$" if math.get("display") == "block" else "$"
+            tex = "".join(math.xpath(".//annotation//text()"))
+            math.clear(keep_tail=True)
+            math.text = f"{dollars}{tex}{dollars}"
     return " ".join(tree.text_content().split())
 
 
 def search(site: Path, query: str) -> list[tuple[str, str]]:
-    """search.js in Python: candidate posts from the index, then each paper checked for every term.
-    Returns (url#anchor, title) of the matches, newest first (a paper page's has no #anchor)."""
-    listing = json.loads((site / "search" / "posts.json").read_text(encoding="utf-8"))
-    terms = normalize(query).split()
-    ids: set[str] | None = None
-    for token in sorted({t for term in terms for t in search_tokens(term)}):
-        shard = json.loads((site / f"search/i/{shard_of(token):02x}.json").read_text(encoding="utf-8"))
-        found = set(shard.get(token, "").split(",")) - {""}
-        ids = found if ids is None else ids & found
-    hits = []
-    for post_id, url, _day, _title in listing["posts"]:
-        if ids is not None and post_id not in ids:
-            continue
-        for anchor, title, *rest in json.loads((site / f"search/d/{post_id}.json").read_text(encoding="utf-8")):
-            haystack = normalize(" ".join([title, *rest]))
-            if all(term in haystack for term in terms):
-                hits.append((f"{url}#{anchor}" if anchor else url, title))
-    return hits
+    """The site's search as search.js runs it (``search_query`` is its Python mirror), every result:
+    (URL, title) best first; the URL is the post's with the paper's ``#anchor``, or a paper page's,
+    whose title is its Chinese one. A query is complete (its last word is not a prefix being typed)."""
+    result = Searcher(folder_fetch(site / "search")).search(query + " ", shown=1_000_000)
+    return [(record["u"], record.get("h") or record["t"]) for record in result.records]

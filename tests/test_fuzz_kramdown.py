@@ -41,7 +41,7 @@ from arxiv_digest import cli, safe_markdown
 from arxiv_digest.summarize import check_explainer, check_translation
 from arxiv_digest.summarize import check_page as check_page_answer
 
-from .site_support import ALLOWED_BODY_TAGS
+from .site_support import ALLOWED_BODY_TAGS, text
 from .support.arxiv_server import ArxivServer, FakePaper
 from .support.llm_server import LLMServer
 from .test_site_jekyll import LAYOUT, PARSE_BLOCK_HTML, jekyll
@@ -397,8 +397,8 @@ def check_post(body: lxml.html.HtmlElement, corpus: list[Case], where: str) -> l
     for index, section in papers_in(body):
         seen.add(index)
         case, label = corpus[index], f"{where}, paper {index}"
-        if shown(section[0].text_content()) != (metadata_as_served(case.title) or f"2601.{index + 1:05d}"):
-            failures.append((index, f"{label}: the title shows as {section[0].text_content()!r}"))
+        if shown(text(section[0])) != (metadata_as_served(case.title) or f"2601.{index + 1:05d}"):
+            failures.append((index, f"{label}: the title shows as {text(section[0])!r}"))
         holders = [el for el in section if any(d.get("class") != "more-authors" for d in el.iter("details"))]
         details = [d for el in holders for d in el.iter("details") if d.get("class") != "more-authors"]
         if len(details) != 1:

@@ -19,6 +19,7 @@ from arxiv_digest.safe_markdown import link_target, markdown, plain
 from arxiv_digest.site.markdown import convert
 
 from .reference_posts import reference_post
+from .site_support import text
 from .test_fuzz_kramdown import examples
 from .test_site_jekyll import CURLY_QUOTES, jekyll_fragments
 
@@ -248,4 +249,5 @@ def test_code_spans_and_maths_show_the_same_text_in_kramdown_and_commonmark(tmp_
 
 
 def visible(element: lxml.html.HtmlElement) -> str:
-    return "".join(element.text_content().split())
+    """What the site shows, without whitespace; a formula (MathML) as its TeX between dollars."""
+    return "".join(text(element).split())

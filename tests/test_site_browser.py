@@ -1,7 +1,7 @@
 """The served site in a real browser (headless Chromium): hostile posts and paper pages run nothing,
-and the search page's JavaScript finds a paper by a two-character Chinese word, and a paper page by
-its tag. The search test also proves that script does run in this setup, so the absence of 'PWNED'
-in the other test means something."""
+and the search page's JavaScript (on the index the site build writes) finds a paper by a
+two-character Chinese word, and a paper page by its tag. The search test also proves that script
+does run in this setup, so the absence of 'PWNED' in the other test means something."""
 
 from __future__ import annotations
 
@@ -82,14 +82,14 @@ def test_hostile_posts_run_no_script_in_the_browser(served: ServeHandle, tmp_pat
 def test_search_page_finds_papers_by_a_chinese_word(served: ServeHandle, tmp_path: Path) -> None:
     dom = dom_after_scripts(f"{served.url}/search.html?q={quote('量化')}", tmp_path / "profile")
     assert dom.get_element_by_id("search-status").text.startswith("找到")
-    titles = [a.text for a in dom.get_element_by_id("search-results").find_class("result-title")]
+    titles = [a.text_content() for a in dom.get_element_by_id("search-results").find_class("result-title")]
     assert "Linear Complexity Self-Supervised Learning for Music Understanding with Random Quantizer" in titles
     assert any(title.startswith("Attack <script>") for title in titles)  # as text, and it did not run
     assert dom.find(".//title").text == "搜索 · arXiv Daily"
 
     dom = dom_after_scripts(f"{served.url}/search.html?q={quote('鼓点')}", tmp_path / "profile2")
     results = dom.get_element_by_id("search-results").find_class("result-title")
-    assert [a.text for a in results] == ["Towards Realistic Synthetic Data for Automatic Drum Transcription"]
+    assert [a.text_content() for a in results] == ["Towards Realistic Synthetic Data for Automatic Drum Transcription"]
     assert results[0].get("href") == (
         f"{served.url}/2026/01/15/daily-post-2026-01-15.html"
         "#towards-realistic-synthetic-data-for-automatic-drum-transcription"
@@ -100,7 +100,9 @@ def test_search_page_finds_papers_by_a_chinese_word(served: ServeHandle, tmp_pat
 def test_search_page_finds_paper_pages_by_tag(served: ServeHandle, tmp_path: Path) -> None:
     dom = dom_after_scripts(f"{served.url}/search.html?q={quote('模型压缩')}", tmp_path / "profile")
     results = dom.get_element_by_id("search-results")
-    links = {a.text: a.get("href") for a in results.find_class("result-title")}
-    assert links["基于随机量化器的线性复杂度音乐理解自监督学习"] == f"{served.url}/papers/2601.09603/index.html"
-    item = next(li for li in results.iter("li") if "基于随机量化器" in text(li))
-    assert "2601.09603" in text(item.find_class("meta")[0]) and "标签：音乐信息检索、自监督学习、模型压缩" in text(item)
+    item = next(li for li in results.iter("li") if "基于随机量化器" in text(li))  # its Chinese title, its page
+    assert text(item.find_class("title-zh")[0]) == "基于随机量化器的线性复杂度音乐理解自监督学习"
+    assert item.find_class("result-title")[0].get("href") == f"{served.url}/papers/2601.09603/index.html"
+    meta = text(item.find_class("meta")[0])  # its id, class and tags
+    assert "2601.09603" in meta and "音乐 · 音乐信息检索、自监督学习、模型压缩" in meta
+    assert "模型压缩" in {m.text for m in item.iter("mark")}

@@ -8,6 +8,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from ..search_index import SearchDoc
 from . import search
 from .convert import Library
 from .feeds import Feeds
@@ -49,22 +50,21 @@ class _Builder:
             compile_template(env, name)
         self.state = BuildState(state_folder(options))
         full = not (options.incremental and self.state.complete and self.state.renderer == self.renderer)
+        # -- search: an index that starts empty needs every source converted
+        self.search = search.SiteSearch(self.site_dir, state_folder(options), options.posts_dir, rebuild=full)
+        full = full or self.search.fresh
         self.writer = Writer(self.site_dir, env, config, self.state.outputs, full, options.base_url)
         self.conversions = 0  # Markdown conversions run (the others came from the state's cache)
 
     def run(self) -> BuildReport:
         started = time.perf_counter()
-        scanned = scan(self.options, {} if self.writer.full else self.state.sources())
-        next_id = 0 if self.writer.full else self.state.next_search_id
-        for position, (info, path, convert) in sorted(enumerate(scanned), key=lambda item: item[1][0].date):
-            if convert:  # a new or changed source gets a fresh search id, oldest first
-                scanned[position] = (replace(info, search_id=next_id), path, convert)
-                next_id += 1
+        before = {} if self.writer.full else self.state.sources()
+        scanned = scan(self.options, before)
         scanned.sort(key=lambda item: (item[0].date, item[0].source), reverse=True)
         self._paper_pages(any(info.is_page for info, _, _ in scanned))
         self._mark_incomplete()
-        index = search.SearchIndex(self.site_dir, live=len(scanned), next_id=next_id, rebuild=self.writer.full)
-        infos = self._sources(scanned, index)
+        docs: dict[str, list[SearchDoc]] = {}
+        infos = self._sources(scanned, docs)
         ordered = [infos[info.source] for info, _, _ in scanned]
         daily = [i for i in ordered if not i.is_page]
         pages = [i for i in ordered if i.is_page]
@@ -77,10 +77,10 @@ class _Builder:
         feeds.topics(topics)
         library.keep()
         run_here_or_forked(self.writer.take_queued())
-        self._search(ordered, index)
+        removed_by_search = self._search(before, infos, docs)
         self._static()
-        removed = self.writer.clean()
-        self.state.save(self.renderer, self.writer.config, infos, self.writer.outputs, next_id)
+        removed = self.writer.clean() + removed_by_search
+        self.state.save(self.renderer, self.writer.config, infos, self.writer.outputs)
         written = tuple(self.writer.written)
         seconds = time.perf_counter() - started
         converted = self.conversions + library.conversions
@@ -99,9 +99,11 @@ class _Builder:
         self.site_dir.mkdir(parents=True, exist_ok=True)
         self.state.mark_incomplete()
 
-    def _sources(self, scanned: list[tuple[SourceInfo, str, bool]], index: search.SearchIndex) -> dict[str, SourceInfo]:
-        """Each source's HTML and search documents, written when stale; returns every source as it is
-        now (new and changed ones with their papers)."""
+    def _sources(
+        self, scanned: list[tuple[SourceInfo, str, bool]], docs: dict[str, list[SearchDoc]]
+    ) -> dict[str, SourceInfo]:
+        """Each source's HTML, written when stale, and the search documents of the converted daily
+        posts (into ``docs``); returns every source as it is now (new and changed ones with their papers)."""
         config = self.writer.config
         daily = [info for info, _, _ in scanned if not info.is_page]
         neighbours = {
@@ -121,9 +123,6 @@ class _Builder:
             if info.url in urls:
                 raise SiteError(f"{info.source} and {urls[info.url]} would both be written to {info.url}")
             urls[info.url] = info.source
-            self.writer.stale(search.document_path(info.search_id), info.digest)
-            if not convert and index.rebuild:
-                index.add_unchanged(info.search_id)
             html_stale = self.writer.stale(info.url, html_key)
             if html_stale or convert:
                 jobs.append(
@@ -143,21 +142,20 @@ class _Builder:
 
         for result in run_batches(batches, self.worker, self.writer.env, attach):
             infos.update((info.source, info) for info in result.infos)
-            index.add(result.postings)
+            docs.update(result.docs)
             self.state.store(self.renderer, result.conversions)
             self.conversions += result.converted
         return infos
 
-    def _search(self, sources: list[SourceInfo], index: search.SearchIndex) -> None:
-        listed = [search.Listed(s.search_id, s.url, s.date.isoformat(), s.title) for s in sources]
-        text = search.listing(listed)
-        if self.writer.stale("search/posts.json", file_digest(text.encode())):
-            self.writer.write("search/posts.json", text)
-        for rel, shard in index.shards():
-            if shard is None:
-                self.writer.keep(rel)
-            elif self.writer.stale(rel, file_digest(shard.encode())):
-                self.writer.write(rel, shard)
+    def _search(
+        self, before: dict[str, SourceInfo], infos: dict[str, SourceInfo], docs: dict[str, list[SearchDoc]]
+    ) -> tuple[str, ...]:
+        """The search index brought up to date; the files it wrote are reported as written, those it
+        deleted returned as removed. (They are not the writer's outputs: the index decides itself
+        what it rewrites.)"""
+        update = self.search.update(before, infos, docs)
+        self.writer.written += [f"{search.FOLDER}/{rel}" for rel in update.written]
+        return tuple(f"{search.FOLDER}/{rel}" for rel in update.removed)
 
     def _static(self) -> None:
         for rel, (file_key, path) in self.static.items():
@@ -176,6 +174,7 @@ def build_site(options: SiteOptions) -> BuildReport:
     try:
         report = builder.run()
     finally:
+        builder.search.close()
         builder.state.close()
     log.info("%s", report.summary())
     return report

@@ -1,5 +1,5 @@
-"""A source's record and body turned into what the site shows: a post's HTML and its papers' links
-and search documents, a paper page's parts, a paper's texts for a feed. Everything about a paper
+"""A source's record and body turned into what the site shows: a post's HTML and its papers' links,
+a paper page's parts, a paper's texts for a feed. Everything about a paper
 comes from its record; the converted HTML only gives the post's own HTML file and its headings' ids."""
 
 from __future__ import annotations
@@ -13,11 +13,10 @@ from typing import Any
 
 from markupsafe import Markup
 
-from ..postformat import PageRecord, PaperRecord, PostRecord
+from ..postformat import PageRecord, PaperRecord
 from .manifest import BODY, BuildState, PaperLink, SourceInfo, pack, unpack
-from .markdown import Converted, Heading, convert, convert_inline, markdown_text, text_html
+from .markdown import Converted, Heading, convert, convert_inline, text_html
 from .options import SiteError
-from .search import SearchDocument
 from .sources import load_page, load_post, load_record
 
 _NOT_ALNUM = re.compile(r"[\W_]+")
@@ -45,25 +44,6 @@ def paper_links(papers: tuple[PaperRecord, ...], headings: tuple[Heading, ...]) 
         else:
             links.append(PaperLink("", text_html(paper.title), paper.categories, paper.arxiv_id))
     return tuple(links)
-
-
-def post_documents(
-    info: SourceInfo, record: PostRecord, links: tuple[PaperLink, ...], body: str
-) -> list[SearchDocument]:
-    """A post's papers for search: title, authors, id and the Chinese text (the English abstract while
-    the translation is pending); a post without papers is one document of its whole text."""
-    if not record.papers:
-        return [SearchDocument("", info.title, "", "", markdown_text(body))]
-    return [
-        SearchDocument(
-            link.anchor,
-            paper.title,
-            ", ".join(paper.authors),
-            paper.arxiv_id,
-            markdown_text(paper.translation or paper.abstract or ""),
-        )
-        for paper, link in zip(record.papers, links, strict=True)
-    ]
 
 
 @dataclass(frozen=True)
@@ -109,17 +89,6 @@ def page_parts(record: PageRecord) -> PaperParts:
 
 def _html(markdown: str | None) -> Markup:
     return Markup(convert(markdown).html if markdown else "")
-
-
-def page_document(info: SourceInfo, record: PageRecord) -> SearchDocument:
-    """A paper page for search: found by its Chinese title, class, tags, English title and arXiv id;
-    the abstracts are already indexed with the daily post that shows the paper."""
-    facts = [
-        f"类别：{'、'.join(info.classes)}" if info.classes else "",
-        f"标签：{'、'.join(info.tags)}" if info.tags else "",
-    ]
-    text = "　".join(f for f in [*facts, record.en_title or ""] if f)
-    return SearchDocument("", info.title, "", info.arxiv_id, text)
 
 
 @dataclass(frozen=True)

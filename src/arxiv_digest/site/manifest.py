@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import zstandard
 
 STATE_FILE = "build.sqlite3"
-SCHEMA = "1"
+SCHEMA = "2"
 _CODE = (Path(__file__).parent, Path(__file__).parents[1] / "postformat")
 
 
@@ -46,7 +46,6 @@ class SourceInfo:
     url: str
     tags: tuple[str, ...]
     papers: tuple[PaperLink, ...] = ()
-    search_id: int = -1
     stamp: str = ""  # size and mtime of the source and its record, to skip reading unchanged files
     arxiv_id: str = ""  # only on a per-paper page
     classes: tuple[str, ...] = ()
@@ -70,12 +69,12 @@ class SourceInfo:
     def to_row(self) -> tuple[str, str, bytes]:
         """The source, its digest and the rest as one marshal blob: 10,000 rows load in milliseconds."""
         papers = tuple((p.anchor, p.title, p.categories, p.arxiv_id) for p in self.papers)
-        rest = (self.title, self.date.toordinal(), self.url, self.tags, papers, self.search_id, self.stamp)
+        rest = (self.title, self.date.toordinal(), self.url, self.tags, papers, self.stamp)
         return self.source, self.digest, marshal.dumps((*rest, self.arxiv_id, self.classes, self.en_title))
 
     @classmethod
     def from_row(cls, source: str, digest: str, blob: bytes) -> SourceInfo:
-        title, day, url, tags, papers, search_id, stamp, arxiv_id, classes, en_title = marshal.loads(blob)
+        title, day, url, tags, papers, stamp, arxiv_id, classes, en_title = marshal.loads(blob)
         links = tuple(PaperLink(*p) for p in papers)
         return cls(
             source,
@@ -85,7 +84,6 @@ class SourceInfo:
             url,
             tags,
             links,
-            search_id,
             stamp,
             arxiv_id,
             classes,
@@ -168,7 +166,6 @@ class BuildState:
         self.renderer = meta.get("renderer", "")
         self.config = meta.get("config", "")
         self.complete = meta.get("complete") == "1"
-        self.next_search_id = int(meta.get("next_search_id", "0"))
         self.outputs: dict[str, str] = dict(self.db.execute("SELECT path, key FROM outputs"))
         self._loaded: dict[str, SourceInfo] = {}
 
@@ -207,9 +204,7 @@ class BuildState:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES ('complete', '0')")
         self.complete = False
 
-    def save(
-        self, renderer: str, config: str, sources: dict[str, SourceInfo], outputs: dict[str, str], next_id: int
-    ) -> None:
+    def save(self, renderer: str, config: str, sources: dict[str, SourceInfo], outputs: dict[str, str]) -> None:
         """The finished build, in one transaction: the rows that changed, then ``complete``."""
         old_sources = dict(self.db.execute("SELECT source, digest FROM sources"))
         with self._transaction():
@@ -229,7 +224,7 @@ class BuildState:
             dead = {d for d in old_sources.values()} - {info.digest for info in sources.values()}
             self.db.executemany("DELETE FROM conversions WHERE digest = ?", ((d,) for d in dead))
             self.db.execute("DELETE FROM conversions WHERE renderer != ?", (renderer,))
-            values = {"renderer": renderer, "config": config, "next_search_id": str(next_id), "complete": "1"}
+            values = {"renderer": renderer, "config": config, "complete": "1"}
             self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", values.items())
         self.outputs = dict(outputs)
 

@@ -1,156 +1,122 @@
-"""The static search index under ``search/``, fed one document per paper by the build.
+"""The site's search: every paper of a converted daily post as a ``SearchDoc``, fed to the paper-level
+index (``arxiv_digest.search_index``, which ``static/search.js`` reads).
 
-An own index, not pagefind: ``pagefind[extended]`` installs from PyPI and segments Chinese, but on the
-1,000-post benchmark it took 27.7 s and 2 GB of RSS, and it cannot update an index, so adding one
-post would re-index the whole site.
-
-The build's whole interface: ``write_document`` (in a worker, for each new or changed source: its
-papers' documents; returns the tokens), ``SearchIndex`` (in the parent: merges the postings, writes
-the shards) and ``listing`` (the live sources). ``static/search.js`` reads what these write.
+Workers turn each new or changed post into its papers' documents (``post_docs``, from the post's
+record, never its HTML); the parent (``SiteSearch.update``) files them under the post's URL, drops
+the pages that are gone, and lets the index write what changed. A paper that has its own page is
+found as that page (its link, Chinese title, class and tags, from the page's ``SourceInfo``) with
+the daily post's text, so each paper is one hit; a paper page whose paper is in no daily post is
+found by its own texts. The index keeps its state in a folder outside the published site.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import unicodedata
-from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import NamedTuple
 
-from ..files import write_atomic
+from ..postformat import PageRecord, PostRecord
+from ..search_index import SearchDoc, SearchIndexWriter, SearchUpdate
+from .manifest import SourceInfo
+from .markdown import markdown_text
+from .sources import load_page, load_record
 
-SEARCH_SHARDS = 128
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_CJK_RUN = re.compile(f"[{_CJK}]+")
-_OTHER_WORD = re.compile(f"[^\\W_{_CJK}]+")
-_MARKS = re.compile("[\u0300-\u036f]")
-
-
-class SearchDocument(NamedTuple):
-    """One paper as search finds and shows it. ``anchor`` is its heading in the post ("" for a paper
-    page, or a paper whose heading was not found: the result links to the page itself)."""
-
-    anchor: str
-    title: str
-    authors: str  # ", "-joined
-    arxiv_id: str
-    text: str  # the Chinese text, or whatever describes it
+FOLDER = "search"
 
 
-def normalize(text: str) -> str:
-    """NFKC, lower case, accents dropped; search.js applies the same steps to queries and documents."""
-    return _MARKS.sub("", unicodedata.normalize("NFD", unicodedata.normalize("NFKC", text).lower()))
+_MARKUP = re.compile(r"<[^>]*>|&#?\w+;|\]\([^)\s]*\)")
 
 
-def search_tokens(text: str) -> set[str]:
-    """CJK runs as bigrams (a lone character as itself), other words by their first three characters."""
-    text = normalize(text)
-    tokens = {word[:3] for word in _OTHER_WORD.findall(text)}
-    for run in _CJK_RUN.findall(text):
-        tokens.update(map(str.__add__, run[:-1], run[1:]) if len(run) > 1 else (run,))
-    return tokens
+def _words(markdown: str) -> str:
+    """Markdown whose words are all that search needs of it (the explainer is indexed, never shown):
+    tags, character references and link targets dropped; the rest of the markup is punctuation,
+    which splits words anyway. A tenth of the cost of ``markdown_text`` on an explainer."""
+    return _MARKUP.sub(" ", markdown)
 
 
-def shard_of(token: str) -> int:
-    """First and last code point mixed; search.js computes the same to pick the file to fetch."""
-    return (ord(token[0]) * 31 + ord(token[-1])) % SEARCH_SHARDS
+def post_docs(info: SourceInfo, record: PostRecord, body: str = "") -> list[SearchDoc]:
+    """A converted post's papers (``info`` with its papers' links), linked to their headings; a post
+    without papers is one document of its whole text (``body``, its Markdown)."""
+    if not record.papers:
+        return [SearchDoc(info.url, info.date, info.title, translation=markdown_text(body))]
+    return [
+        SearchDoc(
+            f"{info.url}#{link.anchor}" if link.anchor else info.url,
+            info.date,
+            paper.title,
+            authors=paper.authors,
+            categories=paper.categories,
+            translation=markdown_text(paper.translation or paper.abstract or ""),
+            explainer=_words(paper.explainer) if paper.explainer else "",
+            arxiv_id=paper.arxiv_id,
+            source=info.url,
+        )
+        for paper, link in zip(record.papers, info.papers, strict=True)
+    ]
 
 
-def b36(number: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    out = ""
-    while True:
-        number, rest = divmod(number, 36)
-        out = digits[rest] + out
-        if not number:
-            return out
+def page_doc(info: SourceInfo, record: PageRecord) -> SearchDoc:
+    """A paper page whose paper is in no daily post, found by what the page says."""
+    return SearchDoc(
+        info.url,
+        info.date,
+        record.en_title or info.title,
+        title_zh=info.title,
+        translation=markdown_text(record.abstract_zh or record.abstract_en or ""),
+        paper_class="、".join(info.classes),
+        tags=info.tags,
+        arxiv_id=info.arxiv_id,
+    )
 
 
-def document_path(search_id: int) -> str:
-    return f"search/d/{b36(search_id)}.json"
+def _shown_by_page(doc: SearchDoc, page: SourceInfo) -> SearchDoc:
+    return replace(doc, url=page.url, title_zh=page.title, paper_class="、".join(page.classes), tags=page.tags)
 
 
-def _tokens(documents: Iterable[Sequence[str]]) -> set[str]:
-    return search_tokens(" ".join(" ".join(document[1:]) for document in documents))
+class SiteSearch:
+    """One build's index update. ``fresh``: the index starts empty (first build, a full build, or a
+    state that does not match the published files), so every source must be converted."""
 
+    def __init__(self, site_dir: Path, state_dir: Path, posts_dir: Path, rebuild: bool) -> None:
+        self.index = SearchIndexWriter(site_dir / FOLDER, state_dir / FOLDER, rebuild=rebuild)
+        self.posts_dir = posts_dir
+        self.fresh = self.index.fresh
 
-def write_document(site_dir: Path, search_id: int, documents: Sequence[SearchDocument]) -> set[str]:
-    """Write a source's documents under its search id; returns the tokens to index it by."""
-    text = json.dumps([list(d) for d in documents], ensure_ascii=False, separators=(",", ":"))
-    write_atomic(os.path.join(site_dir, document_path(search_id)), text, durable=False)
-    return _tokens(documents)
+    def update(
+        self,
+        before: dict[str, SourceInfo],
+        now: dict[str, SourceInfo],
+        docs: dict[str, list[SearchDoc]],
+    ) -> SearchUpdate:
+        """``before`` and ``now``: every source by name, as the last build left it and as it is;
+        ``docs``: the documents of the daily posts converted in this build. A daily post is filed
+        again from its record when one of its papers' pages came, went or changed; a paper page is
+        filed on its own while its paper is in no daily post."""
+        pages = {i.arxiv_id: i for i in now.values() if i.is_page}
+        in_posts = {p.arxiv_id for i in now.values() if not i.is_page for p in i.papers}
+        was_in_posts = {p.arxiv_id for i in before.values() if not i.is_page for p in i.papers}
+        touched = {i.arxiv_id for i in before.values() if i.is_page and now.get(i.source) != i}
+        touched |= {i.arxiv_id for i in now.values() if i.is_page and before.get(i.source) != i}
+        for source, info in before.items():
+            if source not in now or now[source].url != info.url:
+                self.index.remove(info.url)
+        filed = dict(docs)
+        for source, info in now.items():
+            old = before.get(source)
+            if info.is_page:
+                orphan = info.arxiv_id not in in_posts
+                if orphan and (old != info or info.arxiv_id in was_in_posts):
+                    filed[source] = [page_doc(info, load_page(self.posts_dir / source))]
+                elif not orphan and old and old.arxiv_id not in was_in_posts:
+                    self.index.remove(info.url)
+            elif source not in filed and any(p.arxiv_id in touched for p in info.papers):
+                filed[source] = post_docs(info, load_record(self.posts_dir / source))
+        for source, found in filed.items():
+            self.index.remove(now[source].url)
+            for doc in found:
+                page = pages.get(doc.arxiv_id) if doc.arxiv_id and doc.source else None
+                self.index.add(_shown_by_page(doc, page) if page else doc)
+        return self.index.finish()
 
-
-class SearchIndex:
-    """The shards: ``i/NN.json`` maps each token of shard NN to the base-36 ids of the sources holding
-    it, ``posts.json`` lists the live ids with URL, date and title (newest first), ``d/ID.json``
-    holds a source's papers as [anchor, title, authors, arXiv id, Chinese text].
-
-    Postings name sources (~20 papers each), not papers: far fewer, and search.js checks every paper
-    of a candidate for the query as a substring anyway, so the index only has to never miss. Ids only
-    grow: a new or changed source is appended under a fresh id and its old id drops out of
-    posts.json, so adding a post is one pass over the shards; they are rebuilt from the documents once
-    dead ids pass a quarter of the live ones. Tokens are merged as sources arrive: holding every
-    source's token set at once would cost hundreds of MB on a big site.
-    """
-
-    def __init__(self, site_dir: Path, live: int, next_id: int, rebuild: bool) -> None:
-        self.site_dir = site_dir
-        self.paths = [f"search/i/{n:02x}.json" for n in range(SEARCH_SHARDS)]
-        missing = not all((site_dir / p).is_file() for p in self.paths)
-        self.rebuild = rebuild or missing or next_id - live > live // 4
-        self.postings: defaultdict[str, list[str]] = defaultdict(list)
-
-    def add(self, postings: dict[str, str]) -> None:
-        """Merge a batch's postings (token -> comma-joined ids)."""
-        for token, ids in postings.items():
-            self.postings[token].append(ids)
-
-    def add_unchanged(self, search_id: int) -> None:
-        """Re-index an unchanged source from its documents (when rebuilding)."""
-        documents = json.loads((self.site_dir / document_path(search_id)).read_text(encoding="utf-8"))
-        self.add(dict.fromkeys(_tokens(documents), b36(search_id)))
-
-    def shards(self) -> Iterator[tuple[str, str | None]]:
-        """Each shard's path and new text, or None when it is unchanged."""
-        grouped: list[list[str]] = [[] for _ in self.paths]
-        for token in self.postings:
-            grouped[shard_of(token)].append(token)
-        for rel, tokens in zip(self.paths, grouped, strict=True):
-            if not (self.rebuild or tokens):
-                yield rel, None
-                continue
-            shard: dict[str, str] = {}
-            if not self.rebuild:
-                shard = json.loads((self.site_dir / rel).read_text(encoding="utf-8"))
-            for token in tokens:
-                joined = ",".join(self.postings[token])
-                shard[token] = f"{shard[token]},{joined}" if token in shard else joined
-            yield rel, json.dumps(shard, ensure_ascii=False, separators=(",", ":"))
-
-
-class Listed(NamedTuple):
-    search_id: int
-    url: str
-    date: str
-    title: str
-
-
-def listing(sources: Iterable[Listed]) -> str:
-    """``search/posts.json``: the live sources, newest first, and the number of shards."""
-    listed = [[b36(s.search_id), s.url, s.date, s.title] for s in sources]
-    return json.dumps({"shards": SEARCH_SHARDS, "posts": listed}, ensure_ascii=False, separators=(",", ":"))
-
-
-def postings_of(batch: Iterable[tuple[int, set[str]]]) -> dict[str, str]:
-    """A batch's sources and tokens as postings (token -> comma-joined ids): one dict per batch is far
-    cheaper to send back from a worker and to merge than a token set per source."""
-    postings: defaultdict[str, list[str]] = defaultdict(list)
-    for search_id, tokens in batch:
-        source = b36(search_id)
-        for token in tokens:
-            postings[token].append(source)
-    return {token: ",".join(ids) for token, ids in postings.items()}
+    def close(self) -> None:
+        self.index.close()

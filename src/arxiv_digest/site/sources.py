@@ -15,7 +15,6 @@ from .. import postformat
 from ..postformat import PageRecord, PostFormatError, PostRecord
 from .manifest import SourceInfo, file_digest
 from .options import SiteError, SiteOptions
-from .search import document_path
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -97,8 +96,8 @@ def scan(options: SiteOptions, previous: dict[str, SourceInfo]) -> list[tuple[So
         record_stamp = _stat(record)
         stamp = f"{_stat(path)}/{record_stamp}"
         old = previous.get(source)
-        if old and not (os.path.isfile(site + old.url) and os.path.isfile(site + document_path(old.search_id))):
-            old = None  # its HTML or search document is gone: convert again
+        if old and not os.path.isfile(site + old.url):
+            old = None  # its HTML is gone: convert again
         if old and old.stamp == stamp:
             found.append((old, path, False))
             continue

@@ -1,5 +1,5 @@
 """The build's heavy part, in worker processes on big builds: reading new and changed sources,
-converting them, writing their HTML and search documents."""
+converting them, writing their HTML, and the search documents of their papers."""
 
 from __future__ import annotations
 
@@ -16,19 +16,11 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from . import search
-from .convert import (
-    pack_body,
-    pack_parts,
-    page_document,
-    page_parts,
-    paper_links,
-    post_documents,
-    unpack_body,
-    unpack_parts,
-)
+from ..search_index import SearchDoc
+from .convert import pack_body, pack_parts, page_parts, paper_links, unpack_body, unpack_parts
 from .manifest import BODY, SourceInfo
 from .markdown import convert, relative_links
+from .search import post_docs
 from .sources import load_page, load_post
 from .templates import environment, render
 from .writer import write_file
@@ -67,7 +59,7 @@ Stored = list[tuple[str, int, bytes]]  # conversions to keep: source digest, par
 @dataclass(frozen=True)
 class BatchResult:
     infos: list[SourceInfo]
-    postings: dict[str, str]  # token -> comma-joined search ids of this batch's new sources
+    docs: dict[str, list[SearchDoc]]  # source -> its papers for search, for each converted daily post
     conversions: Stored
     converted: int  # sources whose Markdown was converted (not found in the cache)
 
@@ -86,10 +78,10 @@ def _batch_in_worker(jobs: list[Job]) -> BatchResult:
     return process_batch(jobs, *_worker_state)
 
 
-def _post(job: Job, worker: Worker, env: jinja2.Environment) -> tuple[SourceInfo, set[str], Stored]:
+def _post(job: Job, worker: Worker, env: jinja2.Environment) -> tuple[SourceInfo, list[SearchDoc] | None, Stored]:
     """A daily post's HTML, from its kept conversion or converted now; a new or changed post also
-    gets its papers, from its record, and its search documents."""
-    info, tokens, stored = job.info, set(), []
+    gets its papers, from its record, and their search documents."""
+    info, docs, stored = job.info, None, []
     body, record = load_post(job.path) if job.convert or job.cached is None else ("", None)
     if job.cached is None:
         converted = convert(body)
@@ -99,18 +91,18 @@ def _post(job: Job, worker: Worker, env: jinja2.Environment) -> tuple[SourceInfo
     if record is not None and job.convert:
         links = paper_links(record.papers, converted.headings)
         info = replace(info, papers=links)
-        documents = post_documents(info, record, links, body)
-        tokens = search.write_document(worker.site_dir, info.search_id, documents)
+        docs = post_docs(info, record, body)
     if job.html_key:
         context = {"post": info, "content": Markup(relative_links(converted.html, info.url)), "newer": job.newer}
         html = render(env, "post.html", info.url, head_title=info.title, older=job.older, **context)
         write_file(worker.site_dir, info.url, html)
-    return info, tokens, stored
+    return info, docs, stored
 
 
-def _page(job: Job, worker: Worker, env: jinja2.Environment) -> tuple[SourceInfo, set[str], Stored]:
-    """A per-paper page: its parts from its record (or kept), written with ``paper.html``."""
-    info, tokens, stored = job.info, set(), []
+def _page(job: Job, worker: Worker, env: jinja2.Environment) -> tuple[SourceInfo, None, Stored]:
+    """A per-paper page: its parts from its record (or kept), written with ``paper.html`` (search
+    finds it through its daily post's paper)."""
+    info, stored = job.info, []
     record = load_page(job.path) if job.convert or job.cached is None else None
     if job.cached is None:
         parts = page_parts(record)  # type: ignore[arg-type]  # read just above
@@ -119,18 +111,17 @@ def _page(job: Job, worker: Worker, env: jinja2.Environment) -> tuple[SourceInfo
         parts = unpack_parts(job.cached)
     if record is not None and job.convert:
         info = replace(info, en_title=str(parts.title))
-        tokens = search.write_document(worker.site_dir, info.search_id, [page_document(info, record)])
     if job.html_key:
         context = {"page": info, "parts": parts, "head_title": info.title}
         write_file(worker.site_dir, info.url, render(env, "paper.html", info.url, **context))
-    return info, tokens, stored
+    return info, None, stored
 
 
 def process_batch(jobs: list[Job], worker: Worker, env: jinja2.Environment) -> BatchResult:
     done = [(_page if job.info.is_page else _post)(job, worker, env) for job in jobs]
-    postings = search.postings_of((info.search_id, tokens) for info, tokens, _ in done)
+    docs = {info.source: found for info, found, _ in done if found is not None}
     stored = [row for _, _, rows in done for row in rows]
-    return BatchResult([info for info, _, _ in done], postings, stored, len(stored))
+    return BatchResult([info for info, _, _ in done], docs, stored, len(stored))
 
 
 def run_batches(
