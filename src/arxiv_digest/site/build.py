@@ -65,6 +65,10 @@ class _Builder:
         self._mark_incomplete()
         docs: dict[str, list[SearchDoc]] = {}
         infos = self._sources(scanned, docs)
+        # the index first: its documents (every paper's texts on a full build) are freed before the
+        # listings and feeds are rendered in forked processes, which would otherwise copy them
+        removed_by_search = self._search(before, infos, docs)
+        docs.clear()
         ordered = [infos[info.source] for info, _, _ in scanned]
         daily = [i for i in ordered if not i.is_page]
         pages = [i for i in ordered if i.is_page]
@@ -77,7 +81,6 @@ class _Builder:
         feeds.topics(topics)
         library.keep()
         run_here_or_forked(self.writer.take_queued())
-        removed_by_search = self._search(before, infos, docs)
         self._static()
         removed = self.writer.clean() + removed_by_search
         self.state.save(self.renderer, self.writer.config, infos, self.writer.outputs)
