@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import jinja2
 
@@ -28,13 +29,18 @@ def search_path(user_dirs: Sequence[Path], subdir: str = "") -> list[Path]:
     return list(dict.fromkeys([*found, packaged_dir(subdir)]))
 
 
-class _CompiledTemplates(jinja2.BytecodeCache):
-    """Compiled templates kept for the life of the process, keyed by template and checked against
-    its source: a process that makes several environments over the same templates (``serve``'s
-    rebuilds, a ``generate`` of many dates, the test suite's in-process runs) compiles each once."""
+class CompiledTemplates(jinja2.BytecodeCache):
+    """Compiled templates, checked against their source: kept for the life of the process (``serve``'s
+    rebuilds, a ``generate`` of many dates and the test suite's in-process runs make several
+    environments over the same templates) and, given a ``folder``, on disk for the next process (a
+    site build's workers, the next build)."""
 
-    def __init__(self) -> None:
-        self._code: dict[str, bytes] = {}
+    _memory: ClassVar[dict[str, bytes]] = {}  # shared by every environment of the process
+
+    def __init__(self, folder: Path | None = None) -> None:
+        self._disk = jinja2.FileSystemBytecodeCache(str(folder)) if folder else None
+        if folder:
+            folder.mkdir(parents=True, exist_ok=True)
 
     def get_bucket(
         self, environment: jinja2.Environment, name: str, filename: str | None, source: str
@@ -46,15 +52,18 @@ class _CompiledTemplates(jinja2.BytecodeCache):
         return super().get_bucket(environment, keyed, filename, source)
 
     def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
-        code = self._code.get(bucket.key)
+        code = self._memory.get(bucket.key)
         if code is not None:
             bucket.bytecode_from_string(code)
+        elif self._disk:
+            self._disk.load_bytecode(bucket)
+            if bucket.code is not None:
+                self._memory[bucket.key] = bucket.bytecode_to_string()
 
     def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
-        self._code[bucket.key] = bucket.bytecode_to_string()
-
-
-_COMPILED = _CompiledTemplates()
+        self._memory[bucket.key] = bucket.bytecode_to_string()
+        if self._disk:
+            self._disk.dump_bytecode(bucket)
 
 
 def environment(
@@ -63,8 +72,10 @@ def environment(
     *,
     autoescape: bool | Callable[[str | None], bool] = False,
     keep_trailing_newline: bool = False,
+    compiled: Path | None = None,
 ) -> jinja2.Environment:
-    """An environment over ``search_path(user_dirs, subdir)``; undefined names are errors."""
+    """An environment over ``search_path(user_dirs, subdir)``; undefined names are errors; compiled
+    templates are kept for the process, and in the folder ``compiled`` if given."""
     dirs = search_path(user_dirs, subdir)
     loader = jinja2.ChoiceLoader(
         [
@@ -79,5 +90,5 @@ def environment(
         trim_blocks=True,
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
-        bytecode_cache=_COMPILED,
+        bytecode_cache=CompiledTemplates(compiled),
     )

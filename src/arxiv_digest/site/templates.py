@@ -60,10 +60,9 @@ def paper_items(href: Markup, papers: Iterable[PaperLink]) -> Markup:
 def environment(dirs: Sequence[Path], site_globals: dict[str, Any], compiled: Path) -> jinja2.Environment:
     """The site's templates; compiled ones are kept in ``compiled`` (by name and source checksum):
     compiling them took 0.2 s of every build, in the build process and again in each worker."""
-    env = templating.environment(dirs[:-1], "site", autoescape=jinja2.select_autoescape(["html", "xml"]))
+    escape = jinja2.select_autoescape(["html", "xml"])
+    env = templating.environment(dirs[:-1], "site", autoescape=escape, compiled=compiled)
     env.auto_reload = False  # one build renders thousands of files: no stat of the template for each
-    compiled.mkdir(parents=True, exist_ok=True)
-    env.bytecode_cache = jinja2.FileSystemBytecodeCache(str(compiled))
     env.globals.update(TEMPLATE_GLOBALS)
     env.globals.update(site_globals)
     env.filters["category_slug"] = category_slug
