@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from arxiv_digest import search_index
+from arxiv_digest import search_index, search_segments
 from arxiv_digest.search_index import SearchDoc, SearchIndexWriter
 from arxiv_digest.search_postings import Run, decode_postings, encode_postings, impact
 from arxiv_digest.search_query import Searcher, folder_fetch, parse
@@ -178,6 +178,14 @@ QUERIES = ["speech", "topic3 speech", '"speech model"', "spe", "common", "语音
 
 def test_incremental_builds_give_the_full_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     posts = days_of_posts(40)
+    spilled: list[Path] = []
+    monkeypatch.setattr(search_segments, "FLUSH_PAPERS", 2)  # old days re-indexed go through spills
+
+    def spill(run: Run, path: Path, real=search_segments.spill) -> None:
+        spilled.append(path)
+        real(run, path)
+
+    monkeypatch.setattr(search_segments, "spill", spill)
     # incremental: a post a build, with edits to recent and old posts, a removal and a second page on a day
     state, folder = tmp_path / "inc", tmp_path / "inc" / "search"
     final: dict[str, list[SearchDoc]] = {}
@@ -220,6 +228,7 @@ def test_incremental_builds_give_the_full_build(tmp_path: Path, monkeypatch: pyt
         assert (got.count, got.ids, got.records) == (expected.count, expected.ids, expected.records), query
     meta = json.loads(gzip.decompress((folder / "meta.gz").read_bytes()))
     assert len(meta["segments"]) > 2  # the incremental side did merge and keep several segments
+    assert spilled  # and it spilled papers of old days to disk before writing their segment
 
 
 def test_re_adding_unchanged_pages_writes_no_postings(tmp_path: Path) -> None:

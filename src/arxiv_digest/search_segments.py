@@ -7,21 +7,15 @@ from __future__ import annotations
 
 import gzip
 import itertools
-import os
 import shutil
-import threading
-from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 
 from .search_postings import Run, combine, decode_postings, encode_postings, ragged
 from .search_text import utf16_key
-from .search_tokens import index_papers
 
 SHARD_BYTES = 16384  # a dictionary shard is cut once it holds this many bytes (before gzip)
 INLINE_BYTES = 16384  # postings up to this size sit in the dictionary entry, longer ones in a file
@@ -237,25 +231,6 @@ def merge_runs(sources: Sequence[Iterable[Run]]) -> Iterator[Run]:
             heads.append(head)
             pending[i] = tail if len(tail) else next(streams[i], None)
         yield combine(heads)
-
-
-def tokenised(batches: Iterator[list[tuple[int, list[tuple[float, str]]]]], parallel: bool) -> Iterator[Run]:
-    """The batches' runs in order; tokenised in worker processes for a large build (a full one), a
-    few batches ahead so that memory holds only those."""
-    cpus = os.cpu_count() or 1
-    if not parallel or cpus < 2:
-        yield from map(index_papers, batches)
-        return
-    # fork is cheapest but unsafe once other threads run (serve builds beside its server threads)
-    context = get_context("fork" if threading.active_count() == 1 else "forkserver")
-    with ProcessPoolExecutor(min(cpus, 8), mp_context=context) as pool:
-        pending: deque[Future[Run]] = deque()
-        for batch in batches:
-            pending.append(pool.submit(index_papers, batch))
-            if len(pending) > 2 * cpus:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
 
 
 class SegmentNames:
