@@ -16,12 +16,9 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
 import pickle
-import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -64,27 +61,6 @@ if __name__ == "__main__":
         "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }))
 """
-
-
-def child(code: str, *args: Path) -> dict[str, float]:
-    """Run ``code`` in a child process: its JSON result, wall and CPU time (user + system of the
-    process and its workers) and the peak PSS of its process tree, sampled every 20 ms."""
-    started = time.perf_counter()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    process = subprocess.Popen([sys.executable, "-c", code, *map(str, args)], stdout=subprocess.PIPE, text=True)
-    peak = 0.0
-    while process.poll() is None:
-        peak = max(peak, bench_site._tree_pss_mb(process.pid))
-        time.sleep(0.02)
-    stdout = process.stdout.read() if process.stdout else ""
-    if process.returncode:
-        raise SystemExit(f"child failed with exit code {process.returncode}")
-    result = json.loads(stdout.strip().splitlines()[-1])
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    result["wall"] = time.perf_counter() - started
-    result["cpu"] = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    result["tree_mb"] = peak
-    return result
 
 
 def documents(posts: list[Path]) -> list:
@@ -133,9 +109,9 @@ def main() -> None:
         )
         print(f"{'':26} {'wall s':>8} {'CPU s':>8} {'peak MB':>8}")
         index, state = work / "index" / "search", work / "index-state"
-        full = child(INDEX_CHILD, index, state, work / "old.pickle")
+        full = bench_site.child(INDEX_CHILD, index, state, work / "old.pickle")
         print(_row("index, full", full, f"{full['written']} files, {full['segments']} segments"))
-        added = child(INDEX_CHILD, index, state, work / "new.pickle")
+        added = bench_site.child(INDEX_CHILD, index, state, work / "new.pickle")
         print(_row("index, + one post", added, f"{added['written']} files written, {added['removed']} removed"))
         size = _bytes(index)
         line = f"index {size / 2**20:.1f} MB in {sum(1 for p in index.rglob('*') if p.is_file())} files"
@@ -143,11 +119,13 @@ def main() -> None:
             daily[-1].rename(work / daily[-1].name)  # the newest post is added for the incremental build
             record = sidecar_path(daily[-1])
             record.rename(work / record.name)
-            site = bench_site.build(posts, work / "site")
+            templates = work / "templates"  # no template of the user's: the packaged ones
+            templates.mkdir(exist_ok=True)
+            site = bench_site.build(posts, work / "site", templates)
             print(_row("site with index, full", site, f"{site['written']} files"))
             (work / daily[-1].name).rename(daily[-1])
             (work / record.name).rename(record)
-            more = bench_site.build(posts, work / "site")
+            more = bench_site.build(posts, work / "site", templates)
             print(_row("site with index, + 1 post", more, f"{more['written']} files written"))
             html = _bytes(work / "site", "*.html")
             line += f" = {size / html:.0%} of the site's HTML ({html / 2**20:.0f} MB)"
