@@ -14,6 +14,14 @@ from .support.llm_server import LLMServer
 from .support.workspace import Workspace
 
 KEY = "sk-test-5ecret-key-0123456789"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` run first: each worker then starts on one of them while the others share
+    the many short tests, instead of one worker finishing alone on a long test at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 DAY = "2026-01-15"
 
 

@@ -469,6 +469,7 @@ def report(failures: list[Failure], corpus: list[Case], seed_value: int | None) 
     return "\n".join(lines + [f"paper {index}: {corpus[index]!r}" for index in papers])
 
 
+@pytest.mark.slow
 def test_hostile_corpus_stays_text_in_jekyll_and_the_site(tmp_path: Path) -> None:
     corpus = draw_corpus(CASES, None)
     assert len(corpus) == CASES

@@ -13,6 +13,8 @@ import re
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from arxiv_digest.window import window_for
 
 from .support.arxiv_server import make_paper
@@ -59,6 +61,7 @@ def body(text: str) -> str:
     return text.split("\n## 补录：此前窗口新增的论文\n")[0]
 
 
+@pytest.mark.slow
 def test_six_weeks_of_nightly_runs_lose_nothing(workspace: Workspace, tmp_path) -> None:
     papers = simulated_papers()
     workspace.arxiv.papers.extend(papers)
