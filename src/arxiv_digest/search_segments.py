@@ -19,7 +19,7 @@ from .search_text import utf16_key
 
 SHARD_BYTES = 16384  # a dictionary shard is cut once it holds this many bytes (before gzip)
 INLINE_BYTES = 16384  # postings up to this size sit in the dictionary entry, longer ones in a file
-FLUSH_PAPERS = 4096  # new papers buffered before they are spilled (a full build)
+FLUSH_PAPERS = 4096  # new papers buffered before they are spilled (a large incremental update)
 
 
 def gzip_bytes(data: bytes) -> bytes:
@@ -260,9 +260,9 @@ def write_segment(folder: Path, name: str, sources: Sequence[Iterable[Run]]) -> 
 
 
 class RunBuffer:
-    """Runs made into one segment. Past ``FLUSH_PAPERS`` (a full build) the buffer is spilled to
-    plain arrays in ``spill_dir`` and the spills merged at the end, so memory stays bounded and the
-    published folder gets each file once."""
+    """Runs made into one segment. Past ``FLUSH_PAPERS`` (many old days changed at once; a full build
+    has its own path in ``search_bulk``) the buffer is spilled to plain arrays in ``spill_dir`` and
+    the spills merged at the end, so memory stays bounded and the published folder gets each file once."""
 
     def __init__(self, folder: Path, names: SegmentNames, spill_dir: Path) -> None:
         self.folder, self.names, self.spill_dir = folder, names, spill_dir

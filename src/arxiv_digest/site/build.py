@@ -43,15 +43,16 @@ class _Builder:
         )
         asset_version = digest(sorted((r, d) for r, (d, _) in self.static.items()))[:10]
         site = {"title": options.title, "base_url": options.base_url}
-        compiled = state_folder(options) / "templates"
+        state = state_folder(options)
+        compiled = state / "templates"
         self.worker = Worker(self.site_dir, tuple(self.dirs), {"site": site, "asset_version": asset_version}, compiled)
         env = environment(self.dirs, self.worker.site_globals, compiled)
         for name in TEMPLATES:  # a syntax error stops the build before it has touched anything
             compile_template(env, name)
-        self.state = BuildState(state_folder(options))
+        self.state = BuildState(state)
         full = not (options.incremental and self.state.complete and self.state.renderer == self.renderer)
         # -- search: an index that starts empty needs every source converted
-        self.search = search.SiteSearch(self.site_dir, state_folder(options), options.posts_dir, rebuild=full)
+        self.search = search.SiteSearch(self.site_dir, state, options.posts_dir, rebuild=full)
         full = full or self.search.fresh
         self.writer = Writer(self.site_dir, env, config, self.state.outputs, full, options.base_url)
         self.conversions = 0  # Markdown conversions run (the others came from the state's cache)
