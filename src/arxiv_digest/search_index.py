@@ -39,9 +39,10 @@ time. When a page changes, only its papers are tokenised again; the other papers
 their postings, moved to their new slots (``search_postings.remap``). A change to an older day
 rewrites the segments holding that day (the only case whose cost grows with the site). No postings
 are ever left dead: the dictionary's df is exact and results do not depend on the segment layout.
-A full build (``fresh``) takes its own path: papers tokenised in batches in id order, each term's
-postings gathered from the batches and written once into one cold and one hot segment
-(``search_bulk``), no spills, merges or worker processes. The state (``search-index.sqlite``, in a
+A full build (``fresh``) takes its own path: whole days numbered, their records written and their
+papers tokenised in batches (``index_days``, which the site's worker processes run as they convert
+posts), the batches gathered in id order (``add_days``), and each term's postings written once into
+one cold and one hot segment (``search_bulk``), with no spills or merges. The state (``search-index.sqlite``, in a
 folder the caller gives, outside the published site) holds each page's day, slots and digest, and
 the segment list; a state that does not match the folder makes the next build a full one.
 """
@@ -69,7 +70,7 @@ from .files import write_atomic
 from .search_bulk import SegmentBuilder, TermTable
 from .search_postings import SLOT_BITS, Run, combine, remap
 from .search_segments import RunBuffer, SegmentInfo, SegmentNames, gzip_bytes, read_segment, write_segment
-from .search_tokens import batch_postings, index_papers
+from .search_tokens import BatchPostings, batch_postings, index_papers
 
 FORMAT = 1
 HOT_DAYS = 8
@@ -225,6 +226,8 @@ class SearchIndexWriter:
             self.layout = {"generation": 0, "next": 0, "hot": None, "cold": []}
         self._docs: dict[str, list[SearchDoc]] = {}  # page -> its papers added in this build
         self._removed: set[str] = set()
+        self._builders: tuple[SegmentBuilder, SegmentBuilder] | None = None  # a full build's (cold, hot)
+        self._fresh_written: list[str] = []
         self.db.execute("BEGIN")  # one transaction per build: SQLite commits cost a sync each
 
     def _load_layout(self) -> dict[str, Any] | None:
@@ -241,6 +244,8 @@ class SearchIndexWriter:
         return layout if complete and meta.get("generation") == layout["generation"] else None
 
     def add(self, doc: SearchDoc) -> None:
+        if self._builders is not None:
+            raise ValueError("a full build takes its days either indexed (add_days) or as documents (add)")
         page, day = doc.page, doc.day
         if day < 0:
             raise SearchIndexError(f"{doc.url}: date {doc.date} is before 1970")
@@ -356,45 +361,46 @@ class SearchIndexWriter:
         }
         return self._done(layout, written, removed, days)
 
+    def hot_cutoff(self, newest_day: int) -> int:
+        """The first day of the hot segment when ``newest_day`` is the newest day with papers."""
+        return newest_day - self.hot_days + 1
+
+    def add_days(self, indexed: IndexedDays) -> None:
+        """A full build's papers of whole days, numbered, recorded and tokenised by ``index_days``
+        (in a worker process, as the site's posts are converted), in ascending order of days."""
+        if not self.fresh or self._docs:
+            raise ValueError("add_days is for a full build, instead of add")
+        if self._builders is None:
+            table = TermTable()
+            self._builders = (SegmentBuilder(table), SegmentBuilder(table))
+        self.db.executemany("INSERT INTO pages VALUES (?, ?, ?, ?, ?)", indexed.rows)
+        self._fresh_written += indexed.written
+        for hot, postings in indexed.postings:
+            self._builders[hot].add(postings)
+
     def _finish_fresh(self, layout: dict[str, Any]) -> SearchUpdate:
-        """A build from nothing: each day's pages numbered and their records written, the papers
-        tokenised in batches in id order straight into one cold and one hot segment."""
-        pages_by_day: defaultdict[int, list[str]] = defaultdict(list)
+        """A build from nothing: the papers ``add``ed indexed here a few days at a time (unless the
+        days came already indexed, through ``add_days``), then each builder's postings written once,
+        into one cold and one hot segment."""
+        by_day: defaultdict[int, dict[str, list[SearchDoc]]] = defaultdict(dict)
         for page, docs in self._docs.items():
-            pages_by_day[docs[0].day].append(page)
-        days = sorted(pages_by_day)
-        cutoff = days[-1] - self.hot_days + 1 if days else 0
-        names = SegmentNames(layout["next"])
-        table = TermTable()
-        cold, hot = SegmentBuilder(table), SegmentBuilder(table)
-        written: list[str] = []
-        removed: list[str] = []
-        rows = []
-        batch: list[tuple[int, list[tuple[float, str]]]] = []
-        previous = -1
+            by_day[docs[0].day][page] = docs
+        self._docs = {}
+        days = sorted(by_day)
+        cutoff = self.hot_cutoff(days[-1]) if days else 0
+        chunk: dict[str, list[SearchDoc]] = {}
         for day in days:
-            if batch and (len(batch) >= BATCH_PAPERS or day >= cutoff > previous):  # batches stay hot or cold
-                (hot if previous >= cutoff else cold).add(batch_postings(batch))
-                batch = []
-            records: list[str] = []
-            for page in sorted(pages_by_day[day]):
-                docs = self._docs[page]
-                slot = len(records)
-                page_records = [_record_json(doc) for doc in docs]
-                digest = _page_digest(_doc_digest(doc, r) for doc, r in zip(docs, page_records, strict=True))
-                rows.append((page, day, slot, len(docs), digest))
-                records += page_records
-                batch += [((day << SLOT_BITS) | (slot + i), doc.fields()) for i, doc in enumerate(docs)]
-            if len(records) > 1 << SLOT_BITS:
-                raise SearchIndexError(f"{EPOCH + timedelta(days=day)}: {len(records)} papers in one day")
-            written += self._write_records(day, records, 0, removed)
-            previous = day
-        if batch:
-            (hot if previous >= cutoff else cold).add(batch_postings(batch))
-        self.db.executemany("INSERT INTO pages VALUES (?, ?, ?, ?, ?)", rows)
+            chunk |= by_day.pop(day)
+            if sum(map(len, chunk.values())) >= BATCH_PAPERS or day == days[-1]:
+                self.add_days(index_days(self.folder, chunk, cutoff))
+                chunk = {}
+        names = SegmentNames(layout["next"])
+        cold, hot = self._builders or (SegmentBuilder(TermTable()), SegmentBuilder(TermTable()))
         segments = [builder.write(self.folder, names.next()) for builder in (cold, hot)]
         new_cold = [segments[0]] if segments[0].days else []
-        return self._publish(layout, names, [], None, new_cold, segments[1], written, removed, len(days))
+        days_indexed = self.db.execute("SELECT COUNT(DISTINCT day) FROM pages").fetchone()[0]
+        written, self._fresh_written, self._builders = self._fresh_written, [], None
+        return self._publish(layout, names, [], None, new_cold, segments[1], written, [], days_indexed)
 
     def _done(
         self, layout: dict[str, Any], written: Sequence[str], removed: Sequence[str], days: int = 0
@@ -494,21 +500,9 @@ class SearchIndexWriter:
             yield batch
 
     def _write_records(self, day: int, records: list[str], old_count: int, removed: list[str]) -> list[str]:
-        """A day's records (each as JSON) in files of ``RECORDS_PER_FILE``."""
-        written = []
-        count = math.ceil(len(records) / RECORDS_PER_FILE)
-        for number in range(count):
-            chunk = records[number * RECORDS_PER_FILE : (number + 1) * RECORDS_PER_FILE]
-            data = gzip_bytes(f"[{','.join(chunk)}]".encode())
-            path = _records_path(day, number)
-            target = self.folder / path
-            if target.exists():  # a reader may be fetching it: replace it whole
-                write_atomic(target, data, durable=False)
-            else:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(data)
-            written.append(path)
-        for number in range(count, math.ceil(old_count / RECORDS_PER_FILE)):
+        """A day's records, and the files its earlier records filled beyond them removed."""
+        written = write_records(self.folder, day, records)
+        for number in range(len(written), math.ceil(old_count / RECORDS_PER_FILE)):
             path = _records_path(day, number)
             (self.folder / path).unlink(missing_ok=True)
             removed.append(path)
@@ -545,6 +539,69 @@ class SearchIndexWriter:
                     os.unlink(os.path.join(root, name))
                     strays.append(rel)
         return strays
+
+
+@dataclass(frozen=True)
+class IndexedDays:
+    """The papers of some whole days as a full build adds them (``SearchIndexWriter.add_days``)."""
+
+    rows: list[tuple[str, int, int, int, str]]  # per page: page, day, first slot, papers, digest
+    written: list[str]  # the records files written
+    postings: list[tuple[bool, BatchPostings]]  # batches in id order, each hot (True) or cold
+
+
+def index_days(folder: Path, docs: dict[str, list[SearchDoc]], cutoff: int) -> IndexedDays:
+    """Number the papers of ``docs`` (every page of each day they cover: pages in URL order, a page's
+    papers in order), write their records into ``folder`` and tokenise them in batches of about
+    ``BATCH_PAPERS``, a batch hot (days from ``cutoff``) or cold. Pure but for the records written,
+    so worker processes run it."""
+    pages_by_day: defaultdict[int, list[str]] = defaultdict(list)
+    for page, page_docs in docs.items():
+        pages_by_day[page_docs[0].day].append(page)
+    rows = []
+    written: list[str] = []
+    postings: list[tuple[bool, BatchPostings]] = []
+    batch: list[tuple[int, list[tuple[float, str]]]] = []
+    previous = -1
+    for day in sorted(pages_by_day):
+        if day < 0:
+            raise SearchIndexError(f"{pages_by_day[day][0]}: date {EPOCH + timedelta(days=day)} is before 1970")
+        if batch and (len(batch) >= BATCH_PAPERS or day >= cutoff > previous):  # batches stay hot or cold
+            postings.append((previous >= cutoff, batch_postings(batch)))
+            batch = []
+        records: list[str] = []
+        for page in sorted(pages_by_day[day]):
+            page_docs = docs[page]
+            slot = len(records)
+            page_records = [_record_json(doc) for doc in page_docs]
+            digest = _page_digest(_doc_digest(doc, r) for doc, r in zip(page_docs, page_records, strict=True))
+            rows.append((page, day, slot, len(page_docs), digest))
+            records += page_records
+            batch += [((day << SLOT_BITS) | (slot + i), doc.fields()) for i, doc in enumerate(page_docs)]
+        if len(records) > 1 << SLOT_BITS:
+            raise SearchIndexError(f"{EPOCH + timedelta(days=day)}: {len(records)} papers in one day")
+        written += write_records(folder, day, records)
+        previous = day
+    if batch:
+        postings.append((previous >= cutoff, batch_postings(batch)))
+    return IndexedDays(rows, written, postings)
+
+
+def write_records(folder: Path, day: int, records: list[str]) -> list[str]:
+    """A day's records (each as JSON) in files of ``RECORDS_PER_FILE``; the paths written."""
+    written = []
+    for number in range(math.ceil(len(records) / RECORDS_PER_FILE)):
+        chunk = records[number * RECORDS_PER_FILE : (number + 1) * RECORDS_PER_FILE]
+        data = gzip_bytes(f"[{','.join(chunk)}]".encode())
+        path = _records_path(day, number)
+        target = folder / path
+        if target.exists():  # a reader may be fetching it: replace it whole
+            write_atomic(target, data, durable=False)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        written.append(path)
+    return written
 
 
 def _dumps(value: Any) -> str:

@@ -107,7 +107,8 @@ class _Builder:
         self, scanned: list[tuple[SourceInfo, str, bool]], docs: dict[str, list[SearchDoc]]
     ) -> dict[str, SourceInfo]:
         """Each source's HTML, written when stale, and the search documents of the converted daily
-        posts (into ``docs``); returns every source as it is now (new and changed ones with their papers)."""
+        posts (into ``docs``, unless the workers index them); returns every source as it is now (new
+        and changed ones with their papers)."""
         config = self.writer.config
         daily = [info for info, _, _ in scanned if not info.is_page]
         neighbours = {
@@ -132,7 +133,12 @@ class _Builder:
                 jobs.append(
                     Job(info, Path(path), convert, html_key if html_stale else None, _bare(newer), _bare(older))
                 )
-        batches = [jobs[i : i + SOURCES_PER_TASK] for i in range(0, len(jobs), SOURCES_PER_TASK)]
+        worker = replace(self.worker, indexing=self.search.worker_indexing(daily, len(daily) < len(scanned)))
+        if worker.indexing:  # the index takes whole days, oldest first
+            jobs.reverse()
+            batches = _whole_days(jobs)
+        else:
+            batches = [jobs[i : i + SOURCES_PER_TASK] for i in range(0, len(jobs), SOURCES_PER_TASK)]
         cached = self.state.cached(self.renderer)
 
         def attach(batch: list[Job]) -> list[Job]:
@@ -144,9 +150,11 @@ class _Builder:
                 for job in batch
             ]
 
-        for result in run_batches(batches, self.worker, self.writer.env, attach):
+        for result in run_batches(batches, worker, self.writer.env, attach):
             infos.update((info.source, info) for info in result.infos)
             docs.update(result.docs)
+            if result.indexed:
+                self.search.add_days(result.indexed)
             self.state.store(self.renderer, result.conversions)
             self.conversions += result.converted
         return infos
@@ -165,6 +173,17 @@ class _Builder:
         for rel, (file_key, path) in self.static.items():
             if self.writer.stale(rel, file_key):
                 self.writer.write(rel, path.read_bytes())
+
+
+def _whole_days(jobs: list[Job]) -> list[list[Job]]:
+    """Jobs (sorted by date) in batches of about ``SOURCES_PER_TASK``, each day's jobs in one batch."""
+    batches: list[list[Job]] = []
+    for job in jobs:
+        if batches and (len(batches[-1]) < SOURCES_PER_TASK or batches[-1][-1].info.date == job.info.date):
+            batches[-1].append(job)
+        else:
+            batches.append([job])
+    return batches
 
 
 def _bare(info: SourceInfo | None) -> SourceInfo | None:

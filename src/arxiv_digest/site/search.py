@@ -3,7 +3,9 @@ index (``arxiv_digest.search_index``, which ``static/search.js`` reads).
 
 Workers turn each new or changed post into its papers' documents (``post_docs``, from the post's
 record, never its HTML); the parent (``SiteSearch.update``) files them under the post's URL, drops
-the pages that are gone, and lets the index write what changed. A paper that has its own page is
+the pages that are gone, and lets the index write what changed. On a full build of a site without
+paper pages the workers also index the documents (``WorkerIndexing``), whole days at a time, and
+the parent only gathers the postings: no process holds every paper's text. A paper that has its own page is
 found as that page (its link, Chinese title, class and tags, from the page's ``SourceInfo``) with
 the daily post's text, so each paper is one hit; a paper page whose paper is in no daily post is
 found by its own texts. The index keeps its state in a folder outside the published site.
@@ -12,11 +14,11 @@ found by its own texts. The index keeps its state in a folder outside the publis
 from __future__ import annotations
 
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..postformat import PageRecord, PostRecord
-from ..search_index import SearchDoc, SearchIndexWriter, SearchUpdate
+from ..search_index import EPOCH, IndexedDays, SearchDoc, SearchIndexWriter, SearchUpdate, index_days
 from .manifest import SourceInfo
 from .markdown import markdown_text
 from .sources import load_page, load_record
@@ -73,6 +75,18 @@ def _shown_by_page(doc: SearchDoc, page: SourceInfo) -> SearchDoc:
     return replace(doc, url=page.url, title_zh=page.title, paper_class="、".join(page.classes), tags=page.tags)
 
 
+@dataclass(frozen=True)
+class WorkerIndexing:
+    """Where the workers of a full build index the papers of the posts they convert, whole days at a
+    time (only on a site without paper pages: there a post's documents need no other source)."""
+
+    folder: Path
+    cutoff: int  # the hot segment's first day
+
+    def index(self, docs: list[list[SearchDoc]]) -> IndexedDays:
+        return index_days(self.folder, {found[0].page: found for found in docs if found}, self.cutoff)
+
+
 class SiteSearch:
     """One build's index update. ``fresh``: the index starts empty (first build, a full build, or a
     state that does not match the published files), so every source must be converted."""
@@ -81,6 +95,17 @@ class SiteSearch:
         self.index = SearchIndexWriter(site_dir / FOLDER, state_dir / FOLDER, rebuild=rebuild)
         self.posts_dir = posts_dir
         self.fresh = self.index.fresh
+
+    def worker_indexing(self, daily: list[SourceInfo], pages: bool) -> WorkerIndexing | None:
+        """How the workers index as they convert, on a full build of a site without paper pages
+        (the parent then only gathers the postings); None when the documents come back to the parent."""
+        if not self.fresh or pages or not daily:
+            return None
+        newest = max(info.date for info in daily)
+        return WorkerIndexing(self.index.folder, self.index.hot_cutoff((newest - EPOCH).days))
+
+    def add_days(self, indexed: IndexedDays) -> None:
+        self.index.add_days(indexed)
 
     def update(
         self,

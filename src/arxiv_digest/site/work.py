@@ -16,11 +16,11 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from ..search_index import SearchDoc
+from ..search_index import IndexedDays, SearchDoc
 from .convert import pack_body, pack_parts, page_parts, paper_links, unpack_body, unpack_parts
 from .manifest import BODY, SourceInfo
 from .markdown import convert, relative_links
-from .search import post_docs
+from .search import WorkerIndexing, post_docs
 from .sources import load_page, load_post
 from .templates import environment, render
 from .writer import write_file
@@ -38,6 +38,7 @@ class Worker:
     dirs: tuple[Path, ...]
     site_globals: dict[str, Any]
     compiled: Path  # compiled templates, in the build state
+    indexing: WorkerIndexing | None = None  # set when the workers index the papers themselves
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class BatchResult:
     docs: dict[str, list[SearchDoc]]  # source -> its papers for search, for each converted daily post
     conversions: Stored
     converted: int  # sources whose Markdown was converted (not found in the cache)
+    indexed: IndexedDays | None = None  # the papers indexed here instead (``Worker.indexing``)
 
 
 _worker_state: tuple[Worker, jinja2.Environment] | None = None
@@ -121,7 +123,10 @@ def process_batch(jobs: list[Job], worker: Worker, env: jinja2.Environment) -> B
     done = [(_page if job.info.is_page else _post)(job, worker, env) for job in jobs]
     docs = {info.source: found for info, found, _ in done if found is not None}
     stored = [row for _, _, rows in done for row in rows]
-    return BatchResult([info for info, _, _ in done], docs, stored, len(stored))
+    infos = [info for info, _, _ in done]
+    if worker.indexing:
+        return BatchResult(infos, {}, stored, len(stored), worker.indexing.index(list(docs.values())))
+    return BatchResult(infos, docs, stored, len(stored))
 
 
 def run_batches(
