@@ -387,23 +387,37 @@ def test_an_incremental_build_searches_like_a_full_one(tmp_path: Path, pages: bo
     assert incremental["全新"][0] == 1 and incremental["蒸馏方法"][0] == 1 and incremental["量化"][0] >= 2
 
 
-def test_template_change_rebuilds_every_page_and_user_templates_win(tmp_path: Path) -> None:
+def test_a_template_change_rebuilds_what_shows_it_and_user_templates_win(tmp_path: Path) -> None:
     write_posts(tmp_path / "posts")
     mine = tmp_path / "templates"
     mine.mkdir()
     options, _ = build(tmp_path, templates_dirs=(mine,))
+    site = tmp_path / "site"
+    html = {p.relative_to(site).as_posix() for p in site.rglob("*.html")}
+    posts = {name for name in html if name[:4].isdigit()}
+    feeds = {p.relative_to(site).as_posix() for p in site.rglob("*.xml")}
+    assert posts and feeds and html - posts
+
     (mine / "post.html").write_text(
         '{% extends "!default/post.html" %}{% block head %}<meta name="theme" content="mine">{% endblock %}',
         encoding="utf-8",
     )
     report = build_site(options)
-    pages = {
-        p.relative_to(tmp_path / "site").as_posix()
-        for p in (tmp_path / "site").rglob("*")
-        if p.suffix in (".html", ".xml")
-    }
-    assert pages <= set(report.written)
-    assert not any(w.startswith("search/") for w in report.written)  # the index does not depend on templates
+    assert set(report.written) == posts  # only the posts show post.html
+    page = parse(tmp_path / "site/2026/01/15/daily-post-2026-01-15.html")
+    assert page.find(".//meta[@name='theme']").get("content") == "mine"
+    assert page.find_class("post-body")  # the rest still comes from the packaged post.html
+
+    (mine / "base.html").write_text('{% extends "!default/base.html" %}{% block head %}<!-- b -->{% endblock %}')
+    report = build_site(options)
+    assert set(report.written) == html  # every page shows base.html, no feed does, nor the search index
+    assert "<!-- b -->" in (site / "index.html").read_text(encoding="utf-8")
+    (mine / "base.html").unlink()
+    build_site(options)
+    (mine / "_macros.html").write_text('{% extends "!default/_macros.html" %}')  # listings and category feeds use it
+    written = set(build_site(options).written)
+    assert feeds - {"feed.xml"} <= written and "index.html" in written
+    assert not written & posts and "feed.xml" not in written  # the site feed shows whole posts, no macro
     page = parse(tmp_path / "site/2026/01/15/daily-post-2026-01-15.html")
     assert page.find(".//meta[@name='theme']").get("content") == "mine"
     assert page.find_class("post-body")  # the rest still comes from the packaged post.html

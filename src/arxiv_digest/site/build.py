@@ -13,10 +13,10 @@ from . import search
 from .convert import Library
 from .feeds import Feeds
 from .listings import ref, write_post_listings, write_topic_listings
-from .manifest import BODY, BuildState, SourceInfo, digest, file_digest, key, renderer_version
+from .manifest import BODY, BuildState, SourceInfo, digest, file_digest, renderer_version
 from .options import BuildReport, SiteError, SiteOptions, state_folder
 from .sources import scan
-from .templates import TEMPLATES, compile_template, environment, template_dirs, tree
+from .templates import TEMPLATES, compile_template, environment, template_digests, template_dirs, tree
 from .work import SOURCES_PER_TASK, Job, Worker, run_batches, run_here_or_forked
 from .writer import Writer
 
@@ -30,18 +30,22 @@ class _Builder:
         self.options = options
         self.site_dir = options.site_dir
         self.dirs = template_dirs(options.templates_dirs)
-        files = [(rel, file_digest(path.read_bytes()), path) for path, rel in tree(reversed(self.dirs))]
-        self.static = {rel: (d, path) for rel, d, path in files if rel.startswith("static/")}
+        self.static = {
+            rel: (file_digest(path.read_bytes()), path)
+            for path, rel in tree(reversed(self.dirs))
+            if rel.startswith("static/")
+        }
         self.renderer = renderer_version()
+        asset_version = digest(sorted((r, d) for r, (d, _) in self.static.items()))[:10]
+        # what every file depends on; each template's own digest is added to the keys of what it renders
         config = digest(
             self.renderer,
             options.title,
             options.base_url,
             options.posts_per_listing,
             options.papers_per_listing,
-            [(r, d) for r, d, _ in files],
+            asset_version,
         )
-        asset_version = digest(sorted((r, d) for r, (d, _) in self.static.items()))[:10]
         site = {"title": options.title, "base_url": options.base_url}
         state = state_folder(options)
         compiled = state / "templates"
@@ -49,12 +53,13 @@ class _Builder:
         env = environment(self.dirs, self.worker.site_globals, compiled)
         for name in TEMPLATES:  # a syntax error stops the build before it has touched anything
             compile_template(env, name)
+        templates = template_digests(env, TEMPLATES)
         self.state = BuildState(state)
         full = not (options.incremental and self.state.complete and self.state.renderer == self.renderer)
         # -- search: an index that starts empty needs every source converted
         self.search = search.SiteSearch(self.site_dir, state, options.posts_dir, rebuild=full)
         full = full or self.search.fresh
-        self.writer = Writer(self.site_dir, env, config, self.state.outputs, full, options.base_url)
+        self.writer = Writer(self.site_dir, env, config, templates, self.state.outputs, full, options.base_url)
         self.conversions = 0  # Markdown conversions run (the others came from the state's cache)
 
     def run(self) -> BuildReport:
@@ -109,7 +114,6 @@ class _Builder:
         """Each source's HTML, written when stale, and the search documents of the converted daily
         posts (into ``docs``, unless the workers index them); returns every source as it is now (new
         and changed ones with their papers)."""
-        config = self.writer.config
         daily = [info for info, _, _ in scanned if not info.is_page]
         neighbours = {
             info.source: (daily[i - 1] if i else None, daily[i + 1] if i + 1 < len(daily) else None)
@@ -121,9 +125,9 @@ class _Builder:
         for info, path, convert in scanned:
             newer, older = neighbours.get(info.source, (None, None))
             if info.is_page:
-                html_key = key(config, "paper.html", info.url, info.digest)
+                html_key = self.writer.key("paper.html", info.url, info.digest)
             else:
-                html_key = key(config, "post.html", info.url, info.digest, ref(newer), ref(older))
+                html_key = self.writer.key("post.html", info.url, info.digest, ref(newer), ref(older))
             infos[info.source] = info
             if info.url in urls:
                 raise SiteError(f"{info.source} and {urls[info.url]} would both be written to {info.url}")

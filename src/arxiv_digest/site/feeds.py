@@ -9,11 +9,12 @@ from datetime import date
 from ..postformat import XML_INVALID, PaperRecord
 from .convert import Library, PaperTexts
 from .listings import Category, CategoryPosts, Topic, ref
-from .manifest import SourceInfo, key
+from .manifest import SourceInfo
 from .templates import compile_template
 from .writer import Writer
 
 FEED_POSTS = 10
+MACROS = "_macros.html"  # the entries of category and topic feeds are its macros
 CATEGORY_FEED_PAPERS = 20
 
 
@@ -44,12 +45,12 @@ class Feeds:
         self.library = library
         self.site_title = site_title
         self._page_entries: dict[str, str] = {}
-        self._macros = compile_template(writer.env, "_macros.html").module
+        self._macros = compile_template(writer.env, MACROS).module
 
     def site(self, posts: list[SourceInfo]) -> None:
         """The latest posts, each with its whole converted body."""
         latest = posts[:FEED_POSTS]
-        if not self.writer.stale("feed.xml", key(self.writer.config, "feed", *map(ref, latest))):
+        if not self.writer.stale("feed.xml", self.writer.key("feed.xml", *map(ref, latest))):
             return
         entries = [
             self._entry(
@@ -72,7 +73,9 @@ class Feeds:
                     break
             del papers[CATEGORY_FEED_PAPERS:]
             shown = (f"{ref(post)}#{index}" for post, index in papers)
-            if self.writer.stale(category.feed_url, key(self.writer.config, "feed", category.name, *shown)):
+            if self.writer.stale(
+                category.feed_url, self.writer.key("feed.xml", category.name, *shown, loads=(MACROS,))
+            ):
                 stale.append((category, papers))
         wanted: dict[str, tuple[SourceInfo, set[int]]] = {}
         for _, papers in stale:
@@ -98,7 +101,7 @@ class Feeds:
         """The latest paper pages of each class and tag."""
         for topic, members in topics:
             latest = members[:CATEGORY_FEED_PAPERS]
-            feed_key = key(self.writer.config, "feed", topic.kind, topic.name, *map(ref, latest))
+            feed_key = self.writer.key("feed.xml", topic.kind, topic.name, *map(ref, latest), loads=(MACROS,))
             if not self.writer.stale(topic.feed_url, feed_key):
                 continue
             entries = [

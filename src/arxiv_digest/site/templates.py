@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.meta
 from markupsafe import Markup, escape
 
 from .. import templating
 from ..postformat import TEMPLATE_GLOBALS
 from .listings import category_slug
-from .manifest import PaperLink
+from .manifest import PaperLink, digest
 from .options import SiteError
 
 TEMPLATES = (
@@ -76,6 +77,51 @@ def compile_template(env: jinja2.Environment, template: str) -> jinja2.Template:
         return env.get_template(template)
     except jinja2.TemplateSyntaxError as exc:
         raise SiteError(f"template {exc.filename or exc.name}:{exc.lineno}: {exc.message}") from None
+
+
+def template_digests(env: jinja2.Environment, names: Iterable[str]) -> dict[str, str]:
+    """Each of ``names`` (and every template they load) with a digest of its source and of every
+    template it loads (extends, include, import), transitively: an edit re-renders only the files
+    that show it (``post.html`` only the posts, ``base.html`` no feed). A template that loads one by
+    a computed name depends on them all."""
+    sources: dict[str, str] = {}
+    loads: dict[str, set[str]] = {}
+    computed: set[str] = set()
+    waiting = list(names)
+    while waiting:
+        name = waiting.pop()
+        if name in sources:
+            continue
+        try:
+            source = env.loader.get_source(env, name)[0]  # type: ignore[union-attr]  # the site's has one
+        except jinja2.TemplateNotFound:
+            raise SiteError(f"template {name} not found (loaded by another template)") from None
+        except jinja2.TemplateError as exc:
+            raise SiteError(f"template {name}: {exc.message or exc}") from None
+        sources[name] = source
+        try:
+            found = list(jinja2.meta.find_referenced_templates(env.parse(source)))
+        except jinja2.TemplateSyntaxError as exc:
+            raise SiteError(f"template {exc.filename or name}:{exc.lineno}: {exc.message}") from None
+        if None in found:
+            computed.add(name)
+        loads[name] = {ref for ref in found if ref is not None}
+        waiting += loads[name]
+
+    def closure(name: str) -> set[str]:
+        seen, todo = set(), [name]
+        while todo:
+            current = todo.pop()
+            if current not in seen:
+                seen.add(current)
+                todo += loads[current]
+        return seen
+
+    every = digest(sorted(sources.items()))
+    return {
+        name: every if closure(name) & computed else digest(sorted((n, sources[n]) for n in closure(name)))
+        for name in sources
+    }
 
 
 def render(env: jinja2.Environment, template: str, path: str, **context: Any) -> str:

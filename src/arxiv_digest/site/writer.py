@@ -28,15 +28,24 @@ class Writer:
     """One build's outputs: records each path with the key of what it shows, skips it when the last
     build wrote it with the same key (``old``), refuses to write one path twice, and removes at the
     end what the last build wrote and this one did not. ``config`` is the digest of everything that
-    every HTML file depends on (templates, options)."""
+    every file depends on (options, code, assets), ``templates`` each template's digest (with the
+    templates it loads)."""
 
     def __init__(
-        self, site_dir: Path, env: jinja2.Environment, config: str, old: dict[str, str], full: bool, base_url: str
+        self,
+        site_dir: Path,
+        env: jinja2.Environment,
+        config: str,
+        templates: dict[str, str],
+        old: dict[str, str],
+        full: bool,
+        base_url: str,
     ) -> None:
         self.site_dir = site_dir
         self.prefix = str(site_dir) + os.sep
         self.env = env
         self.config = config
+        self.templates = templates
         self.old = old
         self.full = full
         self.base_url = base_url.rstrip("/")
@@ -60,9 +69,14 @@ class Writer:
         """An output this build leaves as it is."""
         self.stale(rel, self.old.get(rel, ""))
 
+    def key(self, template: str, *parts: str, loads: tuple[str, ...] = ()) -> str:
+        """The key of a file rendered with ``template`` (and with the templates ``loads`` names, whose
+        macros the build calls itself) from what ``parts`` name."""
+        return key(self.config, *(self.templates[name] for name in (template, *loads)), template, *parts)
+
     def render(self, rel: str, key_parts: Iterable[str], template: str, **context: Any) -> None:
         """Queue ``template`` for ``rel`` unless the last build wrote it from the same ``key_parts``."""
-        if self.stale(rel, key(self.config, template, *key_parts)):
+        if self.stale(rel, self.key(template, *key_parts)):
             self.queue(rel, template, context)
 
     def queue(self, rel: str, template: str, context: dict[str, Any]) -> None:
