@@ -12,10 +12,11 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import nh3
+import pyromark
 import zstandard
 
 STATE_FILE = "build.sqlite3"
@@ -113,7 +114,7 @@ def renderer_version() -> str:
     """Changes whenever the site's code, the post format's reader or the converters change, which
     invalidates everything an earlier build kept."""
     code = sorted(path for folder in _CODE for path in folder.glob("*.py"))
-    return digest([file_digest(p.read_bytes()) for p in code], version("pyromark"), version("nh3"))
+    return digest([file_digest(p.read_bytes()) for p in code], pyromark.__version__, nh3.__version__)
 
 
 _TABLES = (
