@@ -21,7 +21,7 @@ from .search_segments import SegmentInfo, SegmentWriter
 from .search_text import utf16_key
 from .search_tokens import BatchPostings
 
-CHUNK_BYTES = 1 << 22  # postings bytes gathered at a time when writing
+CHUNK_BYTES = 1 << 20  # postings bytes gathered at a time when writing (with 16 bytes of indices for each)
 
 
 class TermTable:
@@ -51,7 +51,8 @@ class SegmentBuilder:
         self.table = table
         self.last = np.zeros(0, np.int64)  # per term number: its last id so far
         self.store = bytearray()
-        self.pieces: list[np.ndarray] = []  # per batch, rows: term number, df, gap bytes, offset in store
+        self.pieces: list[np.ndarray] = []  # per batch, rows (int32): term number, df, gap bytes
+        self.offsets: list[np.ndarray] = []  # per batch, each piece's offset in the store
         self.days: set[int] = set()
 
     def add(self, batch: BatchPostings) -> None:
@@ -62,7 +63,8 @@ class SegmentBuilder:
             self.last = np.concatenate((self.last, np.zeros(len(self.table.names) - len(self.last), np.int64)))
         buffer, offsets, gap_lens = encode_postings(batch.df, batch.ids, batch.impacts, self.last[numbers])
         self.last[numbers] = batch.ids[np.cumsum(batch.df) - 1]
-        self.pieces.append(np.stack((numbers, batch.df, gap_lens, offsets + len(self.store))))
+        self.pieces.append(np.stack((numbers, batch.df, gap_lens)).astype(np.int32))
+        self.offsets.append(offsets + len(self.store))
         self.store += buffer
         self.days.update(np.unique(batch.ids >> SLOT_BITS).tolist())
 
@@ -71,8 +73,9 @@ class SegmentBuilder:
         writer = SegmentWriter(folder, name)
         if not self.pieces:
             return writer.close()
-        number, df, gap_len, offset = np.concatenate(self.pieces, axis=1)
-        self.pieces = []
+        number, df, gap_len = np.concatenate(self.pieces, axis=1)
+        offset = np.concatenate(self.offsets)
+        self.pieces, self.offsets = [], []
         present = np.unique(number)
         names = [self.table.names[i] for i in present.tolist()]
         order = sorted(range(len(names)), key=names.__getitem__) if bmp(names) else None

@@ -218,4 +218,6 @@ def decode_postings(terms: list[str], df: np.ndarray, buffer: bytes, offsets: np
 def ragged(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """The indices ``starts[i] .. starts[i] + lengths[i]``, one range after another."""
     ends = np.cumsum(lengths)
-    return np.arange(int(ends[-1]) if len(ends) else 0) + np.repeat(starts - (ends - lengths), lengths)
+    indices = np.repeat(starts - (ends - lengths), lengths)
+    indices += np.arange(len(indices))  # in place: a full build's gathers are the index's peak memory
+    return indices
