@@ -82,19 +82,26 @@ class SegmentBuilder:
         if order is None:
             order = sorted(range(len(names)), key=lambda i: utf16_key(names[i]))
         terms = [names[i] for i in order]
-        rank = np.zeros(len(self.table.names), np.int64)
+        rank = np.zeros(len(self.table.names), np.int32)
         rank[present[order]] = np.arange(len(order))
-        by_term = np.argsort(rank[number], kind="stable")  # pieces by term, batches in order
-        number, df, gap_len, offset = number[by_term], df[by_term], gap_len[by_term], offset[by_term]
-        first = np.flatnonzero(np.diff(rank[number], prepend=-1))  # each term's first piece
-        count = np.diff(np.append(first, len(number)))
+        ranks = rank[number]
+        by_term = np.argsort(ranks, kind="stable")  # pieces by term, batches in order
+        del number  # from here on arrays are dropped as soon as they are used: this is a full build's peak memory
+        first = np.flatnonzero(np.diff(ranks[by_term], prepend=-1))  # each term's first piece
+        del ranks
+        df, gap_len, offset = df[by_term], gap_len[by_term], offset[by_term]
+        del by_term
+        count = np.diff(np.append(first, len(df)))
         term_df, term_gaps = np.add.reduceat(df, first), np.add.reduceat(gap_len, first)
         # a term's byte ranges: its pieces' gap bytes, then their impact bytes
-        at = np.repeat(first, count) + np.arange(len(number))
-        starts, lengths = np.empty(2 * len(number), np.int64), np.empty(2 * len(number), np.int64)
+        at = np.repeat(first, count)
+        at += np.arange(len(df))
+        starts, lengths = np.empty(2 * len(df), np.int64), np.empty(2 * len(df), np.int32)
         starts[at], lengths[at] = offset, gap_len
         at += np.repeat(count, count)
-        starts[at], lengths[at] = offset + gap_len, df
+        offset += gap_len
+        starts[at], lengths[at] = offset, df
+        del at, df, gap_len, offset
         store = np.frombuffer(self.store, np.uint8)
         sizes = term_df + term_gaps
         ends = np.cumsum(sizes)
