@@ -20,6 +20,7 @@ from arxiv_digest.postformat import apply_liquid_raw
 from arxiv_digest.search_query import Searcher, folder_fetch
 from arxiv_digest.site import BuildReport, SiteError, SiteOptions, build_site
 from arxiv_digest.site.markdown import convert, relative_links
+from arxiv_digest.site.options import state_folder
 
 from .reference_posts import reference_post
 from .site_support import (
@@ -421,6 +422,13 @@ def test_a_template_change_rebuilds_what_shows_it_and_user_templates_win(tmp_pat
     page = parse(tmp_path / "site/2026/01/15/daily-post-2026-01-15.html")
     assert page.find(".//meta[@name='theme']").get("content") == "mine"
     assert page.find_class("post-body")  # the rest still comes from the packaged post.html
+
+    kept = state_folder(options) / "templates" / "references.json"  # what each template loads, kept
+    assert "_macros.html" in kept.read_text(encoding="utf-8")
+    kept.write_text('{"x": [1]', encoding="utf-8")  # unreadable: the templates are parsed again
+    (mine / "_macros.html").unlink()
+    written = set(build_site(options).written)
+    assert feeds - {"feed.xml"} <= written and not written & posts
 
     (mine / "post.html").write_text("{% block main %}{{ post.title ", encoding="utf-8")
     with pytest.raises(SiteError, match=r"post.html:1"):

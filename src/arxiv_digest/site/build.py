@@ -53,7 +53,7 @@ class _Builder:
         env = environment(self.dirs, self.worker.site_globals, compiled)
         for name in TEMPLATES:  # a syntax error stops the build before it has touched anything
             compile_template(env, name)
-        templates = template_digests(env, TEMPLATES)
+        templates = template_digests(env, TEMPLATES, compiled / "references.json")
         self.state = BuildState(state)
         full = not (options.incremental and self.state.complete and self.state.renderer == self.renderer)
         # -- search: an index that starts empty needs every source converted

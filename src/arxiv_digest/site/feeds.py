@@ -68,7 +68,7 @@ class Feeds:
         for category, posts in categories.items():
             papers: list[tuple[SourceInfo, int]] = []
             for post, matching in posts:
-                papers += [(post, n) for n, link in enumerate(post.papers) if link in matching]
+                papers += [(post, n) for n in matching]
                 if len(papers) >= CATEGORY_FEED_PAPERS:
                     break
             del papers[CATEGORY_FEED_PAPERS:]

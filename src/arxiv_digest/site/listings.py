@@ -70,7 +70,7 @@ class Topic:
         return f"{self.kind}/{self.slug}/feed.xml"
 
 
-CategoryPosts = list[tuple[SourceInfo, tuple[PaperLink, ...]]]  # newest first, each with its papers of it
+CategoryPosts = list[tuple[SourceInfo, tuple[int, ...]]]  # newest first, each with the indexes of its papers of it
 
 
 def category_slug(name: str) -> str:
@@ -133,22 +133,20 @@ def paginate(
 ) -> None:
     """A listing and its older chunks; ``first_key`` is what only the first one shows (a category's
     totals), so that older chunks stay untouched when it changes. An item is a source, or a post
-    with its papers in the listing's category, which its content decides."""
+    with the indexes of its papers in the listing's category, which its content decides; a chunk
+    that is written gets each such post with those papers (only then are they decoded)."""
     for rel, chunk, pagination in chunks(items, max(1, per_listing), path_of, day_of):
         refs = [ref(item) if isinstance(item, SourceInfo) else ref(item[0]) for item in chunk]
         links = [pagination.label, pagination.newer or "-", pagination.older or "-"]
         key = [*refs, *links, *(first_key if pagination.newer is None else ())]
-        writer.render(rel, key, template, items=chunk, pagination=pagination, **extra)
+        if writer.stale(rel, writer.key(template, *key)):
+            shown = [item if isinstance(item, SourceInfo) else _with_papers(*item) for item in chunk]
+            writer.queue(rel, template, {"items": shown, "pagination": pagination, **extra})
 
 
-def _papers_by_category(post: SourceInfo) -> dict[str, list[PaperLink]]:
-    """Each of ``post.categories``, in that order, with its papers: one pass over the papers (this
-    runs for every post of every build)."""
-    found: dict[str, list[PaperLink]] = {name: [] for name in post.tags if name.lower() != "arxiv"}
-    for paper in post.papers:
-        for name in dict.fromkeys(paper.categories):
-            found.setdefault(name, []).append(paper)
-    return found
+def _with_papers(post: SourceInfo, indexes: tuple[int, ...]) -> tuple[SourceInfo, tuple[PaperLink, ...]]:
+    papers = post.papers
+    return post, tuple(papers[i] for i in indexes)
 
 
 def write_post_listings(writer: Writer, posts: list[SourceInfo], per_listing: int) -> dict[Category, CategoryPosts]:
@@ -158,8 +156,8 @@ def write_post_listings(writer: Writer, posts: list[SourceInfo], per_listing: in
 
     by_category: dict[str, CategoryPosts] = {}
     for post in posts:
-        for name, matching in _papers_by_category(post).items():
-            by_category.setdefault(name, []).append((post, tuple(matching)))
+        for name, indexes in post.groups:
+            by_category.setdefault(name, []).append((post, indexes))
     categories = sorted(
         (Category(n, category_slug(n), len(e), sum(len(p) for _, p in e)) for n, e in by_category.items()),
         key=lambda c: (-c.papers, c.name),

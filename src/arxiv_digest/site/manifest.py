@@ -8,9 +8,9 @@ import hashlib
 import json
 import marshal
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -20,7 +20,7 @@ import pyromark
 import zstandard
 
 STATE_FILE = "build.sqlite3"
-SCHEMA = "2"
+SCHEMA = "3"
 _CODE = (Path(__file__).parent, Path(__file__).parents[1] / "postformat")
 
 
@@ -32,6 +32,47 @@ class PaperLink(NamedTuple):
     title: str  # sanitised inline HTML
     categories: tuple[str, ...]
     arxiv_id: str
+
+
+Groups = tuple[tuple[str, tuple[int, ...]], ...]  # categories, each with the indexes of its papers
+
+
+class PackedLinks(Sequence[PaperLink]):
+    """A daily post's paper links as the build state keeps them, decoded on first use: every build
+    loads every source, but shows the papers of only the few it renders (decoding them all took a
+    fifth of adding a post to 10,000)."""
+
+    __slots__ = ("_count", "_links", "packed")
+
+    def __init__(self, packed: bytes, count: int) -> None:
+        self.packed, self._count = packed, count
+        self._links: tuple[PaperLink, ...] | None = None
+
+    def _decoded(self) -> tuple[PaperLink, ...]:
+        if self._links is None:
+            self._links = tuple(map(PaperLink._make, marshal.loads(self.packed)))
+        return self._links
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._decoded()[index]
+
+    def __iter__(self) -> Iterator[PaperLink]:
+        return iter(self._decoded())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and tuple(self) == tuple(other)
+
+    def __hash__(self) -> int:
+        return hash(self._decoded())
+
+
+def _pack_links(papers: Sequence[PaperLink]) -> bytes:
+    if isinstance(papers, PackedLinks):
+        return papers.packed
+    return marshal.dumps(tuple(tuple(p) for p in papers))
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,11 +87,12 @@ class SourceInfo:
     date: date
     url: str
     tags: tuple[str, ...]
-    papers: tuple[PaperLink, ...] = ()
+    papers: Sequence[PaperLink] = ()
     stamp: str = ""  # size and mtime of the source and its record, to skip reading unchanged files
     arxiv_id: str = ""  # only on a per-paper page
     classes: tuple[str, ...] = ()
     en_title: str = ""  # a per-paper page's English title (sanitised inline HTML), once read
+    _groups: Groups | None = field(default=None, init=False, compare=False, repr=False)
 
     @property
     def is_page(self) -> bool:
@@ -59,37 +101,38 @@ class SourceInfo:
     @property
     def categories(self) -> tuple[str, ...]:
         """Front-matter tags other than ``arxiv``, then every paper's categories, first seen first."""
-        names = [t for t in self.tags if t.lower() != "arxiv"]
-        names += [c for p in self.papers for c in p.categories]
-        return tuple(dict.fromkeys(names))
+        return tuple(name for name, _ in self.groups)
+
+    @property
+    def groups(self) -> Groups:
+        """Each of ``categories`` with the indexes of its papers (kept in the manifest, so that the
+        listings of a build group every post without decoding its papers)."""
+        if self._groups is None:
+            found: dict[str, list[int]] = {name: [] for name in self.tags if name.lower() != "arxiv"}
+            for index, paper in enumerate(self.papers):
+                for name in dict.fromkeys(paper.categories):
+                    found.setdefault(name, []).append(index)
+            object.__setattr__(self, "_groups", tuple((name, tuple(found[name])) for name in found))
+        return self._groups  # type: ignore[return-value]  # set just above
 
     @property
     def month(self) -> str:
         return f"{self.date:%Y-%m}"
 
     def to_row(self) -> tuple[str, str, bytes]:
-        """The source, its digest and the rest as one marshal blob: 10,000 rows load in milliseconds."""
-        papers = tuple((p.anchor, p.title, p.categories, p.arxiv_id) for p in self.papers)
-        rest = (self.title, self.date.toordinal(), self.url, self.tags, papers, self.stamp)
-        return self.source, self.digest, marshal.dumps((*rest, self.arxiv_id, self.classes, self.en_title))
+        """The source, its digest and the rest as one marshal blob: 10,000 rows load in milliseconds
+        (the paper links inside it as a blob of their own, decoded when shown)."""
+        rest = (self.title, self.date.toordinal(), self.url, self.tags, _pack_links(self.papers), len(self.papers))
+        more = (self.stamp, self.arxiv_id, self.classes, self.en_title, self.groups)
+        return self.source, self.digest, marshal.dumps((*rest, *more))
 
     @classmethod
     def from_row(cls, source: str, digest: str, blob: bytes) -> SourceInfo:
-        title, day, url, tags, papers, stamp, arxiv_id, classes, en_title = marshal.loads(blob)
-        links = tuple(PaperLink(*p) for p in papers)
-        return cls(
-            source,
-            digest,
-            title,
-            date.fromordinal(day),
-            url,
-            tags,
-            links,
-            stamp,
-            arxiv_id,
-            classes,
-            en_title,
-        )
+        title, day, url, tags, links, count, stamp, arxiv_id, classes, en_title, groups = marshal.loads(blob)
+        papers = PackedLinks(links, count)
+        info = cls(source, digest, title, date.fromordinal(day), url, tags, papers, stamp, arxiv_id, classes, en_title)
+        object.__setattr__(info, "_groups", groups)
+        return info
 
 
 def digest(*parts: Any) -> str:
@@ -114,7 +157,8 @@ def renderer_version() -> str:
     """Changes whenever the site's code, the post format's reader or the converters change, which
     invalidates everything an earlier build kept."""
     code = sorted(path for folder in _CODE for path in folder.glob("*.py"))
-    return digest([file_digest(p.read_bytes()) for p in code], pyromark.__version__, nh3.__version__)
+    converters = (pyromark.__version__, nh3.__version__)  # type: ignore[attr-defined]  # nh3's stub omits it
+    return digest([file_digest(p.read_bytes()) for p in code], *converters)
 
 
 _TABLES = (

@@ -118,8 +118,10 @@ class SiteSearch:
         again from its record when one of its papers' pages came, went or changed; a paper page is
         filed on its own while its paper is in no daily post."""
         pages = {i.arxiv_id: i for i in now.values() if i.is_page}
-        in_posts = {p.arxiv_id for i in now.values() if not i.is_page for p in i.papers}
-        was_in_posts = {p.arxiv_id for i in before.values() if not i.is_page for p in i.papers}
+        with_pages = bool(pages) or any(i.is_page for i in before.values())
+        # (only paper pages need every post's papers: a build decodes the papers of the posts it shows)
+        in_posts = {p.arxiv_id for i in now.values() if not i.is_page for p in i.papers} if with_pages else set()
+        was_in_posts = {p.arxiv_id for i in before.values() if not i.is_page for p in i.papers} if with_pages else set()
         touched = {i.arxiv_id for i in before.values() if i.is_page and now.get(i.source) != i}
         touched |= {i.arxiv_id for i in now.values() if i.is_page and before.get(i.source) != i}
         for source, info in before.items():
@@ -134,7 +136,7 @@ class SiteSearch:
                     filed[source] = [page_doc(info, load_page(self.posts_dir / source))]
                 elif not orphan and old and old.arxiv_id not in was_in_posts:
                     self.index.remove(info.url)
-            elif source not in filed and any(p.arxiv_id in touched for p in info.papers):
+            elif touched and source not in filed and any(p.arxiv_id in touched for p in info.papers):
                 filed[source] = post_docs(info, load_record(self.posts_dir / source))
         for source, found in filed.items():
             self.index.remove(now[source].url)
