@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from arxiv_digest import search_index, search_segments
+from arxiv_digest import search_index, search_segments, search_tokens
 from arxiv_digest.search_index import SearchDoc, SearchIndexWriter
 from arxiv_digest.search_postings import Run, decode_postings, encode_postings, impact
 from arxiv_digest.search_query import Searcher, folder_fetch, parse
@@ -328,3 +328,12 @@ def test_postings_encoding_round_trips(lists: list[list[int]]) -> None:
 def test_fold_matches_search_js_steps() -> None:
     assert fold("Ｓｐéech ﬁne Ⅻ") == "speech fine xii"
     assert fold("语音，增强（模型）") == "语音 增强 模型 "
+
+
+def test_the_folds_known_in_advance_are_the_folds_learned() -> None:
+    """ASCII and the CJK ideographs are filled in before any text is seen; each must be what
+    ``search_text.fold`` gives."""
+    table = search_tokens._CharTable()
+    known = np.flatnonzero(table.fold[1:]) + 1
+    assert len(known) > 27_000
+    assert [chr(c) for c in known if fold(chr(c)) != chr(int(table.fold[c]))] == []
