@@ -145,7 +145,7 @@ def paginate(
 
 
 def _with_papers(post: SourceInfo, indexes: tuple[int, ...]) -> tuple[SourceInfo, tuple[PaperLink, ...]]:
-    papers = post.papers
+    papers = tuple(post.papers)  # decoded once, not per index
     return post, tuple(papers[i] for i in indexes)
 
 
