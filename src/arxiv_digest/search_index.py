@@ -57,16 +57,14 @@ import os
 import shutil
 import sqlite3
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .background import Background
 from .errors import DigestError
 from .files import write_atomic
 from .search_bulk import SegmentBuilder, TermTable
@@ -269,12 +267,6 @@ class SearchIndexWriter:
 
     def finish(self) -> SearchUpdate:
         """Write what changed; returns the files written and removed (relative to the folder)."""
-        return self.finish_later()()
-
-    def finish_later(self) -> Callable[[], SearchUpdate]:
-        """As ``finish``, but a full build's segments are written by a process forked now, so the
-        caller can go on (the site renders its listings and feeds meanwhile): the function returned
-        waits for them, publishes the index and returns what ``finish`` does."""
         layout = self.layout
         assert layout is not None
         self._set_layout(layout | {"complete": False})  # a build killed from here on is followed by a full one
@@ -282,10 +274,6 @@ class SearchIndexWriter:
         self.db.execute("BEGIN")
         if self.fresh:
             return self._finish_fresh(layout)
-        update = self._finish_changes(layout)
-        return lambda: update
-
-    def _finish_changes(self, layout: dict[str, Any]) -> SearchUpdate:
         changes = self._changes()
         if not changes:
             return self._done(layout, (), ())
@@ -390,10 +378,10 @@ class SearchIndexWriter:
         for hot, postings in indexed.postings:
             self._builders[hot].add(postings)
 
-    def _finish_fresh(self, layout: dict[str, Any]) -> Callable[[], SearchUpdate]:
+    def _finish_fresh(self, layout: dict[str, Any]) -> SearchUpdate:
         """A build from nothing: the papers ``add``ed indexed here a few days at a time (unless the
         days came already indexed, through ``add_days``), then each builder's postings written once,
-        into one cold and one hot segment, in the background."""
+        into one cold and one hot segment."""
         by_day: defaultdict[int, dict[str, list[SearchDoc]]] = defaultdict(dict)
         for page, docs in self._docs.items():
             by_day[docs[0].day][page] = docs
@@ -407,18 +395,12 @@ class SearchIndexWriter:
                 self.add_days(index_days(self.folder, chunk, cutoff))
                 chunk = {}
         names = SegmentNames(layout["next"])
-        builders = self._builders or (SegmentBuilder(TermTable()), SegmentBuilder(TermTable()))
-        segment_names = [names.next(), names.next()]  # cold, hot
-        writing = Background(partial(_write_segments, self.folder, builders, segment_names), "writing the search index")
+        cold, hot = self._builders or (SegmentBuilder(TermTable()), SegmentBuilder(TermTable()))
+        segments = [builder.write(self.folder, names.next()) for builder in (cold, hot)]
+        new_cold = [segments[0]] if segments[0].days else []
         days_indexed = self.db.execute("SELECT COUNT(DISTINCT day) FROM pages").fetchone()[0]
         written, self._fresh_written, self._builders = self._fresh_written, [], None
-
-        def publish() -> SearchUpdate:
-            cold, hot = writing.result()
-            new_cold = [cold] if cold.days else []
-            return self._publish(layout, names, [], None, new_cold, hot, written, [], days_indexed)
-
-        return publish
+        return self._publish(layout, names, [], None, new_cold, segments[1], written, [], days_indexed)
 
     def _done(
         self, layout: dict[str, Any], written: Sequence[str], removed: Sequence[str], days: int = 0
@@ -620,10 +602,6 @@ def write_records(folder: Path, day: int, records: list[str]) -> list[str]:
             target.write_bytes(data)
         written.append(path)
     return written
-
-
-def _write_segments(folder: Path, builders: Sequence[SegmentBuilder], names: Sequence[str]) -> list[SegmentInfo]:
-    return [builder.write(folder, name) for builder, name in zip(builders, names, strict=True)]
 
 
 def _dumps(value: Any) -> str:

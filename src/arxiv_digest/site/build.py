@@ -3,14 +3,12 @@ the build did."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from ..search_index import SearchDoc, SearchUpdate
+from ..search_index import SearchDoc
 from . import search
 from .convert import Library
 from .feeds import Feeds
@@ -63,7 +61,6 @@ class _Builder:
         full = full or self.search.fresh
         self.writer = Writer(self.site_dir, env, config, templates, self.state.outputs, full, options.base_url)
         self.conversions = 0  # Markdown conversions run (the others came from the state's cache)
-        self.feed_conversions = 0  # those run for the feeds
 
     def run(self) -> BuildReport:
         started = time.perf_counter()
@@ -74,27 +71,30 @@ class _Builder:
         self._mark_incomplete()
         docs: dict[str, list[SearchDoc]] = {}
         infos = self._sources(scanned, docs)
-        # the index first: its documents (every paper's texts when the parent holds them) are freed
-        # before the listings and feeds are rendered in forked processes, which would copy them; a
-        # full build's segments are written meanwhile, in a process of their own
-        publish = self.search.update(before, infos, docs)
+        # the index first: its documents (every paper's texts on a full build) are freed before the
+        # listings and feeds are rendered in forked processes, which would otherwise copy them
+        removed_by_search = self._search(before, infos, docs)
         docs.clear()
-        try:
-            self._listings_and_feeds([infos[info.source] for info, _, _ in scanned])
-        except BaseException:
-            with contextlib.suppress(Exception):
-                publish()  # no writer of the index is left running behind the error
-            raise
-        removed_by_search = self._search(publish)
+        ordered = [infos[info.source] for info, _, _ in scanned]
+        daily = [i for i in ordered if not i.is_page]
+        pages = [i for i in ordered if i.is_page]
+        categories = write_post_listings(self.writer, daily, self.options.posts_per_listing)
+        topics = write_topic_listings(self.writer, pages, self.options.papers_per_listing)
+        library = Library(self.options.posts_dir, self.state, self.renderer, run_here_or_forked)
+        feeds = Feeds(self.writer, library, self.options.title)
+        feeds.site(daily)
+        feeds.categories(categories)
+        feeds.topics(topics)
+        library.keep()
+        run_here_or_forked(self.writer.take_queued())
         self._static()
         removed = self.writer.clean() + removed_by_search
         self.state.save(self.renderer, self.writer.config, infos, self.writer.outputs)
         written = tuple(self.writer.written)
         seconds = time.perf_counter() - started
-        converted = self.conversions + self.feed_conversions
+        converted = self.conversions + library.conversions
         full = self.writer.full
-        pages = sum(info.is_page for info, _, _ in scanned)
-        return BuildReport(len(scanned) - pages, written, self.writer.skipped, removed, seconds, full, pages, converted)
+        return BuildReport(len(daily), written, self.writer.skipped, removed, seconds, full, len(pages), converted)
 
     def _paper_pages(self, present: bool) -> None:
         """Whether the site has paper pages: the navigation links their overview only then, so every
@@ -163,25 +163,13 @@ class _Builder:
             self.conversions += result.converted
         return infos
 
-    def _listings_and_feeds(self, ordered: list[SourceInfo]) -> None:
-        daily = [i for i in ordered if not i.is_page]
-        pages = [i for i in ordered if i.is_page]
-        categories = write_post_listings(self.writer, daily, self.options.posts_per_listing)
-        topics = write_topic_listings(self.writer, pages, self.options.papers_per_listing)
-        library = Library(self.options.posts_dir, self.state, self.renderer, run_here_or_forked)
-        feeds = Feeds(self.writer, library, self.options.title)
-        feeds.site(daily)
-        feeds.categories(categories)
-        feeds.topics(topics)
-        library.keep()
-        self.feed_conversions = library.conversions
-        run_here_or_forked(self.writer.take_queued())
-
-    def _search(self, publish: Callable[[], SearchUpdate]) -> tuple[str, ...]:
-        """The search index published; the files it wrote are reported as written, those it deleted
-        returned as removed. (They are not the writer's outputs: the index decides itself what it
-        rewrites.)"""
-        update = publish()
+    def _search(
+        self, before: dict[str, SourceInfo], infos: dict[str, SourceInfo], docs: dict[str, list[SearchDoc]]
+    ) -> tuple[str, ...]:
+        """The search index brought up to date; the files it wrote are reported as written, those it
+        deleted returned as removed. (They are not the writer's outputs: the index decides itself
+        what it rewrites.)"""
+        update = self.search.update(before, infos, docs)
         self.writer.written += [f"{search.FOLDER}/{rel}" for rel in update.written]
         return tuple(f"{search.FOLDER}/{rel}" for rel in update.removed)
 

@@ -14,7 +14,6 @@ found by its own texts. The index keeps its state in a folder outside the publis
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -113,12 +112,11 @@ class SiteSearch:
         before: dict[str, SourceInfo],
         now: dict[str, SourceInfo],
         docs: dict[str, list[SearchDoc]],
-    ) -> Callable[[], SearchUpdate]:
+    ) -> SearchUpdate:
         """``before`` and ``now``: every source by name, as the last build left it and as it is;
         ``docs``: the documents of the daily posts converted in this build. A daily post is filed
         again from its record when one of its papers' pages came, went or changed; a paper page is
-        filed on its own while its paper is in no daily post. Returns the function that completes
-        the update (a full build's segments are written in the background meanwhile)."""
+        filed on its own while its paper is in no daily post."""
         pages = {i.arxiv_id: i for i in now.values() if i.is_page}
         with_pages = bool(pages) or any(i.is_page for i in before.values())
         # (only paper pages need every post's papers: a build decodes the papers of the posts it shows)
@@ -145,7 +143,7 @@ class SiteSearch:
             for doc in found:
                 page = pages.get(doc.arxiv_id) if doc.arxiv_id and doc.source else None
                 self.index.add(_shown_by_page(doc, page) if page else doc)
-        return self.index.finish_later()
+        return self.index.finish()
 
     def close(self) -> None:
         self.index.close()
