@@ -437,6 +437,35 @@ def test_a_template_change_rebuilds_what_shows_it_and_user_templates_win(tmp_pat
     assert not build_site(options).full  # templates are compiled before anything is written
 
 
+def test_templates_loaded_only_when_present_or_by_a_computed_name_still_decide_what_is_rebuilt(
+    tmp_path: Path,
+) -> None:
+    write_posts(tmp_path / "posts")
+    mine = tmp_path / "templates"
+    mine.mkdir()
+    (mine / "post.html").write_text(
+        '{% extends "!default/post.html" %}{% block head %}{% include "extra.html" ignore missing %}{% endblock %}',
+        encoding="utf-8",
+    )
+    options, _ = build(tmp_path, templates_dirs=(mine,))  # extra.html does not exist yet: no error
+    site = tmp_path / "site"
+    posts = {
+        p.relative_to(site).as_posix() for p in site.rglob("*.html") if p.relative_to(site).as_posix()[:4].isdigit()
+    }
+    (mine / "extra.html").write_text('<meta name="extra" content="1">', encoding="utf-8")
+    assert set(build_site(options).written) == posts
+    assert 'name="extra"' in (site / "2026/01/15/daily-post-2026-01-15.html").read_text(encoding="utf-8")
+
+    (mine / "index.html").write_text(
+        '{% extends "!default/index.html" %}'
+        '{% block head %}{% include site.title ~ ".html" ignore missing %}{% endblock %}',
+        encoding="utf-8",
+    )
+    build_site(options)
+    (mine / "unrelated.html").write_text("x", encoding="utf-8")  # loaded by no name: only a computed one might
+    assert "index.html" in build_site(options).written
+
+
 def test_build_refuses_two_posts_on_one_url(tmp_path: Path) -> None:
     write_posts(tmp_path / "posts", hostile=False)
     (tmp_path / "posts" / "again.md").write_text(

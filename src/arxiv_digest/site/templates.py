@@ -88,11 +88,13 @@ def template_digests(env: jinja2.Environment, names: Iterable[str], kept: Path) 
     a computed name depends on them all. What each source loads is kept in the file ``kept`` (by
     the source's digest): parsing the templates again cost 0.1 s of every build."""
     try:
-        known: dict[str, list[str | None]] = json.loads(kept.read_text(encoding="utf-8"))
+        known = json.loads(kept.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         known = {}
+    if not isinstance(known, dict):
+        known = {}
     used: dict[str, list[str | None]] = {}
-    sources: dict[str, str] = {}
+    sources: dict[str, str | None] = {}
     loads: dict[str, set[str]] = {}
     computed: set[str] = set()
     waiting = list(names)
@@ -100,13 +102,11 @@ def template_digests(env: jinja2.Environment, names: Iterable[str], kept: Path) 
         name = waiting.pop()
         if name in sources:
             continue
-        try:
-            source = env.loader.get_source(env, name)[0]  # type: ignore[union-attr]  # the site's has one
-        except jinja2.TemplateNotFound:
-            raise SiteError(f"template {name} not found (loaded by another template)") from None
-        except jinja2.TemplateError as exc:
-            raise SiteError(f"template {name}: {exc.message or exc}") from None
+        source = _source(env, name)
         sources[name] = source
+        if source is None:  # ``include ... ignore missing``: adding it later changes the digest
+            loads[name] = set()
+            continue
         source_digest = digest(source)
         found = known.get(source_digest)
         if not (isinstance(found, list) and all(ref is None or isinstance(ref, str) for ref in found)):
@@ -131,11 +131,24 @@ def template_digests(env: jinja2.Environment, names: Iterable[str], kept: Path) 
 
     if used != known:
         write_atomic(kept, json.dumps(used), durable=False)
-    every = digest(sorted(sources.items()))
+    every = ""
+    if computed:
+        templates = [n for n in env.list_templates() if not n.removeprefix("!default/").startswith("static/")]
+        every = digest(sorted((n, _source(env, n)) for n in templates))
     return {
         name: every if closure(name) & computed else digest(sorted((n, sources[n]) for n in closure(name)))
         for name in sources
     }
+
+
+def _source(env: jinja2.Environment, name: str) -> str | None:
+    """A template's source, None when there is none."""
+    try:
+        return env.loader.get_source(env, name)[0]  # type: ignore[union-attr]  # the site's has a loader
+    except jinja2.TemplateNotFound:
+        return None
+    except UnicodeDecodeError as exc:
+        raise SiteError(f"template {name}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
 
 
 def render(env: jinja2.Environment, template: str, path: str, **context: Any) -> str:
