@@ -5,10 +5,11 @@ Workers turn each new or changed post into its papers' documents (``post_docs``,
 record, never its HTML); the parent (``SiteSearch.update``) files them under the post's URL, drops
 the pages that are gone, and lets the index write what changed. On a full build of a site without
 paper pages the workers also index the documents (``WorkerIndexing``), whole days at a time, and
-the parent only gathers the postings: no process holds every paper's text. A paper that has its own page is
-found as that page (its link, Chinese title, class and tags, from the page's ``SourceInfo``) with
-the daily post's text, so each paper is one hit; a paper page whose paper is in no daily post is
-found by its own texts. The index keeps its state in a folder outside the published site.
+the parent only gathers the postings: no process holds every paper's text. A paper that has its
+own page is found as that page (its link, Chinese title, class and tags, from the page's
+``SourceInfo``) with the daily post's text, so each paper is one hit; a paper page whose paper is
+in no daily post is found by its own texts. The index keeps its state in a folder outside the
+published site.
 """
 
 from __future__ import annotations
