@@ -110,10 +110,7 @@ def template_digests(env: jinja2.Environment, names: Iterable[str], kept: Path) 
         source_digest = digest(source)
         found = known.get(source_digest)
         if not (isinstance(found, list) and all(ref is None or isinstance(ref, str) for ref in found)):
-            try:
-                found = list(jinja2.meta.find_referenced_templates(env.parse(source)))
-            except jinja2.TemplateSyntaxError as exc:
-                raise SiteError(f"template {exc.filename or name}:{exc.lineno}: {exc.message}") from None
+            found = _references(env, name, source, source_digest)
         used[source_digest] = found
         if None in found:
             computed.add(name)
@@ -139,6 +136,19 @@ def template_digests(env: jinja2.Environment, names: Iterable[str], kept: Path) 
         name: every if closure(name) & computed else digest(sorted((n, sources[n]) for n in closure(name)))
         for name in sources
     }
+
+
+_parsed: dict[str, list[str | None]] = {}  # what each source loads, for the process (serve builds again and again)
+
+
+def _references(env: jinja2.Environment, name: str, source: str, source_digest: str) -> list[str | None]:
+    """The names a template's source loads (None for a computed one)."""
+    if source_digest not in _parsed:
+        try:
+            _parsed[source_digest] = list(jinja2.meta.find_referenced_templates(env.parse(source)))
+        except jinja2.TemplateSyntaxError as exc:
+            raise SiteError(f"template {exc.filename or name}:{exc.lineno}: {exc.message}") from None
+    return _parsed[source_digest]
 
 
 def _source(env: jinja2.Environment, name: str) -> str | None:
