@@ -80,7 +80,7 @@ class Writer:
             self.queue(rel, template, context)
 
     def queue(self, rel: str, template: str, context: dict[str, Any]) -> None:
-        """Render ``template`` to ``rel`` in ``render_queued``."""
+        """Render ``template`` to ``rel`` with what ``take_queued`` hands out."""
         self._queued.append((rel, template, context))
 
     def take_queued(self) -> list[Callable[[], None]]:
