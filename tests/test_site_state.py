@@ -4,7 +4,9 @@ what changed (a set that does not grow with the site) and gives a full build's b
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -121,6 +123,20 @@ def _expected(count: int) -> set[str]:
         f"archive/{day:%Y-%m}.html",
         *("archive/index.html", "categories/index.html", "feed.xml", "index.html"),
     }
+
+
+def test_a_deleted_site_folder_is_written_again_even_with_posts_removed_meanwhile(tmp_path: Path) -> None:
+    write_posts(tmp_path / "posts")
+    options = SiteOptions(tmp_path / "posts", tmp_path / "site")
+    build_site(options)
+    shutil.rmtree(tmp_path / "site")
+    (tmp_path / "posts" / "2026-01-12-arxiv.md").unlink()
+    again = build_site(options)
+    assert again.full and "2026/01/12/arxiv.html" in again.removed
+    assert not (tmp_path / "site/2026/01/12").exists()
+    fresh = build_site(replace(options, site_dir=tmp_path / "fresh", state_dir=tmp_path / "fresh-state"))
+    assert sorted(again.written) == sorted(fresh.written)
+    assert _files(tmp_path / "site") == _files(tmp_path / "fresh")
 
 
 def test_adding_a_post_writes_a_set_that_does_not_grow_with_the_site_and_equals_a_full_build(

@@ -115,8 +115,13 @@ class Writer:
         for rel in removed:
             target = self.site_dir / rel
             target.unlink(missing_ok=True)
-            for parent in target.parents:
-                if parent == self.site_dir or any(parent.iterdir()):
+            for parent in target.parents:  # the folders it leaves empty; someone may have deleted them
+                if parent == self.site_dir:
                     break
-                parent.rmdir()
+                try:
+                    parent.rmdir()
+                except FileNotFoundError:
+                    continue
+                except OSError:  # not empty
+                    break
         return tuple(removed)
