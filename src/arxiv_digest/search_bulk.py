@@ -1,17 +1,23 @@
 """A full build's segments: every paper tokenised once, in batches in id order, and each term's
 postings written once, with no spills, merges or worker processes.
 
-Each batch's postings (``search_tokens.batch_postings``) are encoded at once into one growing buffer
-as LEB128 gaps and impact bytes, a term's first gap taken from the last id the term had in earlier
-batches, so a term's bytes in the finished segment are its batches' gap bytes one after another,
-then their impact bytes. Terms are numbered on first sight by their key (``TermTable``: a Python
-string per distinct term, never per occurrence); only at the end are the distinct terms sorted, and
-the buffer's pieces gathered in that order a few megabytes at a time into the segment's files. The
-buffer holds ~2 bytes a posting, about what the gzipped index weighs.
+Each batch's postings (``search_tokens.batch_postings``) are encoded at once as LEB128 gaps and
+impact bytes, a term's first gap taken from the last id the term had in earlier batches, so a
+term's bytes in the finished segment are its batches' gap bytes one after another, then their
+impact bytes. Terms are numbered on first sight by their key (``TermTable``: a Python string per
+distinct term, never per occurrence); only at the end are the distinct terms sorted, and the
+batches' pieces gathered in that order a megabyte at a time into the segment's files.
+
+The encoded postings (~2 bytes a posting, about what the gzipped index weighs: 122 MB at 3,000
+posts) are a full build's largest data, so they wait in a temporary file, not in memory. Each
+batch's terms are written to it nearly in the segment's order (by their first four characters),
+so a gather reads a short run from each batch and the pages it read are dropped right after.
 """
 
 from __future__ import annotations
 
+import mmap
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -25,11 +31,13 @@ CHUNK_BYTES = 1 << 20  # postings bytes gathered at a time when writing (with 16
 
 
 class TermTable:
-    """Every term seen in a build: its number (first sight first) by key, and its string."""
+    """Every term seen in a build: its number (first sight first) by key, its string, and the first
+    four UTF-16 code units of the string as a number (``prefixes``: nearly the order terms are written in)."""
 
     def __init__(self) -> None:
         self.numbers: dict[int, int] = {}
         self.names: list[str] = []
+        self.prefixes = np.zeros(0, np.uint64)
 
     def number(self, batch: BatchPostings) -> np.ndarray:
         keys = batch.keys.tolist()
@@ -39,7 +47,10 @@ class TermTable:
         if len(new):
             numbers = range(len(self.names), len(self.names) + len(new))
             found[new] = numbers
-            self.names += batch.names(new)
+            names = batch.names(new)
+            self.names += names
+            prefixes = b"".join(utf16_key(name)[:8].ljust(8, b"\0") for name in names)
+            self.prefixes = np.concatenate((self.prefixes, np.frombuffer(prefixes, ">u8").astype(np.uint64)))
             self.numbers.update(zip(batch.keys[new].tolist(), numbers, strict=True))
         return found
 
@@ -47,10 +58,12 @@ class TermTable:
 class SegmentBuilder:
     """The postings of one segment, added a batch at a time (ids ascending from batch to batch)."""
 
-    def __init__(self, table: TermTable) -> None:
+    def __init__(self, table: TermTable, spill_dir: Path) -> None:
         self.table = table
         self.last = np.zeros(0, np.int64)  # per term number: its last id so far
-        self.store = bytearray()
+        # unlinked at once, so a killed build leaves nothing; closed by ``write``
+        self.store = tempfile.TemporaryFile(dir=spill_dir)  # noqa: SIM115
+        self.size = 0
         self.pieces: list[np.ndarray] = []  # per batch, rows (int32): term number, df, gap bytes
         self.offsets: list[np.ndarray] = []  # per batch, each piece's offset in the store
         self.days: set[int] = set()
@@ -61,22 +74,29 @@ class SegmentBuilder:
         numbers = self.table.number(batch)
         if len(self.last) < len(self.table.names):
             self.last = np.concatenate((self.last, np.zeros(len(self.table.names) - len(self.last), np.int64)))
-        buffer, offsets, gap_lens = encode_postings(batch.df, batch.ids, batch.impacts, self.last[numbers])
-        self.last[numbers] = batch.ids[np.cumsum(batch.df) - 1]
-        self.pieces.append(np.stack((numbers, batch.df, gap_lens)).astype(np.int32))
-        self.offsets.append(offsets + len(self.store))
-        self.store += buffer
+        # the batch's terms nearly in the segment's order, so that writing it reads the file in runs
+        order = np.argsort(self.table.prefixes[numbers], kind="stable")
+        numbers, df = numbers[order], batch.df[order]
+        gather = ragged((np.cumsum(batch.df) - batch.df)[order], df)
+        ids = batch.ids[gather]
+        buffer, offsets, gap_lens = encode_postings(df, ids, batch.impacts[gather], self.last[numbers])
+        self.last[numbers] = ids[np.cumsum(df) - 1]
+        self.pieces.append(np.stack((numbers, df, gap_lens)).astype(np.int32))
+        self.offsets.append(offsets + self.size)
+        self.store.write(buffer)
+        self.size += len(buffer)
         self.days.update(np.unique(batch.ids >> SLOT_BITS).tolist())
 
     def write(self, folder: Path, name: str) -> SegmentInfo:
         """The segment's files; the builder is spent."""
         writer = SegmentWriter(folder, name)
         if not self.pieces:
+            self.store.close()
             return writer.close()
-        number, df, gap_len = np.concatenate(self.pieces, axis=1)
+        pieces = np.concatenate(self.pieces, axis=1)  # term number, df, gap bytes
         offset = np.concatenate(self.offsets)
         self.pieces, self.offsets = [], []
-        present = np.unique(number)
+        present = np.unique(pieces[0])
         names = [self.table.names[i] for i in present.tolist()]
         order = sorted(range(len(names)), key=names.__getitem__) if bmp(names) else None
         if order is None:
@@ -84,38 +104,50 @@ class SegmentBuilder:
         terms = [names[i] for i in order]
         rank = np.zeros(len(self.table.names), np.int32)
         rank[present[order]] = np.arange(len(order))
-        ranks = rank[number]
+        ranks = rank[pieces[0]]
         by_term = np.argsort(ranks, kind="stable")  # pieces by term, batches in order
-        del number  # from here on arrays are dropped as soon as they are used: this is a full build's peak memory
         first = np.flatnonzero(np.diff(ranks[by_term], prepend=-1))  # each term's first piece
-        del ranks
-        df, gap_len, offset = df[by_term], gap_len[by_term], offset[by_term]
-        del by_term
-        count = np.diff(np.append(first, len(df)))
-        term_df, term_gaps = np.add.reduceat(df, first), np.add.reduceat(gap_len, first)
-        # a term's byte ranges: its pieces' gap bytes, then their impact bytes
-        at = np.repeat(first, count)
-        at += np.arange(len(df))
-        starts, lengths = np.empty(2 * len(df), np.int64), np.empty(2 * len(df), np.int32)
-        starts[at], lengths[at] = offset, gap_len
-        at += np.repeat(count, count)
-        offset += gap_len
-        starts[at], lengths[at] = offset, df
-        del at, df, gap_len, offset
-        store = np.frombuffer(self.store, np.uint8)
+        del ranks  # arrays are dropped as soon as they are used: this is a full build's peak memory
+        term_df = np.add.reduceat(pieces[1][by_term], first)
+        term_gaps = np.add.reduceat(pieces[2][by_term], first)
         sizes = term_df + term_gaps
         ends = np.cumsum(sizes)
-        term = 0
-        while term < len(terms):
-            cut = max(int(np.searchsorted(ends, ends[term] - sizes[term] + CHUNK_BYTES, side="right")), term + 1)
-            low, high = 2 * first[term], 2 * first[cut] if cut < len(terms) else len(starts)
-            data = store[ragged(starts[low:high], lengths[low:high])]
-            chunk = sizes[term:cut]
-            writer.write_encoded(
-                terms[term:cut], term_df[term:cut], term_gaps[term:cut], data, np.cumsum(chunk) - chunk
-            )
-            term = cut
-        del store
-        self.store = bytearray()
+        first = np.append(first, len(by_term))
+        self.store.flush()
+        with self.store, mmap.mmap(self.store.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            store = np.frombuffer(mapped, np.uint8)
+            term = 0
+            while term < len(terms):
+                cut = max(int(np.searchsorted(ends, ends[term] - sizes[term] + CHUNK_BYTES, side="right")), term + 1)
+                chunk_pieces = by_term[first[term] : first[cut]]
+                starts, lengths = _byte_ranges(
+                    first[term:cut] - first[term],
+                    pieces[1][chunk_pieces],
+                    pieces[2][chunk_pieces],
+                    offset[chunk_pieces],
+                )
+                data = store[ragged(starts, lengths)]
+                mapped.madvise(mmap.MADV_DONTNEED)  # the pages read stay in the page cache, not in this process
+                chunk = sizes[term:cut]
+                writer.write_encoded(
+                    terms[term:cut], term_df[term:cut], term_gaps[term:cut], data, np.cumsum(chunk) - chunk
+                )
+                term = cut
+            del store
         writer.days.update(self.days)
         return writer.close()
+
+
+def _byte_ranges(
+    first: np.ndarray, df: np.ndarray, gap_len: np.ndarray, offset: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where consecutive terms' bytes are in the store, given their pieces in order (``first``: each
+    term's first piece): a term's pieces' gap bytes, then their impact bytes."""
+    count = np.diff(np.append(first, len(df)))
+    at = np.repeat(first, count)
+    at += np.arange(len(df))
+    starts, lengths = np.empty(2 * len(df), np.int64), np.empty(2 * len(df), np.int64)
+    starts[at], lengths[at] = offset, gap_len
+    at += np.repeat(count, count)
+    starts[at], lengths[at] = offset + gap_len, df
+    return starts, lengths

@@ -371,12 +371,16 @@ class SearchIndexWriter:
         if not self.fresh or self._docs:
             raise ValueError("add_days is for a full build, instead of add")
         if self._builders is None:
-            table = TermTable()
-            self._builders = (SegmentBuilder(table), SegmentBuilder(table))
+            self._builders = self._new_builders()
         self.db.executemany("INSERT INTO pages VALUES (?, ?, ?, ?, ?)", indexed.rows)
         self._fresh_written += indexed.written
         for hot, postings in indexed.postings:
             self._builders[hot].add(postings)
+
+    def _new_builders(self) -> tuple[SegmentBuilder, SegmentBuilder]:
+        """A full build's cold and hot segments, their postings spilled into the state folder."""
+        table = TermTable()
+        return SegmentBuilder(table, self.state_dir), SegmentBuilder(table, self.state_dir)
 
     def _finish_fresh(self, layout: dict[str, Any]) -> SearchUpdate:
         """A build from nothing: the papers ``add``ed indexed here a few days at a time (unless the
@@ -395,7 +399,7 @@ class SearchIndexWriter:
                 self.add_days(index_days(self.folder, chunk, cutoff))
                 chunk = {}
         names = SegmentNames(layout["next"])
-        cold, hot = self._builders or (SegmentBuilder(TermTable()), SegmentBuilder(TermTable()))
+        cold, hot = self._builders or self._new_builders()
         segments = [builder.write(self.folder, names.next()) for builder in (cold, hot)]
         new_cold = [segments[0]] if segments[0].days else []
         days_indexed = self.db.execute("SELECT COUNT(DISTINCT day) FROM pages").fetchone()[0]
