@@ -10,7 +10,7 @@ import marshal
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -118,6 +118,13 @@ class SourceInfo:
     @property
     def month(self) -> str:
         return f"{self.date:%Y-%m}"
+
+    def packed(self) -> SourceInfo:
+        """This source with its paper links packed as the build state keeps them (its groups worked
+        out first): what a worker sends back, cheap to pickle and to hold for every post of a site."""
+        packed = replace(self, papers=PackedLinks(_pack_links(self.papers), len(self.papers)))
+        object.__setattr__(packed, "_groups", self.groups)
+        return packed
 
     def to_row(self) -> tuple[str, str, bytes]:
         """The source, its digest and the rest as one marshal blob: 10,000 rows load in milliseconds

@@ -98,7 +98,7 @@ def _post(job: Job, worker: Worker, env: jinja2.Environment) -> tuple[SourceInfo
         context = {"post": info, "content": Markup(relative_links(converted.html, info.url)), "newer": job.newer}
         html = render(env, "post.html", info.url, head_title=info.title, older=job.older, **context)
         write_file(worker.site_dir, info.url, html)
-    return info, docs, stored
+    return info.packed(), docs, stored
 
 
 def _page(job: Job, worker: Worker, env: jinja2.Environment) -> tuple[SourceInfo, None, Stored]:
