@@ -15,7 +15,7 @@ import pytest
 from arxiv_digest.config import load_config, site_options
 from arxiv_digest.site import SiteError, SiteOptions, build_site, state_folder, template_dirs, work
 
-from .site_support import pipeline_post, write_posts
+from .site_support import parse, pipeline_post, text, write_posts
 
 FIRST_DAY = date(2025, 11, 1)
 OTHER_CATEGORIES = ("cs.CL", "cs.LG", "eess.SP", "cs.MM")
@@ -154,6 +154,18 @@ def test_adding_a_post_writes_a_set_that_does_not_grow_with_the_site_and_equals_
     )
     assert incremental.keys() == full.keys()
     assert [name for name in full if incremental[name] != full[name]] == []
+
+
+def test_the_archive_overview_counts_each_month_by_year_and_links_its_listing(tmp_path: Path) -> None:
+    _write_daily(tmp_path / "posts", 62)  # 2025-11-01 .. 2026-01-01, a paper each
+    build_site(SiteOptions(tmp_path / "posts", tmp_path / "site"))
+    overview = parse(tmp_path / "site" / "archive" / "index.html")
+    years = [(h.text_content(), [text(li) for li in h.getparent().iter("li")]) for h in overview.iter("h2")]
+    assert years == [("2026", ["2026-01 1 期 · 1 篇"]), ("2025", ["2025-12 31 期 · 31 篇", "2025-11 30 期 · 30 篇"])]
+    assert overview.xpath("//main//li/a/@href")[-1] == "../archive/2025-11.html"
+    november = parse(tmp_path / "site" / "archive" / "2025-11.html")
+    shown = {a.get("href") for a in november.iter("a") if a.get("href", "").endswith("arxiv.html")}
+    assert shown == {f"../2025/11/{day:02d}/arxiv.html" for day in range(1, 31)}
 
 
 def test_worker_and_forked_processes_write_what_one_process_writes(

@@ -45,6 +45,16 @@ class Category:
         return f"categories/{self.slug}/feed.xml"
 
 
+@dataclass(frozen=True)
+class Month:
+    """A month of the archive's overview: it shows the counts and links the month's own listing (a
+    list of every post would make adding a post re-render a page that grows with the site)."""
+
+    name: str  # YYYY-MM
+    posts: int
+    papers: int
+
+
 TopicKind = Literal["classes", "tags"]
 
 
@@ -180,18 +190,21 @@ def write_post_listings(writer: Writer, posts: list[SourceInfo], per_listing: in
     months: dict[str, list[SourceInfo]] = {}
     for post in posts:
         months.setdefault(post.month, []).append(post)
-    every = [ref(p) for p in posts]
-    writer.render(
-        "archive/index.html", every, "archive.html", months=list(months.items()), month=None, head_title="归档"
-    )
-    for month, month_posts in months.items():
+    counted = [Month(name, len(found), sum(len(p.papers) for p in found)) for name, found in months.items()]
+    years: dict[str, list[Month]] = {}
+    for month in counted:
+        years.setdefault(month.name[:4], []).append(month)
+    summary = [f"{m.name}\x1e{m.posts}\x1e{m.papers}" for m in counted]
+    overview = {"years": list(years.items()), "month": None, "head_title": "归档"}
+    writer.render("archive/index.html", summary, "archive.html", **overview)
+    for name, month_posts in months.items():
         writer.render(
-            f"archive/{month}.html",
+            f"archive/{name}.html",
             [ref(p) for p in month_posts],
             "archive.html",
-            months=[(month, month_posts)],
-            month=month,
-            head_title=f"{month} 归档",
+            posts=month_posts,
+            month=name,
+            head_title=f"{name} 归档",
         )
     writer.render("search.html", [], "search.html", head_title="搜索")
     return {category: by_category[category.name] for category in categories}
