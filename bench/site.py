@@ -361,8 +361,11 @@ def _row(name: str, result: dict[str, float], note: str = "") -> str:
     return f"{name:26} {result['wall']:8.2f} {result['cpu']:8.1f} {memory:>8}  {note}  (load {_load()})"
 
 
-def _verdict(value: float, target: float, unit: str) -> str:
-    return f"{value:.2f} {unit} (target {target:g} {unit}: {'met' if value <= target else 'MISSED'})"
+def _verdict(value: float, target: float, unit: str, target_posts: int, posts: int) -> str:
+    """A figure against its target, judged only at the number of posts the target is set for."""
+    if posts != target_posts:
+        return f"{value:.2f} {unit} at {posts:,} posts (the target, {target:g} {unit}, is for {target_posts:,})"
+    return f"{value:.2f} {unit} at {posts:,} posts (target {target:g} {unit}: {'met' if value <= target else 'MISSED'})"
 
 
 TEMPLATE_CHANGE = (
@@ -432,11 +435,11 @@ def main() -> None:
         if found:
             ratio, wall = full["cpu"] / found["cpu"], full["wall"] / found["wall"]
             print(f"  full build CPU / Hugo's: {ratio:.2f} (target <= 1), wall {wall:.2f}x Hugo's")
-        print(f"  full build wall:      {_verdict(full['wall'], 5, 's')} at 1,000 posts")
-        print(f"  template change wall: {_verdict(changed['wall'], 2.5, 's')} at 1,000 posts")
-        print(f"  + one post wall:      {_verdict(added['wall'], 0.6, 's')} at 3,000 posts")
+        print(f"  full build wall:      {_verdict(full['wall'], 5, 's', 1000, args.posts)}")
+        print(f"  template change wall: {_verdict(changed['wall'], 2.5, 's', 1000, args.posts)}")
+        print(f"  + one post wall:      {_verdict(added['wall'], 0.6, 's', 3000, args.posts)}")
         peak = max(full["tree_mb"], changed["tree_mb"], added["tree_mb"])
-        print(f"  peak memory:          {_verdict(peak, 300, 'MB')} at 3,000 posts")
+        print(f"  peak memory:          {_verdict(peak, 300, 'MB', 3000, args.posts)}")
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
