@@ -1,5 +1,5 @@
 """A full build's segments: every paper tokenised once, in batches in id order, and each term's
-postings written once, with no spills, merges or worker processes.
+postings written once, with no merges.
 
 Each batch's postings (``search_tokens.batch_postings``) are encoded at once as LEB128 gaps and
 impact bytes, a term's first gap taken from the last id the term had in earlier batches, so a
@@ -27,6 +27,7 @@ from .search_segments import SegmentInfo, SegmentWriter
 from .search_text import utf16_key
 from .search_tokens import BatchPostings
 
+_DROP_PAGES = getattr(mmap, "MADV_DONTNEED", None)  # None where there is no madvise (Windows)
 CHUNK_BYTES = 1 << 20  # postings bytes gathered at a time when writing (with 16 bytes of indices for each)
 
 
@@ -127,7 +128,8 @@ class SegmentBuilder:
                     offset[chunk_pieces],
                 )
                 data = store[ragged(starts, lengths)]
-                mapped.madvise(mmap.MADV_DONTNEED)  # the pages read stay in the page cache, not in this process
+                if _DROP_PAGES is not None:  # the pages read stay in the page cache, not in this process
+                    mapped.madvise(_DROP_PAGES)
                 chunk = sizes[term:cut]
                 writer.write_encoded(
                     terms[term:cut], term_df[term:cut], term_gaps[term:cut], data, np.cumsum(chunk) - chunk
