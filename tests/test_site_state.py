@@ -125,6 +125,19 @@ def _expected(count: int) -> set[str]:
     }
 
 
+def test_a_damaged_build_state_is_replaced_by_a_full_build(tmp_path: Path) -> None:
+    _write_daily(tmp_path / "posts", 3)
+    options = SiteOptions(tmp_path / "posts", tmp_path / "site")
+    build_site(options)
+    state = state_folder(options) / "build.sqlite3"
+    state.write_bytes(b"not a database" * 100)
+    again = build_site(options)
+    assert again.full and again.converted > 0
+    with sqlite3.connect(state) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert not build_site(options).full
+
+
 def test_a_deleted_site_folder_is_written_again_even_with_posts_removed_meanwhile(tmp_path: Path) -> None:
     write_posts(tmp_path / "posts")
     options = SiteOptions(tmp_path / "posts", tmp_path / "site")

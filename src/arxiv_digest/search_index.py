@@ -42,9 +42,10 @@ are ever left dead: the dictionary's df is exact and results do not depend on th
 A full build (``fresh``) takes its own path: whole days numbered, their records written and their
 papers tokenised in batches (``index_days``, which the site's worker processes run as they convert
 posts), the batches gathered in id order (``add_days``), and each term's postings written once into
-one cold and one hot segment (``search_bulk``), with no spills or merges. The state (``search-index.sqlite``, in a
-folder the caller gives, outside the published site) holds each page's day, slots and digest, and
-the segment list; a state that does not match the folder makes the next build a full one.
+one cold and one hot segment (``search_bulk``, the encoded postings waiting in a temporary file),
+with no merges. The state (``search-index.sqlite``, in a folder the caller gives, outside the
+published site) holds each page's day, slots and digest, and the segment list; a state that does
+not match the folder makes the next build a full one.
 """
 
 from __future__ import annotations

@@ -190,6 +190,11 @@ def unpack(blob: bytes) -> Any:
     return marshal.loads(zstandard.ZstdDecompressor().decompress(blob))
 
 
+def _configure(db: sqlite3.Connection) -> None:
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")  # a lost build state costs one full build, not data
+
+
 class BuildState:
     """What a build keeps for the next one, in ``build.sqlite3`` in the state folder (outside the
     site folder, so it is never published): each source as the listings need it, each output with
@@ -205,15 +210,14 @@ class BuildState:
         folder.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(folder / STATE_FILE, isolation_level=None)
         try:
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")  # a lost build state costs one full build, not data
+            _configure(self.db)
             meta = self._meta()
         except sqlite3.DatabaseError:  # damaged or not ours: start afresh
             self.db.close()
             for suffix in ("", "-wal", "-shm"):
                 (folder / (STATE_FILE + suffix)).unlink(missing_ok=True)
             self.db = sqlite3.connect(folder / STATE_FILE, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
+            _configure(self.db)
             meta = self._meta()
         self.renderer = meta.get("renderer", "")
         self.config = meta.get("config", "")
