@@ -386,6 +386,8 @@ def main() -> None:
     )
     parser.add_argument("--keep", type=Path, help="build here and keep the result (default: a temporary folder)")
     args = parser.parse_args()
+    if args.keep and args.keep.exists() and any(args.keep.iterdir()):
+        parser.error(f"--keep {args.keep}: the folder is not empty (the benchmark times a build from nothing)")
     work = args.keep or Path(tempfile.mkdtemp(prefix="arxiv-digest-bench-"))
     try:
         posts, site, templates = work / "posts", work / "site", work / "templates"

@@ -4,6 +4,7 @@ what changed (a set that does not grow with the site) and gives a full build's b
 
 from __future__ import annotations
 
+import re
 import shutil
 import sqlite3
 from dataclasses import replace
@@ -11,6 +12,8 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from arxiv_digest.config import load_config, site_options
 from arxiv_digest.site import SiteError, SiteOptions, build_site, state_folder, template_dirs, work
@@ -193,3 +196,57 @@ def test_worker_and_forked_processes_write_what_one_process_writes(
     shown, expected = _files(tmp_path / "parallel"), _files(tmp_path / "alone")
     assert shown.keys() == expected.keys()
     assert [name for name in shown if shown[name] != expected[name]] == []
+
+
+def _outputs(state: Path) -> dict[str, str]:
+    with sqlite3.connect(state / "build.sqlite3") as db:
+        return dict(db.execute("SELECT path, key FROM outputs"))
+
+
+EDITS = st.lists(
+    st.tuples(st.sampled_from(["add", "remove", "edit", "recategorise", "rename", "redate"]), st.integers(0, 40)),
+    min_size=1,
+    max_size=3,
+)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(edits=EDITS)
+def test_incremental_builds_key_and_write_what_a_full_build_does_whatever_changes(
+    tmp_path_factory: pytest.TempPathFactory, edits: list[tuple[str, int]]
+) -> None:
+    """Posts added, removed, edited, moved to another category or another day, anywhere in the
+    site's history: after each incremental build (which keeps the listing chunks before the oldest
+    change without keying them), every output has the key, and the bytes, a full build gives it."""
+    work = tmp_path_factory.mktemp("edits")
+    posts = work / "posts"
+    _write_daily(posts, 16)
+    options = SiteOptions(posts, work / "site", posts_per_listing=2)
+    build_site(options)
+    for step, (edit, number) in enumerate(edits):
+        files = sorted(posts.glob("*.md"))
+        target = files[number % len(files)]
+        if edit == "add":
+            day = FIRST_DAY - timedelta(days=1 + number)
+            (posts / f"{day}-arxiv.md").write_text(_post(number), encoding="utf-8")
+        elif edit == "remove":
+            target.unlink()
+        elif edit == "edit":
+            text = target.read_text(encoding="utf-8")
+            target.write_text(text.replace("研究音频", f"研究音频{step}"), encoding="utf-8")
+        elif edit == "recategorise":
+            text = target.read_text(encoding="utf-8")
+            target.write_text(text.replace("cs.SD", OTHER_CATEGORIES[step % 4]), encoding="utf-8")
+        elif edit == "rename":  # removed from its place, added at another
+            target.rename(posts / f"{FIRST_DAY + timedelta(days=60 + number)}-arxiv.md")
+        else:  # the same source, dated another day (one no other post has) by its front matter
+            day = FIRST_DAY + timedelta(days=100 + 50 * step + number)
+            text = re.sub(r"(?m)^date: .*\n", "", target.read_text(encoding="utf-8"))
+            target.write_text(text.replace("---\n", f"---\ndate: {day}\n", 1), encoding="utf-8")
+        report = build_site(options)
+        assert not report.full
+        fresh = replace(options, site_dir=work / f"full{step}", state_dir=work / f"full{step}-state")
+        assert build_site(fresh).full
+        assert _outputs(state_folder(options)) == _outputs(work / f"full{step}-state")
+        shown, expected = (_outside_search(_files(f)) for f in (options.site_dir, fresh.site_dir))
+        assert [name for name in expected if shown.get(name) != expected[name]] == []

@@ -6,13 +6,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
+from datetime import date
 from pathlib import Path
 
 from ..search_index import SearchDoc
 from . import search
 from .convert import Library
 from .feeds import Feeds
-from .listings import ref, write_post_listings, write_topic_listings
+from .listings import Order, order, ref, write_post_listings, write_topic_listings
 from .manifest import BODY, BuildState, SourceInfo, digest, file_digest, renderer_version
 from .options import BuildReport, SiteError, SiteOptions, state_folder
 from .sources import scan
@@ -78,8 +79,9 @@ class _Builder:
         ordered = [infos[info.source] for info, _, _ in scanned]
         daily = [i for i in ordered if not i.is_page]
         pages = [i for i in ordered if i.is_page]
-        categories = write_post_listings(self.writer, daily, self.options.posts_per_listing)
-        topics = write_topic_listings(self.writer, pages, self.options.papers_per_listing)
+        settled = self._settled(before, scanned)
+        categories = write_post_listings(self.writer, daily, self.options.posts_per_listing, settled)
+        topics = write_topic_listings(self.writer, pages, self.options.papers_per_listing, settled)
         library = Library(self.options.posts_dir, self.state, self.renderer, run_here_or_forked)
         feeds = Feeds(self.writer, library, self.options.title)
         feeds.site(daily)
@@ -89,7 +91,7 @@ class _Builder:
         run_here_or_forked(self.writer.take_queued())
         self._static()
         removed = self.writer.clean() + removed_by_search
-        self.state.save(self.renderer, self.writer.config, infos, self.writer.outputs)
+        self.state.save(self.renderer, self.writer.basis(), infos, self.writer.outputs)
         written = tuple(self.writer.written)
         seconds = time.perf_counter() - started
         converted = self.conversions + library.conversions
@@ -102,6 +104,18 @@ class _Builder:
         self.writer.config = digest(self.writer.config, present)
         self.writer.env.globals["paper_pages"] = present
         self.worker.site_globals["paper_pages"] = present
+
+    def _settled(self, before: dict[str, SourceInfo], scanned: list[tuple[SourceInfo, str, bool]]) -> Order | None:
+        """The oldest place (date, then name) where a source was added, changed or removed: the
+        sources before it are as the last build left them, and so are the listings' chunks of them
+        while what every key starts from is unchanged. None when that changed (or on a full build)."""
+        if self.writer.full or self.writer.basis() != self.state.basis:
+            return None
+        changed = [order(before[info.source]) for info, _, convert in scanned if convert and info.source in before]
+        changed += [order(info) for info, _, convert in scanned if convert]
+        current = {info.source for info, _, _ in scanned}
+        changed += [order(info) for source, info in before.items() if source not in current]
+        return min(changed, default=(date.max, ""))
 
     def _mark_incomplete(self) -> None:
         """From here on files change: a crash must not leave a state that vouches for them."""

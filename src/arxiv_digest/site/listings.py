@@ -92,10 +92,10 @@ def category_slug(name: str) -> str:
 
 def chunks(
     items: Sequence[Any], per_listing: int, path_of: Callable[[int], str], day_of: Callable[[Any], date]
-) -> Iterator[tuple[str, Sequence[Any], Pagination]]:
-    """Listings of newest-first ``items``: the newest ``per_listing`` at ``path_of(0)``, then chunk k
-    at ``path_of(k)``, chunk 1 being the oldest. The newest chunk is never a listing of its own: all of
-    it is on the first."""
+) -> Iterator[tuple[int, str, Sequence[Any], Pagination]]:
+    """Listings of newest-first ``items``, numbered: the newest ``per_listing`` at ``path_of(0)``,
+    then chunk k at ``path_of(k)``, chunk 1 being the oldest. The newest chunk is never a listing of
+    its own: all of it is on the first."""
     count = len(items)
     older_chunks = -(-count // per_listing) - 1
 
@@ -106,11 +106,34 @@ def chunks(
         return f"{oldest} — {newest}" if oldest != newest else str(newest)
 
     first = items[:per_listing]
-    yield path_of(0), first, Pagination(label(first), None, path_of(older_chunks) if older_chunks else None)
+    yield 0, path_of(0), first, Pagination(label(first), None, path_of(older_chunks) if older_chunks else None)
     for k in range(older_chunks, 0, -1):
         chunk = items[count - k * per_listing : count - (k - 1) * per_listing]
         newer = path_of(k + 1) if k < older_chunks else path_of(0)
-        yield path_of(k), chunk, Pagination(label(chunk), newer, path_of(k - 1) if k > 1 else None)
+        yield k, path_of(k), chunk, Pagination(label(chunk), newer, path_of(k - 1) if k > 1 else None)
+
+
+Order = tuple[date, str]  # a source's place in a listing: its date, then its name (newest first)
+
+
+def order(info: SourceInfo) -> Order:
+    return info.date, info.source
+
+
+def settled_count(items: Sequence[Any], settled: Order | None) -> int:
+    """How many of newest-first ``items`` (sources, or posts with paper indexes) come before
+    ``settled`` in order: they, and their order, are as the last build left them. None: nothing is."""
+    if settled is None:
+        return 0
+    low, high = 0, len(items)  # the first item before ``settled``: a binary search of the order
+    while low < high:
+        middle = (low + high) // 2
+        item = items[middle]
+        if order(item if isinstance(item, SourceInfo) else item[0]) < settled:
+            high = middle
+        else:
+            low = middle + 1
+    return len(items) - low
 
 
 def ref(info: SourceInfo | None) -> str:
@@ -139,13 +162,21 @@ def paginate(
     template: str,
     day_of: Callable[[Any], date],
     first_key: list[str],
+    settled: Order | None,
     **extra: Any,
 ) -> None:
     """A listing and its older chunks; ``first_key`` is what only the first one shows (a category's
     totals), so that older chunks stay untouched when it changes. An item is a source, or a post
     with the indexes of its papers in the listing's category, which its content decides; a chunk
-    that is written gets each such post with those papers (only then are they decoded)."""
-    for rel, chunk, pagination in chunks(items, max(1, per_listing), path_of, day_of):
+    that is written gets each such post with those papers (only then are they decoded). Chunks of
+    items before ``settled`` are kept without being keyed, so adding a post costs the same however
+    many chunks the site has."""
+    per_listing = max(1, per_listing)
+    # chunk k shows what it showed last time when it and chunk k + 1 (its "newer" link) are settled
+    settled_items = settled_count(items, settled)
+    for number, rel, chunk, pagination in chunks(items, per_listing, path_of, day_of):
+        if number and (number + 1) * per_listing < settled_items and writer.unchanged(rel):
+            continue
         refs = [ref(item) if isinstance(item, SourceInfo) else ref(item[0]) for item in chunk]
         links = [pagination.label, pagination.newer or "-", pagination.older or "-"]
         key = [*refs, *links, *(first_key if pagination.newer is None else ())]
@@ -159,10 +190,12 @@ def _with_papers(post: SourceInfo, indexes: tuple[int, ...]) -> tuple[SourceInfo
     return post, tuple(papers[i] for i in indexes)
 
 
-def write_post_listings(writer: Writer, posts: list[SourceInfo], per_listing: int) -> dict[Category, CategoryPosts]:
+def write_post_listings(
+    writer: Writer, posts: list[SourceInfo], per_listing: int, settled: Order | None
+) -> dict[Category, CategoryPosts]:
     """The index, the category listings and their overview, the archive and the search form; returns
-    each category with its posts."""
-    paginate(writer, posts, per_listing, _index_path, "index.html", lambda p: p.date, [], head_title=None)
+    each category with its posts. Posts before ``settled`` are as the last build left them."""
+    paginate(writer, posts, per_listing, _index_path, "index.html", lambda p: p.date, [], settled, head_title=None)
 
     by_category: dict[str, CategoryPosts] = {}
     for post in posts:
@@ -183,6 +216,7 @@ def write_post_listings(writer: Writer, posts: list[SourceInfo], per_listing: in
             "category.html",
             lambda entry: entry[0].date,
             [str(category.posts), str(category.papers)],
+            settled,
             category=category,
             head_title=category.name,
         )
@@ -197,7 +231,10 @@ def write_post_listings(writer: Writer, posts: list[SourceInfo], per_listing: in
     summary = [f"{m.name}\x1e{m.posts}\x1e{m.papers}" for m in counted]
     overview = {"years": list(years.items()), "month": None, "head_title": "归档"}
     writer.render("archive/index.html", summary, "archive.html", **overview)
+    settled_month = f"{settled[0]:%Y-%m}" if settled else ""
     for name, month_posts in months.items():
+        if name < settled_month and writer.unchanged(f"archive/{name}.html"):
+            continue  # every post it shows, or showed, is settled
         writer.render(
             f"archive/{name}.html",
             [ref(p) for p in month_posts],
@@ -211,12 +248,12 @@ def write_post_listings(writer: Writer, posts: list[SourceInfo], per_listing: in
 
 
 def write_topic_listings(
-    writer: Writer, pages: list[SourceInfo], per_listing: int
+    writer: Writer, pages: list[SourceInfo], per_listing: int, settled: Order | None
 ) -> list[tuple[Topic, list[SourceInfo]]]:
     """A listing per class and per tag of its paper pages (newest first, paginated like the index),
     and an overview of both at ``classes/`` and ``tags/``; returns each topic with its pages. A
     listing shows only what the paper page's source holds, so it changes only when one of its pages
-    does."""
+    does; pages before ``settled`` are as the last build left them."""
     topics: list[tuple[Topic, list[SourceInfo]]] = []
     kinds: tuple[tuple[TopicKind, Callable[[SourceInfo], tuple[str, ...]]], ...] = (
         ("classes", lambda p: p.classes),
@@ -248,6 +285,7 @@ def write_topic_listings(
             "topic.html",
             lambda page: page.date,
             [str(topic.papers)],
+            settled,
             topic=topic,
             head_title=f"{topic.label}：{topic.name}",
         )

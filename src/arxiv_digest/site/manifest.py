@@ -220,7 +220,7 @@ class BuildState:
             _configure(self.db)
             meta = self._meta()
         self.renderer = meta.get("renderer", "")
-        self.config = meta.get("config", "")
+        self.basis = meta.get("basis", "")  # the last build's ``Writer.basis``
         self.complete = meta.get("complete") == "1"
         self.outputs: dict[str, str] = dict(self.db.execute("SELECT path, key FROM outputs"))
         self._loaded: dict[str, SourceInfo] = {}
@@ -260,7 +260,7 @@ class BuildState:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES ('complete', '0')")
         self.complete = False
 
-    def save(self, renderer: str, config: str, sources: dict[str, SourceInfo], outputs: dict[str, str]) -> None:
+    def save(self, renderer: str, basis: str, sources: dict[str, SourceInfo], outputs: dict[str, str]) -> None:
         """The finished build, in one transaction: the rows that changed, then ``complete``."""
         old_sources = dict(self.db.execute("SELECT source, digest FROM sources"))
         with self._transaction():
@@ -280,7 +280,7 @@ class BuildState:
             dead = {d for d in old_sources.values()} - {info.digest for info in sources.values()}
             self.db.executemany("DELETE FROM conversions WHERE digest = ?", ((d,) for d in dead))
             self.db.execute("DELETE FROM conversions WHERE renderer != ?", (renderer,))
-            values = {"renderer": renderer, "config": config, "complete": "1"}
+            values = {"renderer": renderer, "basis": basis, "complete": "1"}
             self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", values.items())
         self.outputs = dict(outputs)
 

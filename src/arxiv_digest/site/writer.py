@@ -13,7 +13,7 @@ from typing import Any
 import jinja2
 
 from ..files import write_atomic
-from .manifest import key
+from .manifest import digest, key
 from .markdown import absolute_links
 from .options import SiteError
 from .templates import render
@@ -56,18 +56,33 @@ class Writer:
 
     def stale(self, rel: str, key: str) -> bool:
         """Record ``rel`` as an output; True when it must be (re)written."""
-        if rel in self.outputs:
-            raise SiteError(f"two pages would be written to {rel}")
-        self.outputs[rel] = key
+        self._record(rel, key)
         if not self.full and self.old.get(rel) == key and os.path.isfile(self.prefix + rel):
             self.skipped += 1
             return False
         self.written.append(rel)
         return True
 
-    def keep(self, rel: str) -> None:
-        """An output this build leaves as it is."""
-        self.stale(rel, self.old.get(rel, ""))
+    def unchanged(self, rel: str) -> bool:
+        """Record ``rel`` as the last build wrote it, without keying it, when the caller knows that
+        its key has not changed (see ``basis``); False when it must be keyed after all: a full
+        build, or the file is gone."""
+        old = self.old.get(rel)
+        if self.full or old is None or not os.path.isfile(self.prefix + rel):
+            return False
+        self._record(rel, old)
+        self.skipped += 1
+        return True
+
+    def _record(self, rel: str, key: str) -> None:
+        if rel in self.outputs:
+            raise SiteError(f"two pages would be written to {rel}")
+        self.outputs[rel] = key
+
+    def basis(self) -> str:
+        """What every key starts from: the config and the templates. While it stays the same, a file
+        whose own parts are unchanged has the key the last build gave it."""
+        return digest(self.config, sorted(self.templates.items()))
 
     def key(self, template: str, *parts: str, loads: tuple[str, ...] = ()) -> str:
         """The key of a file rendered with ``template`` (and with the templates ``loads`` names, whose
