@@ -18,7 +18,7 @@ from .manifest import BODY, BuildState, SourceInfo, digest, file_digest, rendere
 from .options import BuildReport, SiteError, SiteOptions, state_folder
 from .sources import scan
 from .templates import TEMPLATES, compile_template, environment, template_digests, template_dirs, tree
-from .work import SOURCES_PER_TASK, Job, Worker, run_batches, run_here_or_forked
+from .work import SOURCES_PER_TASK, Job, Worker, release_freed_memory, run_batches, run_here_or_forked
 from .writer import Writer
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,7 @@ class _Builder:
         # listings and feeds are rendered in forked processes, which would otherwise copy them
         removed_by_search = self._search(before, infos, docs)
         docs.clear()
+        release_freed_memory()
         ordered = [infos[info.source] for info, _, _ in scanned]
         daily = [i for i in ordered if not i.is_page]
         pages = [i for i in ordered if i.is_page]

@@ -137,4 +137,4 @@ class Feeds:
             "html_url": self.writer.absolute(html_rel),
             "updated": entries[0].updated if entries else _stamp(date(1970, 1, 1)),
         }
-        self.writer.queue(rel, "feed.xml", {"feed": feed, "entries": entries})
+        self.writer.queue(rel, "feed.xml", lambda: {"feed": feed, "entries": entries})

@@ -168,7 +168,7 @@ def paginate(
     """A listing and its older chunks; ``first_key`` is what only the first one shows (a category's
     totals), so that older chunks stay untouched when it changes. An item is a source, or a post
     with the indexes of its papers in the listing's category, which its content decides; a chunk
-    that is written gets each such post with those papers (only then are they decoded). Chunks of
+    that is written gets each such post with those papers (decoded only when it is rendered). Chunks of
     items before ``settled`` are kept without being keyed, so adding a post costs the same however
     many chunks the site has."""
     per_listing = max(1, per_listing)
@@ -181,8 +181,12 @@ def paginate(
         links = [pagination.label, pagination.newer or "-", pagination.older or "-"]
         key = [*refs, *links, *(first_key if pagination.newer is None else ())]
         if writer.stale(rel, writer.key(template, *key)):
-            shown = [item if isinstance(item, SourceInfo) else _with_papers(*item) for item in chunk]
-            writer.queue(rel, template, {"items": shown, "pagination": pagination, **extra})
+            writer.queue(rel, template, partial(_chunk_context, chunk, pagination, extra))
+
+
+def _chunk_context(chunk: Sequence[Any], pagination: Pagination, extra: dict[str, Any]) -> dict[str, Any]:
+    shown = [item if isinstance(item, SourceInfo) else _with_papers(*item) for item in chunk]
+    return {"items": shown, "pagination": pagination, **extra}
 
 
 def _with_papers(post: SourceInfo, indexes: tuple[int, ...]) -> tuple[SourceInfo, tuple[PaperLink, ...]]:

@@ -38,20 +38,19 @@ Groups = tuple[tuple[str, tuple[int, ...]], ...]  # categories, each with the in
 
 
 class PackedLinks(Sequence[PaperLink]):
-    """A daily post's paper links as the build state keeps them, decoded on first use: every build
-    loads every source, but shows the papers of only the few it renders (decoding them all took a
-    fifth of adding a post to 10,000)."""
+    """A daily post's paper links as the build state keeps them, decoded each time they are used
+    and not kept: every build loads every source, but shows the papers of only the few it renders
+    (decoding them all took a fifth of adding a post to 10,000), and the forked processes that
+    render a full build's listings, which show every post's papers once, each kept 40 MB of them at
+    3,000 posts."""
 
-    __slots__ = ("_count", "_links", "packed")
+    __slots__ = ("_count", "packed")
 
     def __init__(self, packed: bytes, count: int) -> None:
         self.packed, self._count = packed, count
-        self._links: tuple[PaperLink, ...] | None = None
 
     def _decoded(self) -> tuple[PaperLink, ...]:
-        if self._links is None:
-            self._links = tuple(map(PaperLink._make, marshal.loads(self.packed)))
-        return self._links
+        return tuple(map(PaperLink._make, marshal.loads(self.packed)))
 
     def __len__(self) -> int:
         return self._count
