@@ -14,7 +14,7 @@ from . import search
 from .convert import Library
 from .feeds import Feeds
 from .listings import Order, order, ref, write_post_listings, write_topic_listings
-from .manifest import BODY, BuildState, SourceInfo, digest, file_digest, renderer_version
+from .manifest import BuildState, SourceInfo, digest, file_digest, renderer_version
 from .options import BuildReport, SiteError, SiteOptions, state_folder
 from .sources import scan
 from .templates import TEMPLATES, compile_template, environment, template_digests, template_dirs, tree
@@ -50,7 +50,8 @@ class _Builder:
         site = {"title": options.title, "base_url": options.base_url}
         state = state_folder(options)
         compiled = state / "templates"
-        self.worker = Worker(self.site_dir, tuple(self.dirs), {"site": site, "asset_version": asset_version}, compiled)
+        site_globals = {"site": site, "asset_version": asset_version}
+        self.worker = Worker(self.site_dir, tuple(self.dirs), site_globals, compiled, state, self.renderer)
         env = environment(self.dirs, self.worker.site_globals, compiled)
         for name in TEMPLATES:  # a syntax error stops the build before it has touched anything
             compile_template(env, name)
@@ -134,6 +135,7 @@ class _Builder:
             info.source: (daily[i - 1] if i else None, daily[i + 1] if i + 1 < len(daily) else None)
             for i, info in enumerate(daily)
         }
+        kept = self.state.cached(self.renderer)
         jobs: list[Job] = []
         infos: dict[str, SourceInfo] = {}
         urls: dict[str, str] = {}
@@ -150,7 +152,15 @@ class _Builder:
             html_stale = self.writer.stale(info.url, html_key)
             if html_stale or convert:
                 jobs.append(
-                    Job(info, Path(path), convert, html_key if html_stale else None, _bare(newer), _bare(older))
+                    Job(
+                        info,
+                        Path(path),
+                        convert,
+                        html_key if html_stale else None,
+                        _bare(newer),
+                        _bare(older),
+                        kept=info.digest in kept,
+                    )
                 )
         worker = replace(self.worker, indexing=self.search.worker_indexing(daily, len(daily) < len(scanned)))
         if worker.indexing:  # the index takes whole days, oldest first
@@ -158,18 +168,7 @@ class _Builder:
             batches = _whole_days(jobs)
         else:
             batches = [jobs[i : i + SOURCES_PER_TASK] for i in range(0, len(jobs), SOURCES_PER_TASK)]
-        cached = self.state.cached(self.renderer)
-
-        def attach(batch: list[Job]) -> list[Job]:
-            """Each job with its kept conversion, read just before the batch is sent."""
-            return [
-                replace(job, cached=self.state.conversion(job.info.digest, BODY, self.renderer))
-                if job.info.digest in cached
-                else job
-                for job in batch
-            ]
-
-        for result in run_batches(batches, worker, self.writer.env, attach):
+        for result in run_batches(batches, worker, self.writer.env):
             infos.update((info.source, info) for info in result.infos)
             docs.update(result.docs)
             if result.indexed:

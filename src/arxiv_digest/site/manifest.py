@@ -8,7 +8,7 @@ import hashlib
 import json
 import marshal
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -292,9 +292,7 @@ class BuildState:
         return {d for (d,) in self.db.execute(query, (BODY, renderer))}
 
     def conversion(self, source_digest: str, part: int, renderer: str) -> bytes | None:
-        query = "SELECT body FROM conversions WHERE digest = ? AND part = ? AND renderer = ?"
-        found = self.db.execute(query, (source_digest, part, renderer)).fetchone()
-        return found[0] if found else None
+        return _conversion(self.db, source_digest, part, renderer)
 
     def paper_conversions(self, source_digest: str, renderer: str) -> dict[int, bytes]:
         """A source's kept conversions of its papers' texts, by paper index."""
@@ -310,3 +308,21 @@ class BuildState:
 
     def close(self) -> None:
         self.db.close()
+
+
+def _conversion(db: sqlite3.Connection, source_digest: str, part: int, renderer: str) -> bytes | None:
+    query = "SELECT body FROM conversions WHERE digest = ? AND part = ? AND renderer = ?"
+    found = db.execute(query, (source_digest, part, renderer)).fetchone()
+    return found[0] if found else None
+
+
+@contextmanager
+def kept_bodies(folder: Path, renderer: str) -> Iterator[Callable[[str], bytes | None]]:
+    """The kept body conversions of the build state in ``folder``, read-only, by source digest: a
+    worker reads those of its batch itself (the build's own connection stays in the parent, which
+    then has neither to read nor to send them)."""
+    db = sqlite3.connect(f"{(folder / STATE_FILE).as_uri()}?mode=ro", uri=True)
+    try:
+        yield lambda source_digest: _conversion(db, source_digest, BODY, renderer)
+    finally:
+        db.close()

@@ -21,7 +21,7 @@ from markupsafe import Markup
 
 from ..search_index import IndexedDays, SearchDoc
 from .convert import pack_body, pack_parts, page_parts, paper_links, unpack_body, unpack_parts
-from .manifest import BODY, SourceInfo
+from .manifest import BODY, SourceInfo, kept_bodies
 from .markdown import convert, relative_links
 from .search import WorkerIndexing, post_docs
 from .sources import load_page, load_post
@@ -41,6 +41,8 @@ class Worker:
     dirs: tuple[Path, ...]
     site_globals: dict[str, Any]
     compiled: Path  # compiled templates, in the build state
+    state: Path  # the build state's folder, whose kept conversions a batch reads
+    renderer: str
     indexing: WorkerIndexing | None = None  # set when the workers index the papers themselves
 
 
@@ -54,7 +56,7 @@ class Job:
     html_key: str | None
     newer: SourceInfo | None  # a daily post's neighbours, for its links to them
     older: SourceInfo | None
-    cached: bytes | None = None  # its conversion kept by an earlier build, attached just before it is sent
+    kept: bool = False  # an earlier build kept its conversion
 
 
 Stored = list[tuple[str, int, bytes]]  # conversions to keep: source digest, part, packed
@@ -83,16 +85,18 @@ def _batch_in_worker(jobs: list[Job]) -> BatchResult:
     return process_batch(jobs, *_worker_state)
 
 
-def _post(job: Job, worker: Worker, env: jinja2.Environment) -> tuple[SourceInfo, list[SearchDoc] | None, Stored]:
-    """A daily post's HTML, from its kept conversion or converted now; a new or changed post also
+def _post(
+    job: Job, kept: bytes | None, worker: Worker, env: jinja2.Environment
+) -> tuple[SourceInfo, list[SearchDoc] | None, Stored]:
+    """A daily post's HTML, from its ``kept`` conversion or converted now; a new or changed post also
     gets its papers, from its record, and their search documents."""
     info, docs, stored = job.info, None, []
-    body, record = load_post(job.path) if job.convert or job.cached is None else ("", None)
-    if job.cached is None:
+    body, record = load_post(job.path) if job.convert or kept is None else ("", None)
+    if kept is None:
         converted = convert(body)
         stored = [(info.digest, BODY, pack_body(converted))]
     else:
-        converted = unpack_body(job.cached)
+        converted = unpack_body(kept)
     if record is not None and job.convert:
         links = paper_links(record.papers, converted.headings)
         info = replace(info, papers=links)
@@ -104,16 +108,16 @@ def _post(job: Job, worker: Worker, env: jinja2.Environment) -> tuple[SourceInfo
     return info.packed(), docs, stored
 
 
-def _page(job: Job, worker: Worker, env: jinja2.Environment) -> tuple[SourceInfo, None, Stored]:
-    """A per-paper page: its parts from its record (or kept), written with ``paper.html`` (search
+def _page(job: Job, kept: bytes | None, worker: Worker, env: jinja2.Environment) -> tuple[SourceInfo, None, Stored]:
+    """A per-paper page: its parts from its record (or ``kept``), written with ``paper.html`` (search
     finds it through its daily post's paper)."""
     info, stored = job.info, []
-    record = load_page(job.path) if job.convert or job.cached is None else None
-    if job.cached is None:
+    record = load_page(job.path) if job.convert or kept is None else None
+    if kept is None:
         parts = page_parts(record)  # type: ignore[arg-type]  # read just above
         stored = [(info.digest, BODY, pack_parts(parts))]
     else:
-        parts = unpack_parts(job.cached)
+        parts = unpack_parts(kept)
     if record is not None and job.convert:
         info = replace(info, en_title=str(parts.title))
     if job.html_key:
@@ -123,7 +127,11 @@ def _page(job: Job, worker: Worker, env: jinja2.Environment) -> tuple[SourceInfo
 
 
 def process_batch(jobs: list[Job], worker: Worker, env: jinja2.Environment) -> BatchResult:
-    done = [(_page if job.info.is_page else _post)(job, worker, env) for job in jobs]
+    with kept_bodies(worker.state, worker.renderer) as body_of:
+        done = [
+            (_page if job.info.is_page else _post)(job, body_of(job.info.digest) if job.kept else None, worker, env)
+            for job in jobs
+        ]
     docs = {info.source: found for info, found, _ in done if found is not None}
     stored = [row for _, _, rows in done for row in rows]
     infos = [info for info, _, _ in done]
@@ -132,16 +140,13 @@ def process_batch(jobs: list[Job], worker: Worker, env: jinja2.Environment) -> B
     return BatchResult(infos, docs, stored, len(stored))
 
 
-def run_batches(
-    batches: list[list[Job]], worker: Worker, env: jinja2.Environment, prepare: Callable[[list[Job]], list[Job]]
-) -> Iterator[BatchResult]:
-    """Batches in order, each ``prepare``d just before it runs: in worker processes when there are
-    enough sources to pay for starting them, with a few batches in flight per worker, so what
-    ``prepare`` attaches (kept conversions) is never all in memory at once."""
+def run_batches(batches: list[list[Job]], worker: Worker, env: jinja2.Environment) -> Iterator[BatchResult]:
+    """Batches in order: in worker processes when there are enough sources to pay for starting
+    them, with a few batches in flight per worker, so their results are never all in memory at once."""
     cpus = os.cpu_count() or 1
     if sum(map(len, batches)) < PARALLEL_MIN_SOURCES or cpus < 2:
         for jobs in batches:
-            yield process_batch(prepare(jobs), worker, env)
+            yield process_batch(jobs, worker, env)
         return
     # fork is cheapest but unsafe once other threads run (serve() builds beside its server threads)
     context = get_context("fork" if threading.active_count() == 1 else "forkserver")
@@ -149,7 +154,7 @@ def run_batches(
     with ProcessPoolExecutor(processes, mp_context=context, initializer=_worker_init, initargs=(worker,)) as pool:
         waiting: deque[Future[BatchResult]] = deque()
         for jobs in batches:
-            waiting.append(pool.submit(_batch_in_worker, prepare(jobs)))
+            waiting.append(pool.submit(_batch_in_worker, jobs))
             if len(waiting) > 2 * processes:
                 yield waiting.popleft().result()
         while waiting:
