@@ -18,7 +18,7 @@ from arxiv_digest.search_index import SearchDoc, SearchIndexWriter
 from arxiv_digest.search_postings import Run, decode_postings, encode_postings, impact
 from arxiv_digest.search_query import Searcher, folder_fetch, parse
 from arxiv_digest.search_segments import SegmentInfo, read_segment
-from arxiv_digest.search_text import field_terms, fold
+from arxiv_digest.search_text import TOKEN, field_terms, fold, is_cjk
 from arxiv_digest.search_tokens import index_papers
 
 DAY = date(2026, 1, 10)
@@ -337,3 +337,16 @@ def test_the_folds_known_in_advance_are_the_folds_learned() -> None:
     known = np.flatnonzero(table.fold[1:]) + 1
     assert len(known) > 27_000
     assert [chr(c) for c in known if fold(chr(c)) != chr(int(table.fold[c]))] == []
+
+
+def test_the_kinds_learned_on_first_sight_are_what_the_tokeniser_pattern_says() -> None:
+    """Every BMP character's kind, learned as text shows it, against ``search_text.TOKEN``: a CJK
+    run, a run of other letters and digits (not ``_``), or neither."""
+    table = search_tokens._CharTable()
+    kinds = table.kinds(np.arange(0x10000))
+    every = "".join(map(chr, range(0x10000)))
+    expected = np.zeros(0x10000, np.uint8)
+    for match in TOKEN.finditer(every):
+        expected[match.start() : match.end()] = 2 if is_cjk(match[0][0]) else 1
+    assert np.flatnonzero(kinds != expected).tolist() == []
+    assert table.kinds(np.array([ord("a"), 0x4E00, ord("_")])).tolist() == [1, 2, 0]

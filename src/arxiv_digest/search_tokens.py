@@ -24,7 +24,6 @@ reference both must agree with (``tests/test_search_index.py`` checks it with hy
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,7 +43,7 @@ _LATIN_KEY = np.uint64(1 << 63)  # set in the key of a Latin term
 _CONTEXT = 0xFFFFFFFF  # a character that ``fold`` must see in its text
 _DROPPED = 0xFFFFFFFE  # an accent that folding removes
 _FINAL_SIGMA = 0x3A3  # lower-cases to ς or σ depending on what follows
-_OTHER, _WORD, _CJK = 0, 1, 2  # kinds of folded characters
+_OTHER, _WORD, _CJK, _UNKNOWN = 0, 1, 2, 255  # kinds of folded characters
 _IDENTICAL = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF))  # CJK ideographs: no decomposition, no case
 _HASH_BASE = np.uint64(0x100000001B3)
 _HASH_LENGTH = np.uint64(0x9E3779B97F4A7C15)
@@ -54,7 +53,8 @@ _SPACE = np.uint64(32)
 class _CharTable:
     """Per BMP character: its fold (one character, ``_DROPPED`` or ``_CONTEXT``; 0 until learned on
     first sight), and its kind as a folded character (``_WORD``: a letter or digit, not ``_``, not
-    CJK; the whole table made on first use)."""
+    CJK; ``_UNKNOWN`` until learned on first sight: making the whole table cost 30 ms of every
+    incremental build)."""
 
     def __init__(self) -> None:
         self.fold = np.zeros(0x10000, np.uint32)
@@ -64,24 +64,27 @@ class _CharTable:
         self.fold[1:0x80] = np.frombuffer(bytes(range(1, 0x80)).lower(), np.uint8)
         for low, high in _IDENTICAL:
             self.fold[low : high + 1] = np.arange(low, high + 1)
-        self._kind: np.ndarray | None = None
+        self.kind = np.full(0x10000, _UNKNOWN, np.uint8)
+        self.kind[:0x80] = [_kind(code) for code in range(0x80)]
+        for low, high in CJK_RANGES:
+            self.kind[low : high + 1] = _CJK
 
-    @property
-    def kind(self) -> np.ndarray:
-        if self._kind is None:  # by regular expressions over the whole BMP: a loop per character costs 0.2 s
-            every = "".join(map(chr, range(0x10000)))
-            marked = re.sub(r"[^\W_]", "\x01", re.sub(r"[\W_]", "\x00", every))
-            self._kind = np.frombuffer(marked.encode("latin-1"), np.uint8) * np.uint8(_WORD)
-            for low, high in CJK_RANGES:
-                self._kind[low : high + 1] = _CJK
-        return self._kind
+    def kinds(self, codes: np.ndarray) -> np.ndarray:
+        """The kind of each of ``codes`` (all below 0x10000), learning the characters not seen before."""
+        found = self.kind[codes]
+        unknown = found == _UNKNOWN
+        if unknown.any():
+            for code in set(codes[unknown].tolist()):
+                self.kind[code] = _kind(code)
+            found = self.kind[codes]
+        return found
 
     def folded(self, codes: np.ndarray) -> np.ndarray:
         """The fold of each of ``codes`` (all below 0x10000), learning the characters not seen before."""
         mapped = self.fold[codes]
         if mapped.all():
             return mapped
-        for code in np.unique(codes[mapped == 0]).tolist():
+        for code in set(codes[mapped == 0].tolist()):  # (np.unique would import numpy.ma: 30 ms)
             char = chr(code)
             folded = fold(char)
             context = code == _FINAL_SIGMA or (unicodedata.combining(char) and not 0x300 <= code <= 0x36F)
@@ -138,9 +141,9 @@ def _folded_codes(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
 def _kinds(codes: np.ndarray) -> np.ndarray:
     """The kind of each folded character."""
     if codes.max(initial=0) < 0x10000:
-        return _TABLE.kind[codes]
+        return _TABLE.kinds(codes)
     bmp_chars = codes < 0x10000
-    kinds = _TABLE.kind[np.where(bmp_chars, codes, 0)]
+    kinds = _TABLE.kinds(np.where(bmp_chars, codes, 0))
     for at in np.flatnonzero(~bmp_chars).tolist():
         kinds[at] = _kind(int(codes[at]))
     return kinds
