@@ -66,7 +66,7 @@ class SegmentWriter:
             self._write(piece)
 
     def _write(self, run: Run) -> None:
-        self.days.update(int(d) for d in run.days())
+        self.days.update(run.days())
         buffer, offsets, gap_lens = encode_postings(run.df, run.ids, run.impacts)
         self.write_encoded(run.terms, run.df, gap_lens, np.frombuffer(buffer, np.uint8), offsets)
 
@@ -273,7 +273,7 @@ class RunBuffer:
     def add(self, run: Run) -> None:
         if len(run):
             self.runs.append(run)
-            self.papers += len(np.unique(run.ids))
+            self.papers += len(set(run.ids.tolist()))
             if self.papers >= FLUSH_PAPERS:
                 self._spill()
 
