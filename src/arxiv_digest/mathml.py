@@ -27,8 +27,6 @@ import re
 import xml.etree.ElementTree as ET
 from functools import lru_cache
 
-from latex2mathml.converter import convert
-
 MATHML_NS = "http://www.w3.org/1998/Math/MathML"
 MATHML_TAGS = frozenset(
     {
@@ -69,6 +67,10 @@ ET.register_namespace("", MATHML_NS)
 @lru_cache(maxsize=4096)
 def tex_to_mathml(tex: str, display: bool = False) -> str | None:
     """MathML for a TeX formula (without its dollars), or None when it cannot be shown faithfully."""
+    # imported here: it takes 50 ms (it reads its own package metadata), which a build that
+    # converts nothing, such as a template change, need not spend
+    from latex2mathml.converter import convert
+
     if _BARE_PERCENT.search(tex):
         return None
     try:
