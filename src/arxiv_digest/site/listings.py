@@ -11,7 +11,7 @@ from datetime import date
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
-from .manifest import PaperLink, SourceInfo
+from .manifest import PackedLinks, PaperLink, SourceInfo
 
 if TYPE_CHECKING:
     from .writer import Writer
@@ -190,8 +190,9 @@ def _chunk_context(chunk: Sequence[Any], pagination: Pagination, extra: dict[str
 
 
 def _with_papers(post: SourceInfo, indexes: tuple[int, ...]) -> tuple[SourceInfo, tuple[PaperLink, ...]]:
-    papers = tuple(post.papers)  # decoded once, not per index
-    return post, tuple(papers[i] for i in indexes)
+    if isinstance(post.papers, PackedLinks):
+        return post, post.papers.select(indexes)
+    return post, tuple(post.papers[i] for i in indexes)
 
 
 def write_post_listings(

@@ -52,6 +52,12 @@ class PackedLinks(Sequence[PaperLink]):
     def _decoded(self) -> tuple[PaperLink, ...]:
         return tuple(map(PaperLink._make, marshal.loads(self.packed)))
 
+    def select(self, indexes: Iterable[int]) -> tuple[PaperLink, ...]:
+        """The links at ``indexes``, the others left undecoded (a category listing shows a post's
+        papers of that category)."""
+        rows = marshal.loads(self.packed)
+        return tuple(PaperLink._make(rows[i]) for i in indexes)
+
     def __len__(self) -> int:
         return self._count
 
