@@ -44,13 +44,14 @@ REFERENCES = sorted((ROOT / "tests" / "fixtures" / "reference").glob("daily-post
 PAPERS_PER_POST = 20
 TAXONOMY = ("语音识别", "语音合成", "音乐", "音频理解", "其他")
 BUILD_CHILD = """
-import json, resource, sys
+import gc, json, resource, sys
 from pathlib import Path
 from arxiv_digest.site import SiteOptions, build_site
 
 if __name__ == "__main__":
     posts, site, templates = map(Path, sys.argv[1:4])
     report = build_site(SiteOptions(posts, site, templates_dirs=(templates,)))
+    gc.freeze()  # as the command line does before it exits: no last garbage collection
     print(json.dumps({
         "seconds": report.seconds,
         "pages": report.pages,
