@@ -128,6 +128,24 @@ def _expected(count: int) -> set[str]:
     }
 
 
+def test_a_template_change_reuses_the_kept_conversions_of_a_site_given_by_relative_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The workers open the build state themselves (read-only, by URI): a relative folder, and one
+    whose name needs escaping in a URI, must work as an absolute one does."""
+    monkeypatch.chdir(tmp_path)
+    _write_daily(Path("posts"), 3)
+    options = SiteOptions(Path("posts"), Path("my site #1?"), templates_dirs=(Path("mine"),))
+    assert build_site(options).converted > 0
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "base.html").write_text(
+        '{% extends "!default/base.html" %}{% block head %}<meta name="x" content="y">{% endblock %}'
+    )
+    again = build_site(options)
+    assert not again.full and again.converted == 0 and "2025/11/01/arxiv.html" in again.written
+    assert '<meta name="x" content="y">' in (tmp_path / "my site #1?" / "2025/11/01/arxiv.html").read_text()
+
+
 def test_a_damaged_build_state_is_replaced_by_a_full_build(tmp_path: Path) -> None:
     _write_daily(tmp_path / "posts", 3)
     options = SiteOptions(tmp_path / "posts", tmp_path / "site")

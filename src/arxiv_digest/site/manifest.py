@@ -327,7 +327,7 @@ def kept_bodies(folder: Path, renderer: str) -> Iterator[Callable[[str], bytes |
     """The kept body conversions of the build state in ``folder``, read-only, by source digest: a
     worker reads those of its batch itself (the build's own connection stays in the parent, which
     then has neither to read nor to send them)."""
-    db = sqlite3.connect(f"{(folder / STATE_FILE).as_uri()}?mode=ro", uri=True)
+    db = sqlite3.connect(f"{(folder / STATE_FILE).absolute().as_uri()}?mode=ro", uri=True)
     try:
         yield lambda source_digest: _conversion(db, source_digest, BODY, renderer)
     finally:
