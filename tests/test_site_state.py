@@ -216,6 +216,21 @@ def test_worker_and_forked_processes_write_what_one_process_writes(
     assert [name for name in shown if shown[name] != expected[name]] == []
 
 
+def test_an_old_listing_page_deleted_from_the_site_is_written_again_by_the_next_build(tmp_path: Path) -> None:
+    """Chunks older than the newest change are kept without being keyed, but only while their file
+    is there."""
+    _write_daily(tmp_path / "posts", 16)
+    options = SiteOptions(tmp_path / "posts", tmp_path / "site", posts_per_listing=2)
+    build_site(options)
+    old_page = tmp_path / "site" / "page" / "2.html"
+    expected = old_page.read_bytes()
+    old_page.unlink()
+    (tmp_path / "posts" / f"{FIRST_DAY + timedelta(days=16)}-arxiv.md").write_text(_post(16), encoding="utf-8")
+    report = build_site(options)
+    assert not report.full and "page/2.html" in report.written
+    assert old_page.read_bytes() == expected
+
+
 def _outputs(state: Path) -> dict[str, str]:
     with sqlite3.connect(state / "build.sqlite3") as db:
         return dict(db.execute("SELECT path, key FROM outputs"))
