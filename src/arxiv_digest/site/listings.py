@@ -203,11 +203,13 @@ def write_post_listings(
     paginate(writer, posts, per_listing, _index_path, "index.html", lambda p: p.date, [], settled, head_title=None)
 
     by_category: dict[str, CategoryPosts] = {}
+    papers: dict[str, int] = {}
     for post in posts:
         for name, indexes in post.groups:
             by_category.setdefault(name, []).append((post, indexes))
+            papers[name] = papers.get(name, 0) + len(indexes)
     categories = sorted(
-        (Category(n, category_slug(n), len(e), sum(len(p) for _, p in e)) for n, e in by_category.items()),
+        (Category(n, category_slug(n), len(e), papers[n]) for n, e in by_category.items()),
         key=lambda c: (-c.papers, c.name),
     )
     summary = [f"{c.name}\x1e{c.posts}\x1e{c.papers}" for c in categories]

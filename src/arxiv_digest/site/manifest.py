@@ -122,7 +122,9 @@ class SourceInfo:
 
     @property
     def month(self) -> str:
-        return f"{self.date:%Y-%m}"
+        return (
+            f"{self.date.year:04d}-{self.date.month:02d}"  # (strftime: a tenth as fast, for every post of every build)
+        )
 
     def packed(self) -> SourceInfo:
         """This source with its paper links packed as the build state keeps them (its groups worked
