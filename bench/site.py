@@ -387,6 +387,8 @@ def main() -> None:
     )
     parser.add_argument("--keep", type=Path, help="build here and keep the result (default: a temporary folder)")
     args = parser.parse_args()
+    if not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists():
+        parser.error("peak memory is read from /proc/<pid>/task/<tid>/children (Linux, CONFIG_PROC_CHILDREN)")
     if args.keep and args.keep.exists() and any(args.keep.iterdir()):
         parser.error(f"--keep {args.keep}: the folder is not empty (the benchmark times a build from nothing)")
     work = args.keep or Path(tempfile.mkdtemp(prefix="arxiv-digest-bench-"))
