@@ -231,6 +231,19 @@ def test_an_old_listing_page_deleted_from_the_site_is_written_again_by_the_next_
     assert old_page.read_bytes() == expected
 
 
+def test_a_post_page_deleted_from_the_site_is_written_again_from_its_kept_conversion(tmp_path: Path) -> None:
+    _write_daily(tmp_path / "posts", 4)
+    options = SiteOptions(tmp_path / "posts", tmp_path / "site")
+    build_site(options)
+    page = tmp_path / "site" / "2025" / "11" / "02" / "arxiv.html"
+    expected = page.read_bytes()
+    page.unlink()
+    report = build_site(options)
+    assert not report.full and report.converted == 0
+    assert [w for w in report.written if not w.startswith("search/")] == ["2025/11/02/arxiv.html"]
+    assert page.read_bytes() == expected
+
+
 def _outputs(state: Path) -> dict[str, str]:
     with sqlite3.connect(state / "build.sqlite3") as db:
         return dict(db.execute("SELECT path, key FROM outputs"))

@@ -90,14 +90,11 @@ def scan(options: SiteOptions, previous: dict[str, SourceInfo]) -> list[tuple[So
     record was touched but not changed."""
     if not options.posts_dir.is_dir():
         raise SiteError(f"posts folder {options.posts_dir} does not exist")
-    site = str(options.site_dir) + os.sep
     found = []
     for source, path, record in _files(options.posts_dir):
         record_stamp = _stat(record)
         stamp = f"{_stat(path)}/{record_stamp}"
-        old = previous.get(source)
-        if old and not os.path.isfile(site + old.url):
-            old = None  # its HTML is gone: convert again
+        old = previous.get(source)  # (a post whose HTML is gone is written again from its kept conversion)
         if old and old.stamp == stamp:
             found.append((old, path, False))
             continue
