@@ -362,6 +362,21 @@ def test_stall_times_out_client_and_server_notices_hang_up(five: list[FakePaper]
         assert server.max_in_flight == 1
 
 
+def test_a_retry_sent_the_moment_the_client_hangs_up_on_a_stall_is_not_concurrency(
+    five: list[FakePaper],
+) -> None:
+    """The product retries at once in tests (no backoff) on its pooled connection. The stalled
+    request notices the hang-up by polling; the retry must not be counted as a second request in
+    flight meanwhile (without the wait in ``_begin`` this happened in 6 runs of 150)."""
+    with ArxivServer(five, now=lambda: NOW, stall_seconds=60.0) as server, httpx.Client() as client:
+        for _ in range(60):
+            server.inject("stall")
+            with pytest.raises(httpx.ReadTimeout):
+                client.get(f"{server.root_url}/api/query", params=ASC, timeout=0.02)
+            assert client.get(f"{server.root_url}/api/query", params=ASC, timeout=5).status_code == 200
+        assert server.max_in_flight == 1
+
+
 def test_max_in_flight_counts_concurrent_requests(five: list[FakePaper]) -> None:
     with ArxivServer(five, now=lambda: NOW) as server:
         server.inject(Fault("stall", seconds=0.2), Fault("stall", seconds=0.2))

@@ -91,6 +91,8 @@ class LoopbackServer(Generic[RecordT, FaultT]):
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.RLock()
+        self._ended = threading.Condition(self._lock)
+        self._stalled: dict[int, socket.socket] = {}  # handler thread -> its connection, while it stalls
         self._faults: deque[FaultT] = deque()
         self._closing = threading.Event()
         self._connections: set[socket.socket] = set()
@@ -160,15 +162,22 @@ class LoopbackServer(Generic[RecordT, FaultT]):
     # -- request log
 
     def _begin(self, record: RecordT) -> None:
-        """Log a request that has arrived and count it in flight."""
+        """Log a request that has arrived and count it in flight. A stalled request whose client
+        has hung up is over for that client, which may retry at once: it is let end first (its
+        thread polls for the hang-up), so the retry is not counted as a second request in flight."""
         with self._lock:
+            deadline = time.monotonic() + 1.0
+            while any(map(_hung_up, self._stalled.values())) and time.monotonic() < deadline:
+                self._ended.wait(0.005)
             self.requests.append(record)
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
 
     def _end(self) -> None:
         with self._lock:
+            self._stalled.pop(threading.get_ident(), None)
             self.in_flight -= 1
+            self._ended.notify_all()
 
     def _track(self, conn: socket.socket, *, add: bool) -> None:
         with self._lock:
@@ -183,6 +192,8 @@ class LoopbackServer(Generic[RecordT, FaultT]):
         """Sleep ``seconds``; return False early if the client hangs up or the server closes."""
         deadline = time.monotonic() + seconds
         sock = handler.connection
+        with self._lock:
+            self._stalled[threading.get_ident()] = sock  # until the request ends (``_end``)
         while (remaining := deadline - time.monotonic()) > 0:
             if self._closing.is_set():
                 return False
@@ -195,3 +206,12 @@ class LoopbackServer(Generic[RecordT, FaultT]):
             except (OSError, ValueError):
                 return False
         return not self._closing.is_set()
+
+
+def _hung_up(sock: socket.socket) -> bool:
+    """Whether the client closed ``sock`` (its end-of-file is waiting to be read)."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable) and not sock.recv(1, socket.MSG_PEEK)
+    except (OSError, ValueError):
+        return True
