@@ -122,9 +122,8 @@ class SourceInfo:
 
     @property
     def month(self) -> str:
-        return (
-            f"{self.date.year:04d}-{self.date.month:02d}"  # (strftime: a tenth as fast, for every post of every build)
-        )
+        # not strftime, which is ten times slower: this runs for every post of every build
+        return f"{self.date.year:04d}-{self.date.month:02d}"
 
     def packed(self) -> SourceInfo:
         """This source with its paper links packed as the build state keeps them (its groups worked
@@ -329,8 +328,16 @@ def kept_bodies(folder: Path, renderer: str) -> Iterator[Callable[[str], bytes |
     """The kept body conversions of the build state in ``folder``, read-only, by source digest: a
     worker reads those of its batch itself (the build's own connection stays in the parent, which
     then has neither to read nor to send them)."""
-    db = sqlite3.connect(f"{(folder / STATE_FILE).absolute().as_uri()}?mode=ro", uri=True)
+    db: sqlite3.Connection | None = None  # opened by the first lookup: most batches of a full build have none
+
+    def body_of(source_digest: str) -> bytes | None:
+        nonlocal db
+        if db is None:
+            db = sqlite3.connect(f"{(folder / STATE_FILE).absolute().as_uri()}?mode=ro", uri=True)
+        return _conversion(db, source_digest, BODY, renderer)
+
     try:
-        yield lambda source_digest: _conversion(db, source_digest, BODY, renderer)
+        yield body_of
     finally:
-        db.close()
+        if db is not None:
+            db.close()
