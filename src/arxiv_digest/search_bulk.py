@@ -97,14 +97,12 @@ class SegmentBuilder:
         writer = SegmentWriter(folder, name)
         with self.pieces:
             self.pieces.seek(0)
-            found = np.fromfile(self.pieces, _PIECE)
-        if not len(found):
+            pieces = np.fromfile(self.pieces, _PIECE)
+        if not len(pieces):
             self.store.close()
             return writer.close()
-        pieces = np.stack((found["number"], found["df"], found["gaps"]))  # term number, df, gap bytes
-        offset = found["offset"].copy()
-        del found
-        present = np.unique(pieces[0])
+        number, df, gap_len, offset = (pieces[field] for field in ("number", "df", "gaps", "offset"))
+        present = np.unique(number)
         names = [self.table.names[i] for i in present.tolist()]
         order = sorted(range(len(names)), key=names.__getitem__) if bmp(names) else None
         if order is None:
@@ -112,12 +110,12 @@ class SegmentBuilder:
         terms = [names[i] for i in order]
         rank = np.zeros(len(self.table.names), np.int32)
         rank[present[order]] = np.arange(len(order))
-        ranks = rank[pieces[0]]
+        ranks = rank[number]
         by_term = np.argsort(ranks, kind="stable")  # pieces by term, batches in order
         first = np.flatnonzero(np.diff(ranks[by_term], prepend=-1))  # each term's first piece
         del ranks  # arrays are dropped as soon as they are used: this is a full build's peak memory
-        term_df = np.add.reduceat(pieces[1][by_term], first)
-        term_gaps = np.add.reduceat(pieces[2][by_term], first)
+        term_df = np.add.reduceat(df[by_term], first)
+        term_gaps = np.add.reduceat(gap_len[by_term], first)
         sizes = term_df + term_gaps
         ends = np.cumsum(sizes)
         first = np.append(first, len(by_term))
@@ -130,8 +128,8 @@ class SegmentBuilder:
                 chunk_pieces = by_term[first[term] : first[cut]]
                 starts, lengths = _byte_ranges(
                     first[term:cut] - first[term],
-                    pieces[1][chunk_pieces],
-                    pieces[2][chunk_pieces],
+                    df[chunk_pieces],
+                    gap_len[chunk_pieces],
                     offset[chunk_pieces],
                 )
                 data = store[ragged(starts, lengths)]
