@@ -278,17 +278,17 @@ def test_incremental_builds_key_and_write_what_a_full_build_does_whatever_change
         elif edit == "remove":
             target.unlink()
         elif edit == "edit":
-            text = target.read_text(encoding="utf-8")
-            target.write_text(text.replace("研究音频", f"研究音频{step}"), encoding="utf-8")
+            body = target.read_text(encoding="utf-8")
+            target.write_text(body.replace("研究音频", f"研究音频{step}"), encoding="utf-8")
         elif edit == "recategorise":
-            text = target.read_text(encoding="utf-8")
-            target.write_text(text.replace("cs.SD", OTHER_CATEGORIES[step % 4]), encoding="utf-8")
+            body = target.read_text(encoding="utf-8")
+            target.write_text(body.replace("cs.SD", OTHER_CATEGORIES[step % 4]), encoding="utf-8")
         elif edit == "rename":  # removed from its place, added at another
             target.rename(posts / f"{FIRST_DAY + timedelta(days=60 + number)}-arxiv.md")
         else:  # the same source, dated another day (one no other post has) by its front matter
             day = FIRST_DAY + timedelta(days=100 + 50 * step + number)
-            text = re.sub(r"(?m)^date: .*\n", "", target.read_text(encoding="utf-8"))
-            target.write_text(text.replace("---\n", f"---\ndate: {day}\n", 1), encoding="utf-8")
+            body = re.sub(r"(?m)^date: .*\n", "", target.read_text(encoding="utf-8"))
+            target.write_text(body.replace("---\n", f"---\ndate: {day}\n", 1), encoding="utf-8")
         report = build_site(options)
         assert not report.full
         fresh = replace(options, site_dir=work / f"full{step}", state_dir=work / f"full{step}-state")
