@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
+from ..files import SwapWriter
 from ..search_index import SearchDoc
 from . import search
 from .convert import Library
@@ -51,7 +52,9 @@ class _Builder:
         state = state_folder(options)
         compiled = state / "templates"
         site_globals = {"site": site, "asset_version": asset_version}
-        self.worker = Worker(self.site_dir, tuple(self.dirs), site_globals, compiled, state, self.renderer)
+        self.files = SwapWriter(state / "spares")
+        self.files.sweep()  # a killed build's
+        self.worker = Worker(self.site_dir, tuple(self.dirs), site_globals, compiled, state, self.renderer, self.files)
         env = environment(self.dirs, self.worker.site_globals, compiled)
         for name in TEMPLATES:  # a syntax error stops the build before it has touched anything
             compile_template(env, name)
@@ -61,7 +64,8 @@ class _Builder:
         # -- search: an index that starts empty needs every source converted
         self.search = search.SiteSearch(self.site_dir, state, options.posts_dir, rebuild=full)
         full = full or self.search.fresh
-        self.writer = Writer(self.site_dir, env, config, templates, self.state.outputs, full, options.base_url)
+        old = self.state.outputs
+        self.writer = Writer(self.site_dir, env, config, templates, old, full, options.base_url, self.files)
         self.conversions = 0  # Markdown conversions run (the others came from the state's cache)
 
     def run(self) -> BuildReport:
@@ -215,6 +219,7 @@ def build_site(options: SiteOptions) -> BuildReport:
     try:
         report = builder.run()
     finally:
+        builder.files.sweep()
         builder.search.close()
         builder.state.close()
     log.info("%s", report.summary())

@@ -19,6 +19,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
+from ..files import SwapWriter
 from ..search_index import IndexedDays, SearchDoc
 from .convert import pack_body, pack_parts, page_parts, paper_links, unpack_body, unpack_parts
 from .manifest import BODY, SourceInfo, kept_bodies
@@ -26,7 +27,6 @@ from .markdown import convert, relative_links
 from .search import WorkerIndexing, post_docs
 from .sources import load_page, load_post
 from .templates import environment, render
-from .writer import write_file
 
 PARALLEL_MIN_SOURCES = 48  # below this, starting worker processes costs more than it saves
 SOURCES_PER_TASK = 25
@@ -43,6 +43,7 @@ class Worker:
     compiled: Path  # compiled templates, in the build state
     state: Path  # the build state's folder, whose kept conversions a batch reads
     renderer: str
+    files: SwapWriter  # how HTML is written, with a spare file of each process
     indexing: WorkerIndexing | None = None  # set when the workers index the papers themselves
 
 
@@ -104,7 +105,7 @@ def _post(
     if job.html_key:
         context = {"post": info, "content": Markup(relative_links(converted.html, info.url)), "newer": job.newer}
         html = render(env, "post.html", info.url, head_title=info.title, older=job.older, **context)
-        write_file(worker.site_dir, info.url, html)
+        worker.files.write(worker.site_dir / info.url, html)
     return info.packed(), docs, stored
 
 
@@ -122,7 +123,7 @@ def _page(job: Job, kept: bytes | None, worker: Worker, env: jinja2.Environment)
         info = replace(info, en_title=str(parts.title))
     if job.html_key:
         context = {"page": info, "parts": parts, "head_title": info.title}
-        write_file(worker.site_dir, info.url, render(env, "paper.html", info.url, **context))
+        worker.files.write(worker.site_dir / info.url, render(env, "paper.html", info.url, **context))
     return info, None, stored
 
 

@@ -12,16 +12,11 @@ from typing import Any
 
 import jinja2
 
-from ..files import write_atomic
+from ..files import SwapWriter
 from .manifest import digest, key
 from .markdown import absolute_links
 from .options import SiteError
 from .templates import render
-
-
-def write_file(site_dir: Path, rel: str, data: str | bytes) -> None:
-    """Atomic, so a server reading the folder never sees half a file; not fsynced: a build can be repeated."""
-    write_atomic(os.path.join(site_dir, rel), data, durable=False)
 
 
 class Writer:
@@ -40,8 +35,10 @@ class Writer:
         old: dict[str, str],
         full: bool,
         base_url: str,
+        files: SwapWriter,
     ) -> None:
         self.site_dir = site_dir
+        self.files = files
         self.prefix = str(site_dir) + os.sep
         self.env = env
         self.config = config
@@ -112,7 +109,8 @@ class Writer:
         self.write(rel, render(self.env, template, rel, **context()))
 
     def write(self, rel: str, data: str | bytes) -> None:
-        write_file(self.site_dir, rel, data)
+        """Atomic, so a server reading the folder never sees half a file; not fsynced: a build can be repeated."""
+        self.files.write(self.prefix + rel, data)
 
     def absolute(self, rel: str) -> str:
         return f"{self.base_url}/{rel}"
