@@ -81,6 +81,9 @@ def test_template_change_rerenders_every_page_and_reuses_every_conversion(tmp_pa
     assert set(pages) <= set(changed.written)
     assert all(b"<!-- mine -->" in (tmp_path / "site" / p).read_bytes() for p in pages)
     assert changed.converted == 0
+    # rewritten by swapping in each process's spare; the spares, holding old pages, are removed
+    assert list((state_folder(options) / "spares").iterdir()) == []
+    assert not [p for p in (tmp_path / "site").rglob(".*")]
 
 
 def test_a_build_that_fails_half_way_is_followed_by_a_full_one(tmp_path: Path) -> None:

@@ -138,7 +138,7 @@ class SwapWriter:
         swapped = _swap(os.fsencode(self._spare or ""), os.fsencode(target))
         if swapped != 0:
             self._drop()
-            if swapped not in (errno.ENOENT, errno.EEXIST):  # EXDEV, EINVAL: this system cannot swap
+            if swapped != errno.ENOENT:  # the target or the spare just went; EXDEV, EINVAL: no swapping here
                 self._able = False
             write_atomic(target, raw, durable=False)
 
