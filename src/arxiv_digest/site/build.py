@@ -18,7 +18,7 @@ from .listings import Order, order, ref, write_post_listings, write_topic_listin
 from .manifest import BuildState, SourceInfo, digest, file_digest, renderer_version
 from .options import BuildReport, SiteError, SiteOptions, state_folder
 from .sources import scan
-from .templates import TEMPLATES, compile_template, environment, template_digests, template_dirs, tree
+from .templates import TEMPLATES, compile_template, environment, template_dirs, template_facts, tree
 from .work import SOURCES_PER_TASK, Job, Worker, release_freed_memory, run_batches, run_here_or_forked
 from .writer import Writer
 
@@ -52,13 +52,17 @@ class _Builder:
         state = state_folder(options)
         compiled = state / "templates"
         site_globals = {"site": site, "asset_version": asset_version}
-        self.files = SwapWriter(state / "spares")
-        self.files.sweep()  # a killed build's
-        self.worker = Worker(self.site_dir, tuple(self.dirs), site_globals, compiled, state, self.renderer, self.files)
-        env = environment(self.dirs, self.worker.site_globals, compiled)
+        env = environment(self.dirs, site_globals, compiled)
         for name in TEMPLATES:  # a syntax error stops the build before it has touched anything
             compile_template(env, name)
-        templates = template_digests(env, TEMPLATES, compiled / "references.json")
+        facts = template_facts(env, TEMPLATES, compiled / "references.json")
+        templates = facts.digests
+        self.files = SwapWriter(state / "spares")
+        self.files.sweep()  # a killed build's
+        verbatim = "post.html" in facts.verbatim
+        self.worker = Worker(
+            self.site_dir, tuple(self.dirs), site_globals, compiled, state, self.renderer, self.files, verbatim
+        )
         self.state = BuildState(state)
         full = not (options.incremental and self.state.complete and self.state.renderer == self.renderer)
         # -- search: an index that starts empty needs every source converted

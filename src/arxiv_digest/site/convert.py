@@ -15,7 +15,7 @@ from markupsafe import Markup
 
 from ..postformat import PageRecord, PaperRecord
 from .manifest import BODY, BuildState, PaperLink, SourceInfo, pack, unpack
-from .markdown import Converted, Heading, convert, convert_inline, text_html
+from .markdown import Heading, convert, convert_inline, text_html
 from .options import SiteError
 from .sources import load_page, load_post, load_record
 
@@ -59,14 +59,15 @@ class PaperParts:
     other: Markup
 
 
-def pack_body(converted: Converted) -> bytes:
-    """A post's conversion as the build state keeps it."""
-    return pack((converted.html, tuple((h.level, h.id, h.html) for h in converted.headings)))
+def pack_body(html: bytes, headings: tuple[Heading, ...]) -> bytes:
+    """A post's conversion as the build state keeps it: its HTML as UTF-8, which its page is built
+    around without decoding it (``render_around``), and its headings."""
+    return pack((html, tuple((h.level, h.id, h.html) for h in headings)))
 
 
-def unpack_body(packed: bytes) -> Converted:
+def unpack_body(packed: bytes) -> tuple[bytes, tuple[Heading, ...]]:
     html, headings = unpack(packed)
-    return Converted(html, tuple(Heading(*h) for h in headings))
+    return html, tuple(Heading(*h) for h in headings)
 
 
 def pack_parts(parts: PaperParts) -> bytes:
@@ -154,9 +155,10 @@ class Library:
         """A daily post's converted body."""
         packed = self._kept(post, BODY)
         if packed is None:
-            packed = pack_body(convert(load_post(self.posts_dir / post.source)[0]))
+            converted = convert(load_post(self.posts_dir / post.source)[0])
+            packed = pack_body(converted.html.encode(), converted.headings)
             self._keep(post, BODY, packed)
-        return unpack_body(packed).html
+        return unpack_body(packed)[0].decode()
 
     def papers(self, wanted: list[tuple[SourceInfo, set[int]]]) -> dict[tuple[str, int], FeedPaper]:
         """Papers of daily posts (each with the indexes wanted) and their texts, as category feeds

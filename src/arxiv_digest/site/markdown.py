@@ -25,6 +25,7 @@ import html
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import AnyStr
 from urllib.parse import urljoin
 
 import nh3
@@ -207,27 +208,31 @@ def _fold_authors(body_html: str) -> str:
 
 
 _ROOT_LINK = re.compile(r'(<a\s[^>]*?\bhref=")/(?!/)([^"]*)"')
+_ROOT_LINK_UTF8 = re.compile(_ROOT_LINK.pattern.encode())
 _RELATIVE_LINK = re.compile(r'(<a\s[^>]*?\bhref=")(?![a-zA-Z][a-zA-Z0-9+.-]*:)([^"]*)"')
 
 
-def relative_links(body_html: str, url: str) -> str:
+def relative_links(body_html: AnyStr, url: str) -> AnyStr:
     """Root-relative links in a post (the daily post links each paper to ``/papers/<id>/``) made
     relative to the HTML file at ``url``, like every link the site writes: they then keep working when the
     site is served from a sub-path (``base_url``) or opened from a folder. A link to a folder gets its
-    ``index.html``, as the site's own links do."""
-    if 'href="/' not in body_html:
-        return body_html
+    ``index.html``, as the site's own links do. ``body_html`` as text, or as UTF-8."""
     root = "../" * url.count("/")
 
-    def fix(match: re.Match[str]) -> str:
-        target = match[2]
+    def fix(opening: str, target: str) -> str:
         cut = min((i for i in (target.find("?"), target.find("#")) if i >= 0), default=len(target))
         path = target[:cut]
         if not path or path.endswith("/"):
             path += "index.html"
-        return f'{match[1]}{root}{path}{target[cut:]}"'
+        return f'{opening}{root}{path}{target[cut:]}"'
 
-    return _ROOT_LINK.sub(fix, body_html)
+    if isinstance(body_html, bytes):
+        if b'href="/' not in body_html:
+            return body_html
+        return _ROOT_LINK_UTF8.sub(lambda m: fix(m[1].decode(), m[2].decode()).encode(), body_html)
+    if 'href="/' not in body_html:
+        return body_html
+    return _ROOT_LINK.sub(lambda m: fix(m[1], m[2]), body_html)
 
 
 def absolute_links(body_html: str, url: str, public_url: str) -> str:

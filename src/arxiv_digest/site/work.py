@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from markupsafe import Markup
 
 from ..files import SwapWriter
 from ..search_index import IndexedDays, SearchDoc
@@ -26,7 +25,7 @@ from .manifest import BODY, SourceInfo, kept_bodies
 from .markdown import convert, relative_links
 from .search import WorkerIndexing, post_docs
 from .sources import load_page, load_post
-from .templates import environment, render
+from .templates import environment, render, render_around
 
 PARALLEL_MIN_SOURCES = 48  # below this, starting worker processes costs more than it saves
 SOURCES_PER_TASK = 25
@@ -44,6 +43,7 @@ class Worker:
     state: Path  # the build state's folder, whose kept conversions a batch reads
     renderer: str
     files: SwapWriter  # how HTML is written, with a spare file of each process
+    verbatim: bool  # post.html prints ``content`` as it is: a post's page is rendered around its body
     indexing: WorkerIndexing | None = None  # set when the workers index the papers themselves
 
 
@@ -95,17 +95,18 @@ def _post(
     body, record = load_post(job.path) if job.convert or kept is None else ("", None)
     if kept is None:
         converted = convert(body)
-        stored = [(info.digest, BODY, pack_body(converted))]
+        html, headings = converted.html.encode(), converted.headings
+        stored = [(info.digest, BODY, pack_body(html, headings))]
     else:
-        converted = unpack_body(kept)
+        html, headings = unpack_body(kept)
     if record is not None and job.convert:
-        links = paper_links(record.papers, converted.headings)
+        links = paper_links(record.papers, headings)
         info = replace(info, papers=links)
         docs = post_docs(info, record, body)
     if job.html_key:
-        context = {"post": info, "content": Markup(relative_links(converted.html, info.url)), "newer": job.newer}
-        html = render(env, "post.html", info.url, head_title=info.title, older=job.older, **context)
-        worker.files.write(worker.site_dir / info.url, html)
+        context = {"post": info, "newer": job.newer, "older": job.older, "head_title": info.title}
+        page = render_around(env, "post.html", info.url, relative_links(html, info.url), worker.verbatim, **context)
+        worker.files.write(worker.site_dir / info.url, page)
     return info.packed(), docs, stored
 
 
