@@ -4,6 +4,7 @@ what changed (a set that does not grow with the site) and gives a full build's b
 
 from __future__ import annotations
 
+import marshal
 import re
 import shutil
 import sqlite3
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 
 from arxiv_digest.config import load_config, site_options
 from arxiv_digest.site import SiteError, SiteOptions, build_site, state_folder, template_dirs, work
+from arxiv_digest.site.manifest import PackedLinks, PaperLink
 
 from .site_support import parse, pipeline_post, text, write_posts
 
@@ -299,3 +301,15 @@ def test_incremental_builds_key_and_write_what_a_full_build_does_whatever_change
         assert _outputs(state_folder(options)) == _outputs(work / f"full{step}-state")
         shown, expected = (_outside_search(_files(f)) for f in (options.site_dir, fresh.site_dir))
         assert [name for name in expected if shown.get(name) != expected[name]] == []
+
+
+def test_packed_paper_links_are_equal_by_value_whatever_their_bytes() -> None:
+    category = "cs.SD"
+    links = (PaperLink("a", "Title <em>A</em>", (category,), "2601.00001"), PaperLink("", "B", (category,), "2"))
+    packed = PackedLinks(marshal.dumps(tuple(tuple(p) for p in links)), 2)
+    shared = "".join(["cs.", "SD"])  # one object in both papers: marshal writes it once, then a reference
+    rows = (("a", "Title <em>A</em>", (shared,), "2601.00001"), ("", "B", (shared,), "2"))
+    same_value = PackedLinks(marshal.dumps(rows), 2)
+    assert packed.packed != same_value.packed
+    assert packed == same_value == links and packed == PackedLinks(packed.packed, 2)
+    assert packed != PackedLinks(marshal.dumps((tuple(links[0]),)), 1) and packed != links[:1]
