@@ -48,6 +48,13 @@ VARIANTS: dict[str, tuple[dict[str, str], bool]] = {
         },
         False,
     ),
+    "recursive loop filtered": (
+        {
+            "post.html": "{% for x in [1] recursive %}{% if x == 2 %}{{ content }}{% else %}"
+            '{{ loop([2])|replace("语音", "X") }}{% endif %}{% endfor %}'
+        },
+        False,
+    ),
     "include filtered": (
         {
             "part.html": "{{ content }}",

@@ -156,7 +156,7 @@ def template_facts(env: jinja2.Environment, names: Iterable[str], kept: Path) ->
 @dataclass(frozen=True)
 class _Parsed:
     """What a template's source loads (None for a computed name), and whether it prints ``content``
-    only verbatim: as ``{{ content }}``, in nothing but blocks, conditions, loops and ``with``, and
+    only verbatim: as ``{{ content }}``, in nothing but blocks, conditions, (non-recursive) loops and ``with``, and
     with no ``self`` or ``super()``, through which a block's output can be filtered. Then a page can
     be rendered around a mark and the body's bytes put in its place (``render_around``)."""
 
@@ -194,6 +194,14 @@ def _parse(env: jinja2.Environment, name: str, source: str, source_digest: str) 
     return _parsed[source_digest]
 
 
+def _passes_through(node: jinja2.nodes.Node) -> bool:
+    """Whether what is printed inside ``node`` reaches the output unchanged (not so in a recursive
+    loop, whose ``loop()`` output can be filtered)."""
+    if isinstance(node, jinja2.nodes.For):
+        return not node.recursive
+    return isinstance(node, _PASS_THROUGH)
+
+
 def _prints_verbatim(node: jinja2.nodes.Node, variable: str, through: bool) -> bool:
     """Whether ``variable`` appears under ``node`` only printed as it is. ``through``: ``node`` and
     every node above it pass their output on unchanged; below a node that does not (a filter block,
@@ -205,7 +213,7 @@ def _prints_verbatim(node: jinja2.nodes.Node, variable: str, through: bool) -> b
         elif isinstance(child, (jinja2.nodes.Block, jinja2.nodes.Include)) and not through:
             safe = False
         else:
-            safe = _prints_verbatim(child, variable, through and isinstance(child, _PASS_THROUGH))
+            safe = _prints_verbatim(child, variable, through and _passes_through(child))
         if not safe:
             return False
     return True
