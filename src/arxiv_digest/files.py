@@ -176,7 +176,7 @@ class SwapWriter:
             self._drop()
         if not self._able:
             return None
-        spare = str(self.folder / f"{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+        spare = str(self.folder / f".{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             fd = os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -210,7 +210,5 @@ class SwapWriter:
 
     def sweep(self) -> None:
         """Remove every spare in the folder: after a build, and those a killed build left."""
-        if self.folder.is_dir():
-            for spare in self.folder.glob(f"*{TEMP_SUFFIX}"):
-                spare.unlink(missing_ok=True)
+        remove_stale_temp_files(self.folder)
         self._spare = None
