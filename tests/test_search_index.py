@@ -325,6 +325,42 @@ def test_postings_encoding_round_trips(lists: list[list[int]]) -> None:
     assert back.ids.tolist() == run.ids.tolist() and back.impacts.tolist() == run.impacts.tolist()
 
 
+def _leb128(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, value = value & 0x7F, value >> 7
+        out.append(low | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 2**32 - 1), st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=12, unique=True)),
+        max_size=12,
+    ),
+    st.booleans(),
+)
+def test_postings_encoding_is_the_format_search_js_reads(terms: list[tuple[int, list[int]]], with_base: bool) -> None:
+    """Byte for byte, against LEB128 written out one value at a time: per term its gaps (the first
+    from its base), then one impact byte per posting; over the whole 32-bit range of ids."""
+    lists = [sorted(ids) for _, ids in terms]
+    bases = [min(base, ids[0]) if with_base else 0 for (base, _), ids in zip(terms, lists, strict=True)]
+    expected, offsets, gap_lens = b"", [], []
+    for ids, base in zip(lists, bases, strict=True):
+        gap_bytes = b"".join(_leb128(b - a) for a, b in zip([base, *ids[:-1]], ids, strict=True))
+        offsets.append(len(expected))
+        gap_lens.append(len(gap_bytes))
+        expected += gap_bytes + bytes((i % 32) + 1 for i in ids)
+    got = encode_postings(
+        np.array([len(ids) for ids in lists], np.int64),
+        np.array([i for ids in lists for i in ids], np.uint32),
+        np.array([(i % 32) + 1 for ids in lists for i in ids], np.uint8),
+        np.array(bases, np.int64) if with_base else None,
+    )
+    assert (got[0], got[1].tolist(), got[2].tolist()) == (expected, offsets, gap_lens)
+
+
 def test_fold_matches_search_js_steps() -> None:
     assert fold("Ｓｐéech ﬁne Ⅻ") == "speech fine xii"
     assert fold("语音，增强（模型）") == "语音 增强 模型 "
