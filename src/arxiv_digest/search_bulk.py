@@ -17,6 +17,7 @@ so a gather reads a short run from each batch and the pages it read are dropped 
 
 from __future__ import annotations
 
+import itertools
 import mmap
 import tempfile
 from pathlib import Path
@@ -45,8 +46,7 @@ class TermTable:
 
     def number(self, batch: BatchPostings) -> np.ndarray:
         keys = batch.keys.tolist()
-        get = self.numbers.get
-        found = np.fromiter((get(key, -1) for key in keys), np.int64, len(keys))
+        found = np.fromiter(map(self.numbers.get, keys, itertools.repeat(-1)), np.int64, len(keys))
         new = np.flatnonzero(found < 0)
         if len(new):
             numbers = range(len(self.names), len(self.names) + len(new))
@@ -90,7 +90,7 @@ class SegmentBuilder:
         self.pieces.write(pieces.tobytes())
         self.store.write(buffer)
         self.size += len(buffer)
-        self.days.update(np.unique(batch.ids >> SLOT_BITS).tolist())
+        self.days.update(np.flatnonzero(np.bincount(batch.ids >> SLOT_BITS)).tolist())  # days are few: no sort
 
     def write(self, folder: Path, name: str) -> SegmentInfo:
         """The segment's files; the builder is spent."""
