@@ -90,7 +90,9 @@ class SegmentBuilder:
         self.pieces.write(pieces.tobytes())
         self.store.write(buffer)
         self.size += len(buffer)
-        self.days.update(np.flatnonzero(np.bincount(batch.ids >> SLOT_BITS)).tolist())  # days are few: no sort
+        days = batch.ids >> SLOT_BITS  # a batch's days are few and close together: counted, not sorted
+        first = int(days.min())
+        self.days.update((np.flatnonzero(np.bincount(days - first)) + first).tolist())
 
     def write(self, folder: Path, name: str) -> SegmentInfo:
         """The segment's files; the builder is spent."""
