@@ -33,6 +33,7 @@ from .fulltext import FullText, Source
 from .fulltext_extract import trim_for_llm
 from .llm import ChatClient, LLMError, LLMFatal, LLMTooLong
 from .models import Paper, TextKind
+from .outcome import PROGRESS_LOGGER
 from .polite import PoliteHttp, RetryPolicy, tls_context
 from .summarize import (
     BudgetExhausted,
@@ -47,7 +48,6 @@ from .summarize import (
 from .verdict import ModelUnfit, Verdict
 
 log = logging.getLogger(__name__)
-PROGRESS_LOGGER = "arxiv_digest.progress"
 progress = logging.getLogger(PROGRESS_LOGGER)  # one line per step when there is no terminal for a bar
 
 

@@ -7,12 +7,16 @@ import json
 from dataclasses import dataclass, fields
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .config import Config, LLMConfig
 from .errors import DigestError, ExitCode
 from .files import write_atomic
-from .summarize import Usage
+
+if TYPE_CHECKING:
+    from .summarize import Usage
+
+PROGRESS_LOGGER = "arxiv_digest.progress"  # a run's progress: a line per step where there is no terminal for a bar
 
 DayNote = Literal["", "unchanged", "no papers, no post", "kept existing better post"]
 

@@ -16,10 +16,10 @@ from tqdm import tqdm
 from .arxiv import ArxivClient, submitted_range_query
 from .cache import TextCache
 from .config import Config
-from .engine import PROGRESS_LOGGER, TextEngine
+from .engine import TextEngine
 from .glossary import Glossary, load_glossary, locate
 from .models import Paper, TextKind, Window
-from .outcome import RunOutcome, llm_cost
+from .outcome import PROGRESS_LOGGER, RunOutcome, llm_cost
 from .polite import PoliteHttp, arxiv_http
 from .posts import Posts, RunFiles, environment
 from .store import Store
