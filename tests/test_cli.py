@@ -84,7 +84,7 @@ def git(folder: Path, *args: str) -> str:
 
 def test_the_site_command_loads_no_network_or_model_code(workspace: Workspace) -> None:
     """``site`` never calls arXiv or the LLM, so it does not even import their code: the HTTP
-    client, feedparser, the LLM client and tqdm took 0.23 s of adding a post to 3,000 (a third)."""
+    client, feedparser, the LLM client and tqdm took a quarter of adding a post to 3,000 (0.23 s)."""
     (workspace.root / "posts").mkdir()
     shutil.copy(REFERENCE / "daily-post-2026-01-15.md", workspace.post("2026-01-15"))
     result = subprocess.run(
