@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .search_postings import SLOT_BITS, bmp, encode_postings, ragged
+from .search_postings import bmp, days_of, encode_postings, ragged
 from .search_segments import SegmentInfo, SegmentWriter
 from .search_text import utf16_key
 from .search_tokens import BatchPostings
@@ -90,9 +90,7 @@ class SegmentBuilder:
         self.pieces.write(pieces.tobytes())
         self.store.write(buffer)
         self.size += len(buffer)
-        days = batch.ids >> SLOT_BITS  # a batch's days are few and close together: counted, not sorted
-        first = int(days.min())
-        self.days.update((np.flatnonzero(np.bincount(days - first)) + first).tolist())
+        self.days.update(days_of(batch.ids))
 
     def write(self, folder: Path, name: str) -> SegmentInfo:
         """The segment's files; the builder is spent."""

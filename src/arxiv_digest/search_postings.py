@@ -66,7 +66,7 @@ class Run:
             term, at = cut, end
 
     def days(self) -> set[int]:
-        return set((self.ids >> SLOT_BITS).tolist())  # (np.unique would import numpy.ma: 30 ms of an incremental build)
+        return days_of(self.ids)
 
     def select(self, keep: np.ndarray) -> Run:
         """The postings where ``keep`` is true; terms left without postings are dropped."""
@@ -100,6 +100,17 @@ def remap(run: Run, days: dict[int, np.ndarray]) -> Run:
     result = _from_packed(run.terms, packed, len(run.terms))
     alive = np.flatnonzero(result.df)
     return Run([result.terms[i] for i in alive], result.df[alive], result.ids, result.impacts)
+
+
+def days_of(ids: np.ndarray) -> set[int]:
+    """The days of papers ``ids``: counted from the first one, not sorted (a full build's batch has
+    ~444,000 postings over a few days; ``np.unique`` would also import numpy.ma, 30 ms of an
+    incremental build)."""
+    if not len(ids):
+        return set()
+    days = ids >> SLOT_BITS
+    first = int(days.min())
+    return set((np.flatnonzero(np.bincount(days - first)) + first).tolist())
 
 
 def combine(runs: Sequence[Run]) -> Run:
