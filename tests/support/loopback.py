@@ -19,7 +19,7 @@ import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, ClassVar, Generic, Self, TypeVar
+from typing import Any, ClassVar, Generic, Literal, Self, TypeVar
 
 RecordT = TypeVar("RecordT")
 FaultT = TypeVar("FaultT")
@@ -197,21 +197,25 @@ class LoopbackServer(Generic[RecordT, FaultT]):
         while (remaining := deadline - time.monotonic()) > 0:
             if self._closing.is_set():
                 return False
-            try:
-                readable, _, _ = select.select([sock], [], [], min(remaining, 0.01))
-                if readable:
-                    if not sock.recv(1, socket.MSG_PEEK):
-                        return False  # EOF: the client timed out and closed the connection
-                    return not self._closing.wait(max(deadline - time.monotonic(), 0))
-            except (OSError, ValueError):
-                return False
+            client = _client(sock, min(remaining, 0.01))
+            if client == "gone":
+                return False  # EOF: the client timed out and closed the connection
+            if client == "sent":
+                return not self._closing.wait(max(deadline - time.monotonic(), 0))
         return not self._closing.is_set()
 
 
-def _hung_up(sock: socket.socket) -> bool:
-    """Whether the client closed ``sock`` (its end-of-file is waiting to be read)."""
+def _client(sock: socket.socket, timeout: float) -> Literal["quiet", "sent", "gone"]:
+    """What the client of ``sock`` did within ``timeout``: nothing, sent more, or hung up (its
+    end-of-file is waiting to be read, or the socket failed)."""
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
-        return bool(readable) and not sock.recv(1, socket.MSG_PEEK)
+        readable, _, _ = select.select([sock], [], [], timeout)
+        if not readable:
+            return "quiet"
+        return "sent" if sock.recv(1, socket.MSG_PEEK) else "gone"
     except (OSError, ValueError):
-        return True
+        return "gone"
+
+
+def _hung_up(sock: socket.socket) -> bool:
+    return _client(sock, 0) == "gone"
