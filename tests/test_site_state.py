@@ -4,6 +4,7 @@ what changed (a set that does not grow with the site) and gives a full build's b
 
 from __future__ import annotations
 
+import gc
 import marshal
 import re
 import shutil
@@ -193,6 +194,25 @@ def test_adding_a_post_writes_a_set_that_does_not_grow_with_the_site_and_equals_
     )
     assert incremental.keys() == full.keys()
     assert [name for name in full if incremental[name] != full[name]] == []
+
+
+def test_an_incremental_build_leaves_the_garbage_collector_as_it_found_it(tmp_path: Path) -> None:
+    """The kept sources are frozen out of the collector's reach while a build runs; ``serve`` builds
+    again and again in one process, whose garbage must stay collectable."""
+    _write_daily(tmp_path / "posts", 6)
+    options = SiteOptions(tmp_path / "posts", tmp_path / "site")
+    build_site(options)
+    (tmp_path / "posts" / f"{FIRST_DAY + timedelta(days=6)}-arxiv.md").write_text(_post(6), encoding="utf-8")
+    assert (gc.isenabled(), gc.get_freeze_count()) == (True, 0)
+    assert not build_site(options).full
+    assert (gc.isenabled(), gc.get_freeze_count()) == (True, 0)
+
+    gc.disable()  # and a caller that paused it finds it paused
+    try:
+        build_site(options)
+        assert (gc.isenabled(), gc.get_freeze_count()) == (False, 0)
+    finally:
+        gc.enable()
 
 
 def test_the_archive_overview_counts_each_month_by_year_and_links_its_listing(tmp_path: Path) -> None:
