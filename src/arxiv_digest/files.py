@@ -9,7 +9,6 @@ import ctypes
 import errno
 import fcntl
 import os
-import secrets
 import stat
 import sys
 from pathlib import Path
@@ -42,7 +41,7 @@ def write_atomic(path: Path | str, data: str | bytes, *, durable: bool = True) -
     """
     target = os.fspath(path)
     folder, name = os.path.split(target)
-    tmp = os.path.join(folder, f".{name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+    tmp = os.path.join(folder, f".{name}.{os.urandom(4).hex()}{TEMP_SUFFIX}")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     try:
         try:
@@ -176,7 +175,7 @@ class SwapWriter:
             self._drop()
         if not self._able:
             return None
-        spare = str(self.folder / f".{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+        spare = str(self.folder / f".{os.getpid()}.{os.urandom(4).hex()}{TEMP_SUFFIX}")
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             fd = os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)

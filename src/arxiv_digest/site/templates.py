@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
 import re
-import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -238,7 +238,7 @@ def render(env: jinja2.Environment, template: str, path: str, **context: Any) ->
         raise SiteError(f"template {template} (for {path}): {exc.message or exc}") from None
 
 
-_MARK = f"\x00{secrets.token_hex(16)}\x00"  # what a page is rendered around: no text can hold it
+_MARK = f"\x00{os.urandom(16).hex()}\x00"  # what a page is rendered around: no text can hold it
 _MARK_UTF8 = _MARK.encode()
 
 

@@ -10,11 +10,9 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, replace
-from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 
@@ -26,6 +24,9 @@ from .markdown import convert, relative_links
 from .search import WorkerIndexing, post_docs
 from .sources import load_page, load_post
 from .templates import environment, render, render_around
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ProcessPoolExecutor
 
 PARALLEL_MIN_SOURCES = 48  # below this, starting worker processes costs more than it saves
 SOURCES_PER_TASK = 25
@@ -151,9 +152,9 @@ def run_batches(batches: list[list[Job]], worker: Worker, env: jinja2.Environmen
             yield process_batch(jobs, worker, env)
         return
     # fork is cheapest but unsafe once other threads run (serve() builds beside its server threads)
-    context = get_context("fork" if threading.active_count() == 1 else "forkserver")
+    start = "fork" if threading.active_count() == 1 else "forkserver"
     processes = min(cpus, 8)
-    with ProcessPoolExecutor(processes, mp_context=context, initializer=_worker_init, initargs=(worker,)) as pool:
+    with _process_pool(processes, start, initializer=_worker_init, initargs=(worker,)) as pool:
         waiting: deque[Future[BatchResult]] = deque()
         for jobs in batches:
             waiting.append(pool.submit(_batch_in_worker, jobs))
@@ -161,6 +162,15 @@ def run_batches(batches: list[list[Job]], worker: Worker, env: jinja2.Environmen
                 yield waiting.popleft().result()
         while waiting:
             yield waiting.popleft().result()
+
+
+def _process_pool(processes: int, start: str, **options: Any) -> ProcessPoolExecutor:
+    """Worker processes started by ``start`` (fork, forkserver). The machinery is imported only
+    here: a small build, such as adding a post, starts none, and importing it cost 5 ms."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    return ProcessPoolExecutor(processes, mp_context=get_context(start), **options)
 
 
 _forked: list[Callable[[], Any]] = []  # what forked processes run, inherited from their parent
@@ -181,7 +191,7 @@ def run_here_or_forked(tasks: list[Callable[[], Any]]) -> list[Any]:
     _forked = tasks
     gc.freeze()  # a forked process's garbage collector would otherwise visit, and so copy, every object it inherits
     try:
-        with ProcessPoolExecutor(min(cpus, 8), mp_context=get_context("fork")) as pool:
+        with _process_pool(min(cpus, 8), "fork") as pool:
             slices = range(0, len(tasks), FORKED_TASKS_PER_SLICE)
             done = [pool.submit(_run_slice, i, i + FORKED_TASKS_PER_SLICE) for i in slices]
             return [result for slice_done in done for result in slice_done.result()]
