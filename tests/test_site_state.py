@@ -197,7 +197,7 @@ def test_adding_a_post_writes_a_set_that_does_not_grow_with_the_site_and_equals_
 
 
 def test_an_incremental_build_leaves_the_garbage_collector_as_it_found_it(tmp_path: Path) -> None:
-    """The kept sources are frozen out of the collector's reach while a build runs; ``serve`` builds
+    """What a build holds is frozen out of the collector's reach while it runs; ``serve`` builds
     again and again in one process, whose garbage must stay collectable."""
     _write_daily(tmp_path / "posts", 6)
     options = SiteOptions(tmp_path / "posts", tmp_path / "site")

@@ -3,8 +3,11 @@ the build did."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -75,23 +78,28 @@ class _Builder:
     def run(self) -> BuildReport:
         started = time.perf_counter()
         before = {} if self.writer.full else self.state.sources()
+        gc.freeze()  # (see _held_out_of_collection)
         scanned = scan(self.options, before)
         scanned.sort(key=lambda item: (item[0].date, item[0].source), reverse=True)
+        gc.freeze()
         self._paper_pages(any(info.is_page for info, _, _ in scanned))
         self._mark_incomplete()
         docs: dict[str, list[SearchDoc]] = {}
         infos = self._sources(scanned, docs)
+        gc.freeze()
         # the index first: its documents (every paper's texts on a full build) are freed before the
         # listings and feeds are rendered in forked processes, which would otherwise copy them
         removed_by_search = self._search(before, infos, docs)
         docs.clear()
         release_freed_memory()
+        gc.freeze()
         ordered = [infos[info.source] for info, _, _ in scanned]
         daily = [i for i in ordered if not i.is_page]
         pages = [i for i in ordered if i.is_page]
         settled = self._settled(before, scanned)
         categories = write_post_listings(self.writer, daily, self.options.posts_per_listing, settled)
         topics = write_topic_listings(self.writer, pages, self.options.papers_per_listing, settled)
+        gc.freeze()
         library = Library(self.options.posts_dir, self.state, self.renderer, run_here_or_forked)
         feeds = Feeds(self.writer, library, self.options.title)
         feeds.site(daily)
@@ -217,14 +225,29 @@ def _bare(info: SourceInfo | None) -> SourceInfo | None:
     return replace(info, papers=()) if info else None
 
 
+@contextmanager
+def _held_out_of_collection() -> Iterator[None]:
+    """What exists when a build starts, and what it has gathered at the end of each of its steps
+    (sources, keys, listings' entries), lives until it ends: it is frozen out of the cyclic garbage
+    collector's reach (``gc.freeze``, which costs nothing) and put back at the end. Otherwise every
+    full collection traverses all of it again: collections took 0.13-0.17 s of adding a post to
+    10,000 posts, and take 0.06-0.07 s now (0.02 s at 3,000)."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def build_site(options: SiteOptions) -> BuildReport:
     """Build (or bring up to date) the site in ``options.site_dir`` from the posts in ``posts_dir``."""
-    builder = _Builder(options)
-    try:
-        report = builder.run()
-    finally:
-        builder.files.sweep()
-        builder.search.close()
-        builder.state.close()
+    with _held_out_of_collection():
+        builder = _Builder(options)
+        try:
+            report = builder.run()
+        finally:
+            builder.files.sweep()
+            builder.search.close()
+            builder.state.close()
     log.info("%s", report.summary())
     return report

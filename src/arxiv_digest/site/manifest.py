@@ -235,7 +235,6 @@ class BuildState:
         self.complete = meta.get("complete") == "1"
         self.outputs: dict[str, str] = dict(self.db.execute("SELECT path, key FROM outputs"))
         self._loaded: dict[str, SourceInfo] = {}
-        self._frozen = False
 
     def _meta(self) -> dict[str, str]:
         """The meta rows; the tables (re)created when they are missing or of another schema."""
@@ -263,9 +262,8 @@ class BuildState:
 
     def sources(self) -> dict[str, SourceInfo]:
         """The sources as the last build left them (only an incremental build needs them). They are
-        plain data that lives as long as the build, so the cyclic garbage collector is paused while
-        they load and kept off them afterwards (``gc.freeze`` until ``close``): at 3,000 posts its
-        passes over them took a fifth of adding a post."""
+        plain data, loaded with the cyclic garbage collector paused: the collections that loading
+        3,000 rows set off took 0.04 s."""
         rows = self.db.execute("SELECT source, digest, row FROM sources")
         collecting = gc.isenabled()
         gc.disable()
@@ -274,8 +272,6 @@ class BuildState:
         finally:
             if collecting:
                 gc.enable()
-        gc.freeze()
-        self._frozen = True
         return self._loaded
 
     def mark_incomplete(self) -> None:
@@ -332,9 +328,6 @@ class BuildState:
 
     def close(self) -> None:
         self.db.close()
-        if self._frozen:  # back within the collector's reach: a server builds again and again
-            gc.unfreeze()
-            self._frozen = False
 
 
 def _conversion(db: sqlite3.Connection, source_digest: str, part: int, renderer: str) -> bytes | None:

@@ -189,14 +189,15 @@ def run_here_or_forked(tasks: list[Callable[[], Any]]) -> list[Any]:
     if len(tasks) < FORKED_MIN_TASKS or cpus < 2 or threading.active_count() > 1:
         return [task() for task in tasks]
     _forked = tasks
-    gc.freeze()  # a forked process's garbage collector would otherwise visit, and so copy, every object it inherits
+    # a forked process's garbage collector would otherwise visit, and so copy, every object it
+    # inherits (``build_site`` puts them back within its reach when the build ends)
+    gc.freeze()
     try:
         with _process_pool(min(cpus, 8), "fork") as pool:
             slices = range(0, len(tasks), FORKED_TASKS_PER_SLICE)
             done = [pool.submit(_run_slice, i, i + FORKED_TASKS_PER_SLICE) for i in slices]
             return [result for slice_done in done for result in slice_done.result()]
     finally:
-        gc.unfreeze()
         _forked = []
 
 
