@@ -83,9 +83,10 @@ class _Builder:
         scanned.sort(key=lambda item: (item[0].date, item[0].source), reverse=True)
         gc.freeze()
         self._paper_pages(any(info.is_page for info, _, _ in scanned))
+        settled = self._settled(before, scanned)
         self._mark_incomplete()
         docs: dict[str, list[SearchDoc]] = {}
-        infos = self._sources(scanned, docs)
+        infos = self._sources(scanned, docs, settled)
         gc.freeze()
         # the index first: its documents (every paper's texts on a full build) are freed before the
         # listings and feeds are rendered in forked processes, which would otherwise copy them
@@ -96,7 +97,6 @@ class _Builder:
         ordered = [infos[info.source] for info, _, _ in scanned]
         daily = [i for i in ordered if not i.is_page]
         pages = [i for i in ordered if i.is_page]
-        settled = self._settled(before, scanned)
         categories = write_post_listings(self.writer, daily, self.options.posts_per_listing, settled)
         topics = write_topic_listings(self.writer, pages, self.options.papers_per_listing, settled)
         gc.freeze()
@@ -141,11 +141,12 @@ class _Builder:
         self.state.mark_incomplete()
 
     def _sources(
-        self, scanned: list[tuple[SourceInfo, str, bool]], docs: dict[str, list[SearchDoc]]
+        self, scanned: list[tuple[SourceInfo, str, bool]], docs: dict[str, list[SearchDoc]], settled: Order | None
     ) -> dict[str, SourceInfo]:
         """Each source's HTML, written when stale, and the search documents of the converted daily
         posts (into ``docs``, unless the workers index them); returns every source as it is now (new
-        and changed ones with their papers)."""
+        and changed ones with their papers). A source that, with its newer neighbour, comes before
+        ``settled`` keeps its page without being keyed (see ``listings.paginate``)."""
         daily = [info for info, _, _ in scanned if not info.is_page]
         neighbours = {
             info.source: (daily[i - 1] if i else None, daily[i + 1] if i + 1 < len(daily) else None)
@@ -157,14 +158,16 @@ class _Builder:
         urls: dict[str, str] = {}
         for info, path, convert in scanned:
             newer, older = neighbours.get(info.source, (None, None))
-            if info.is_page:
-                html_key = self.writer.key("paper.html", info.url, info.digest)
-            else:
-                html_key = self.writer.key("post.html", info.url, info.digest, ref(newer), ref(older))
             infos[info.source] = info
             if info.url in urls:
                 raise SiteError(f"{info.source} and {urls[info.url]} would both be written to {info.url}")
             urls[info.url] = info.source
+            if settled and order(newer or info) < settled and self.writer.unchanged(info.url):
+                continue  # it and its neighbours are as the last build left them (so none was converted)
+            if info.is_page:
+                html_key = self.writer.key("paper.html", info.url, info.digest)
+            else:
+                html_key = self.writer.key("post.html", info.url, info.digest, ref(newer), ref(older))
             html_stale = self.writer.stale(info.url, html_key)
             if html_stale or convert:
                 jobs.append(

@@ -91,11 +91,16 @@ def category_slug(name: str) -> str:
 
 
 def chunks(
-    items: Sequence[Any], per_listing: int, path_of: Callable[[int], str], day_of: Callable[[Any], date]
-) -> Iterator[tuple[int, str, Sequence[Any], Pagination]]:
-    """Listings of newest-first ``items``, numbered: the newest ``per_listing`` at ``path_of(0)``,
-    then chunk k at ``path_of(k)``, chunk 1 being the oldest. The newest chunk is never a listing of
-    its own: all of it is on the first."""
+    items: Sequence[Any],
+    per_listing: int,
+    path_of: Callable[[int], str],
+    day_of: Callable[[Any], date],
+    kept: Callable[[int, str], bool],
+) -> Iterator[tuple[str, Sequence[Any], Pagination]]:
+    """Listings of newest-first ``items``, each with its path: the newest ``per_listing`` at
+    ``path_of(0)``, then chunk k at ``path_of(k)``, chunk 1 being the oldest. The newest chunk is
+    never a listing of its own: all of it is on the first. An older chunk for which ``kept(k,
+    path)`` holds is passed over without being cut or labelled."""
     count = len(items)
     older_chunks = -(-count // per_listing) - 1
 
@@ -106,11 +111,14 @@ def chunks(
         return f"{oldest} — {newest}" if oldest != newest else str(newest)
 
     first = items[:per_listing]
-    yield 0, path_of(0), first, Pagination(label(first), None, path_of(older_chunks) if older_chunks else None)
+    yield path_of(0), first, Pagination(label(first), None, path_of(older_chunks) if older_chunks else None)
     for k in range(older_chunks, 0, -1):
+        rel = path_of(k)
+        if kept(k, rel):
+            continue
         chunk = items[count - k * per_listing : count - (k - 1) * per_listing]
         newer = path_of(k + 1) if k < older_chunks else path_of(0)
-        yield k, path_of(k), chunk, Pagination(label(chunk), newer, path_of(k - 1) if k > 1 else None)
+        yield rel, chunk, Pagination(label(chunk), newer, path_of(k - 1) if k > 1 else None)
 
 
 Order = tuple[date, str]  # a source's place in a listing: its date, then its name (newest first)
@@ -174,9 +182,11 @@ def paginate(
     per_listing = max(1, per_listing)
     # chunk k shows what it showed last time when it and chunk k + 1 (its "newer" link) are settled
     settled_items = settled_count(items, settled)
-    for number, rel, chunk, pagination in chunks(items, per_listing, path_of, day_of):
-        if number and (number + 1) * per_listing < settled_items and writer.unchanged(rel):
-            continue
+
+    def kept(number: int, rel: str) -> bool:
+        return (number + 1) * per_listing < settled_items and writer.unchanged(rel)
+
+    for rel, chunk, pagination in chunks(items, per_listing, path_of, day_of, kept):
         refs = [ref(item) if isinstance(item, SourceInfo) else ref(item[0]) for item in chunk]
         links = [pagination.label, pagination.newer or "-", pagination.older or "-"]
         key = [*refs, *links, *(first_key if pagination.newer is None else ())]
