@@ -236,9 +236,13 @@ def _tree_pss_mb(root: int) -> float:
     while waiting:
         pid = waiting.pop()
         tree.add(pid)
-        for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            threads = os.listdir(f"/proc/{pid}/task")
+        except OSError:  # the process ended meanwhile
+            continue
+        for thread in threads:
             try:
-                waiting += [int(child) for child in children.read_text().split()]
+                waiting += [int(child) for child in Path(f"/proc/{pid}/task/{thread}/children").read_text().split()]
             except OSError:  # the thread or the process ended meanwhile
                 continue
     kilobytes = 0
