@@ -234,7 +234,7 @@ def _held_out_of_collection() -> Iterator[None]:
     (sources, keys, listings' entries), lives until it ends: it is frozen out of the cyclic garbage
     collector's reach (``gc.freeze``, which costs nothing) and put back at the end. Otherwise every
     full collection traverses all of it again: collections took 0.13-0.17 s of adding a post to
-    10,000 posts, and take 0.06-0.07 s now (0.02 s at 3,000)."""
+    10,000 posts, and take 0.05-0.07 s now (0.02 s at 3,000)."""
     gc.freeze()
     try:
         yield
