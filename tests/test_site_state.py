@@ -14,7 +14,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from arxiv_digest.config import load_config, site_options
@@ -283,6 +283,7 @@ EDITS = st.lists(
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(edits=EDITS)
+@example(edits=[("remove", 15)])  # the newest post removed: the next one's "newer" link goes
 def test_incremental_builds_key_and_write_what_a_full_build_does_whatever_changes(
     tmp_path_factory: pytest.TempPathFactory, edits: list[tuple[str, int]]
 ) -> None:

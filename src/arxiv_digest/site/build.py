@@ -145,8 +145,8 @@ class _Builder:
     ) -> dict[str, SourceInfo]:
         """Each source's HTML, written when stale, and the search documents of the converted daily
         posts (into ``docs``, unless the workers index them); returns every source as it is now (new
-        and changed ones with their papers). A source that, with its newer neighbour, comes before
-        ``settled`` keeps its page without being keyed (see ``listings.paginate``)."""
+        and changed ones with their papers). A page before ``settled``, and a post whose newer neighbour
+        is before it, keep their HTML without being keyed (see ``listings.paginate``)."""
         daily = [info for info, _, _ in scanned if not info.is_page]
         neighbours = {
             info.source: (daily[i - 1] if i else None, daily[i + 1] if i + 1 < len(daily) else None)
@@ -162,7 +162,10 @@ class _Builder:
             if info.url in urls:
                 raise SiteError(f"{info.source} and {urls[info.url]} would both be written to {info.url}")
             urls[info.url] = info.source
-            if settled and order(newer or info) < settled and self.writer.unchanged(info.url):
+            # a page stands alone; a post's links change with its newer neighbour (the newest has none
+            # to vouch for it: the one it had may be gone)
+            bound = info if info.is_page else newer
+            if settled and bound and order(bound) < settled and self.writer.unchanged(info.url):
                 continue  # it and its neighbours are as the last build left them (so none was converted)
             if info.is_page:
                 html_key = self.writer.key("paper.html", info.url, info.digest)
