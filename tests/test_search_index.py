@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from arxiv_digest import search_index, search_segments, search_tokens
-from arxiv_digest.search_index import SearchDoc, SearchIndexWriter
+from arxiv_digest.search_docs import SearchDoc
+from arxiv_digest.search_index import SearchIndexWriter
 from arxiv_digest.search_postings import Run, decode_postings, encode_postings, impact
 from arxiv_digest.search_query import Searcher, folder_fetch, parse
 from arxiv_digest.search_segments import SegmentInfo, read_segment

@@ -60,118 +60,38 @@ import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import DigestError
 from .files import write_atomic
 from .search_bulk import SegmentBuilder, TermTable
+from .search_docs import (
+    DIGESTS,
+    EPOCH,
+    FORMAT,
+    META,
+    STATE,
+    WEIGHTS,
+    SearchDoc,
+    SearchIndexError,
+    SearchUpdate,
+    published_layout,
+)
 from .search_postings import SLOT_BITS, Run, combine, remap
 from .search_segments import RunBuffer, SegmentInfo, SegmentNames, gzip_bytes, read_segment, write_segment
 from .search_tokens import BatchPostings, batch_postings, index_papers
 
-FORMAT = 1
 HOT_DAYS = 8
 RECORDS_PER_FILE = 10
 MERGE_FACTOR = 4
 LEVEL_PAPERS = 256
 BATCH_PAPERS = 512  # tokenised at once: larger batches only add cache misses
-DIGESTS = 2  # how page digests are made (``_doc_digest``); a state made otherwise is rebuilt
-META = "meta.gz"
-STATE = "search-index.sqlite"
-EPOCH = date(1970, 1, 1)
-WEIGHTS = {
-    "title": 5.0,
-    "title_zh": 5.0,
-    "authors": 4.0,
-    "arxiv_id": 4.0,
-    "categories": 2.0,
-    "paper_class": 3.0,
-    "tags": 3.0,
-    "translation": 1.0,
-    "explainer": 0.5,
-}
-AUTHORS_SHOWN = 3
 
 
 _Changes = dict[str, tuple[int | None, int | None]]  # page -> (old day, new day), None for none
-
-
-class SearchIndexError(DigestError):
-    """The index on disk and its state disagree in a way an incremental build cannot repair."""
-
-
-@dataclass(frozen=True)
-class SearchDoc:
-    """One paper as search sees it. ``url`` is site-relative: the post's URL and ``#anchor``, or the
-    paper page's URL. The papers of one page (``source``, else the URL before ``#``) share its date;
-    ``add`` and ``remove`` name pages."""
-
-    url: str
-    date: date
-    title: str
-    title_zh: str = ""  # a paper page's Chinese title
-    authors: tuple[str, ...] = ()
-    categories: tuple[str, ...] = ()
-    translation: str = ""
-    explainer: str = ""
-    paper_class: str = ""
-    tags: tuple[str, ...] = ()
-    arxiv_id: str = ""
-    source: str = ""  # the page it is filed under when ``url`` links elsewhere (a paper shown by its own page)
-
-    @property
-    def page(self) -> str:
-        return self.source or self.url.split("#", 1)[0]
-
-    @property
-    def day(self) -> int:
-        return (self.date - EPOCH).days
-
-    def fields(self) -> list[tuple[float, str]]:
-        texts = {
-            "title": self.title,
-            "title_zh": self.title_zh,
-            "authors": "\n".join(self.authors),  # no word pairs across names
-            "arxiv_id": self.arxiv_id,
-            "categories": "\n".join(self.categories),
-            "paper_class": self.paper_class,
-            "tags": "\n".join(self.tags),
-            "translation": self.translation,
-            "explainer": self.explainer,
-        }
-        return [(WEIGHTS[name], text) for name, text in texts.items() if text]
-
-    def record(self) -> dict[str, Any]:
-        """What a search result shows (see the module docstring)."""
-        values: dict[str, Any] = {
-            "u": self.url,
-            "d": self.date.isoformat(),
-            "t": self.title,
-            "h": self.title_zh,
-            "a": list(self.authors[:AUTHORS_SHOWN]),
-            "n": len(self.authors) if len(self.authors) > AUTHORS_SHOWN else 0,
-            "c": list(self.categories),
-            "z": self.translation,
-            "k": self.paper_class,
-            "g": list(self.tags),
-            "i": self.arxiv_id,
-        }
-        return {key: value for key, value in values.items() if value}
-
-
-@dataclass(frozen=True)
-class SearchUpdate:
-    """What ``finish()`` did: paths relative to the search folder."""
-
-    written: tuple[str, ...]
-    removed: tuple[str, ...]
-    papers: int
-    segments: int
-    days_indexed: int
 
 
 def _records_path(day: int, number: int) -> str:
@@ -220,7 +140,7 @@ class SearchIndexWriter:
             CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
             """
         )
-        self.layout = self._load_layout()
+        self.layout = published_layout(self.db, self.folder)
         self.fresh = rebuild or self.layout is None
         if self.fresh:
             self.db.execute("DELETE FROM pages")
@@ -230,19 +150,6 @@ class SearchIndexWriter:
         self._builders: tuple[SegmentBuilder, SegmentBuilder] | None = None  # a full build's (cold, hot)
         self._fresh_written: list[str] = []
         self.db.execute("BEGIN")  # one transaction per build: SQLite commits cost a sync each
-
-    def _load_layout(self) -> dict[str, Any] | None:
-        """The state's layout when it matches the published meta and the last build completed."""
-        row = self.db.execute("SELECT value FROM kv WHERE key = 'layout'").fetchone()
-        if row is None:
-            return None
-        layout = json.loads(row[0])
-        try:
-            meta = json.loads(gzip.decompress((self.folder / META).read_bytes()))
-        except (OSError, ValueError):
-            return None
-        complete = layout.get("complete") and layout.get("format") == FORMAT and layout.get("digests") == DIGESTS
-        return layout if complete and meta.get("generation") == layout["generation"] else None
 
     def add(self, doc: SearchDoc) -> None:
         if self._builders is not None:
