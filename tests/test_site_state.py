@@ -9,6 +9,8 @@ import marshal
 import re
 import shutil
 import sqlite3
+import subprocess
+import sys
 from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
@@ -18,10 +20,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from arxiv_digest.config import load_config, site_options
+from arxiv_digest.search_docs import SearchIndexError
 from arxiv_digest.site import SiteError, SiteOptions, build_site, state_folder, template_dirs, work
 from arxiv_digest.site.manifest import PackedLinks, PaperLink
 
-from .site_support import parse, pipeline_post, text, write_posts
+from .site_support import parse, pipeline_post, search, text, write_posts
 
 FIRST_DAY = date(2025, 11, 1)
 OTHER_CATEGORIES = ("cs.CL", "cs.LG", "eess.SP", "cs.MM")
@@ -334,3 +337,36 @@ def test_packed_paper_links_are_equal_by_value_whatever_their_bytes() -> None:
     assert packed.packed != same_value.packed
     assert packed == same_value == links and packed == PackedLinks(packed.packed, 2)
     assert packed != PackedLinks(marshal.dumps((tuple(links[0]),)), 1) and packed != links[:1]
+
+
+def test_adding_a_post_leaves_the_search_index_to_a_process_forked_for_it(tmp_path: Path) -> None:
+    """The building process does not load the index's code (numpy, a third of the imports of adding
+    a post), and the new post is found."""
+    posts, site = tmp_path / "posts", tmp_path / "site"
+    _write_daily(posts, 6)
+    build_site(SiteOptions(posts, site))
+    (posts / f"{FIRST_DAY + timedelta(days=6)}-arxiv.md").write_text(_post(6), encoding="utf-8")
+    code = (
+        "import sys; from pathlib import Path; from arxiv_digest.site import SiteOptions, build_site; "
+        "report = build_site(SiteOptions(Path(sys.argv[1]), Path(sys.argv[2]))); "
+        "print(report.full, report.converted, 'numpy' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code, posts, site], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "2", "False"]
+    found = [url.split("#")[0] for url, _ in search(site, "2511.00006")]
+    assert found == [f"{FIRST_DAY + timedelta(days=6):%Y/%m/%d}/arxiv.html"]
+
+
+def test_a_search_index_the_update_cannot_read_is_one_error_and_the_next_build_rebuilds_it(tmp_path: Path) -> None:
+    posts, site = tmp_path / "posts", tmp_path / "site"
+    _write_daily(posts, 6)
+    options = SiteOptions(posts, site)
+    build_site(options)
+    for shard in (site / "search").glob("s*/d*.gz"):
+        shard.write_bytes(b"not gzip")
+    (posts / f"{FIRST_DAY + timedelta(days=6)}-arxiv.md").write_text(_post(6), encoding="utf-8")
+    with pytest.raises(SearchIndexError, match=r"unreadable .*; rebuild the site"):
+        build_site(options)
+    again = build_site(options)
+    assert again.full and len(search(site, "2511")) == 7

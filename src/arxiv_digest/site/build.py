@@ -13,7 +13,7 @@ from datetime import date
 from pathlib import Path
 
 from ..files import SwapWriter
-from ..search_index import SearchDoc
+from ..search_docs import SearchDoc
 from . import search
 from .convert import Library
 from .feeds import Feeds
@@ -22,7 +22,7 @@ from .manifest import BuildState, SourceInfo, digest, file_digest, renderer_vers
 from .options import BuildReport, SiteError, SiteOptions, state_folder
 from .sources import scan
 from .templates import TEMPLATES, compile_template, environment, template_dirs, template_facts, tree
-from .work import SOURCES_PER_TASK, Job, Worker, release_freed_memory, run_batches, run_here_or_forked
+from .work import SOURCES_PER_TASK, Beside, Job, Worker, release_freed_memory, run_batches, run_here_or_forked
 from .writer import Writer
 
 log = logging.getLogger(__name__)
@@ -77,38 +77,46 @@ class _Builder:
 
     def run(self) -> BuildReport:
         started = time.perf_counter()
-        before = {} if self.writer.full else self.state.sources()
-        gc.freeze()  # (see _held_out_of_collection)
-        scanned = scan(self.options, before)
-        scanned.sort(key=lambda item: (item[0].date, item[0].source), reverse=True)
-        gc.freeze()
-        self._paper_pages(any(info.is_page for info, _, _ in scanned))
-        settled = self._settled(before, scanned)
-        self._mark_incomplete()
-        docs: dict[str, list[SearchDoc]] = {}
-        infos = self._sources(scanned, docs, settled)
-        gc.freeze()
-        # the index first: its documents (every paper's texts on a full build) are freed before the
-        # listings and feeds are rendered in forked processes, which would otherwise copy them
-        removed_by_search = self._search(before, infos, docs)
-        docs.clear()
-        release_freed_memory()
-        gc.freeze()
-        ordered = [infos[info.source] for info, _, _ in scanned]
-        daily = [i for i in ordered if not i.is_page]
-        pages = [i for i in ordered if i.is_page]
-        categories = write_post_listings(self.writer, daily, self.options.posts_per_listing, settled)
-        topics = write_topic_listings(self.writer, pages, self.options.papers_per_listing, settled)
-        gc.freeze()
-        library = Library(self.options.posts_dir, self.state, self.renderer, run_here_or_forked)
-        feeds = Feeds(self.writer, library, self.options.title)
-        feeds.site(daily)
-        feeds.categories(categories)
-        feeds.topics(topics)
-        library.keep()
-        run_here_or_forked(self.writer.take_queued())
-        self._static()
-        removed = self.writer.clean() + removed_by_search
+        # an incremental build's search update runs beside it, in a process forked now that loads
+        # the index's code (a third of the imports) while this one reads the sources, and then
+        # rewrites the index's newest segment while this one renders the listings; a full build
+        # updates the index here, first: its documents, every paper's texts, are freed before the
+        # listings' processes fork
+        fresh = self.search.fresh
+        with Beside("the search index", self.search.opened, fork=not fresh) as index:
+            before = {} if self.writer.full else self.state.sources()
+            gc.freeze()  # (see _held_out_of_collection)
+            scanned = scan(self.options, before)
+            scanned.sort(key=lambda item: (item[0].date, item[0].source), reverse=True)
+            gc.freeze()
+            self._paper_pages(any(info.is_page for info, _, _ in scanned))
+            settled = self._settled(before, scanned)
+            self._mark_incomplete()
+            docs: dict[str, list[SearchDoc]] = {}
+            infos = self._sources(scanned, docs, settled)
+            gc.freeze()
+            index.send(self.search.plan(before, infos, docs))
+            docs.clear()
+            release_freed_memory()
+            gc.freeze()
+            ordered = [infos[info.source] for info, _, _ in scanned]
+            daily = [i for i in ordered if not i.is_page]
+            pages = [i for i in ordered if i.is_page]
+            categories = write_post_listings(self.writer, daily, self.options.posts_per_listing, settled)
+            topics = write_topic_listings(self.writer, pages, self.options.papers_per_listing, settled)
+            gc.freeze()
+            library = Library(self.options.posts_dir, self.state, self.renderer, run_here_or_forked)
+            feeds = Feeds(self.writer, library, self.options.title)
+            feeds.site(daily)
+            feeds.categories(categories)
+            feeds.topics(topics)
+            library.keep()
+            run_here_or_forked(self.writer.take_queued())
+            self._static()
+            update = index.result()
+        # the index decides itself what it rewrites: its files are not the writer's outputs
+        self.writer.written += [f"{search.FOLDER}/{rel}" for rel in update.written]
+        removed = self.writer.clean() + tuple(f"{search.FOLDER}/{rel}" for rel in update.removed)
         self.state.save(self.renderer, self.writer.basis(), infos, self.writer.outputs)
         written = tuple(self.writer.written)
         seconds = time.perf_counter() - started
@@ -198,16 +206,6 @@ class _Builder:
             self.state.store(self.renderer, result.conversions)
             self.conversions += result.converted
         return infos
-
-    def _search(
-        self, before: dict[str, SourceInfo], infos: dict[str, SourceInfo], docs: dict[str, list[SearchDoc]]
-    ) -> tuple[str, ...]:
-        """The search index brought up to date; the files it wrote are reported as written, those it
-        deleted returned as removed. (They are not the writer's outputs: the index decides itself
-        what it rewrites.)"""
-        update = self.search.update(before, infos, docs)
-        self.writer.written += [f"{search.FOLDER}/{rel}" for rel in update.written]
-        return tuple(f"{search.FOLDER}/{rel}" for rel in update.removed)
 
     def _static(self) -> None:
         for rel, (file_key, path) in self.static.items():

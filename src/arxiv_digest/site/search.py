@@ -2,27 +2,34 @@
 index (``arxiv_digest.search_index``, which ``static/search.js`` reads).
 
 Workers turn each new or changed post into its papers' documents (``post_docs``, from the post's
-record, never its HTML); the parent (``SiteSearch.update``) files them under the post's URL, drops
-the pages that are gone, and lets the index write what changed. On a full build of a site without
-paper pages the workers also index the documents (``WorkerIndexing``), whole days at a time, and
-the parent only gathers the postings: no process holds every paper's text. A paper that has its
-own page is found as that page (its link, Chinese title, class and tags, from the page's
-``SourceInfo``) with the daily post's text, so each paper is one hit; a paper page whose paper is
-in no daily post is found by its own texts. The index keeps its state in a folder outside the
-published site.
+record, never its HTML); the parent plans the update (``SiteSearch.plan``: file them under the
+post's URL, drop the pages that are gone), and ``apply`` lets the index write what changed. On a
+full build of a site without paper pages the workers also index the documents
+(``WorkerIndexing``), whole days at a time, and the parent only gathers the postings: no process
+holds every paper's text. On an incremental build the plan is applied by a process forked at the
+start of the build (``build``), and only that process loads the index's code (``search_index``,
+with numpy): this module needs only ``search_docs``. A paper that has its own page is found as
+that page (its link, Chinese title, class and tags, from the page's ``SourceInfo``) with the daily
+post's text, so each paper is one hit; a paper page whose paper is in no daily post is found by
+its own texts. The index keeps its state in a folder outside the published site.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..postformat import PageRecord, PostRecord
-from ..search_index import EPOCH, IndexedDays, SearchDoc, SearchIndexWriter, SearchUpdate, index_days
+from ..search_docs import EPOCH, SearchDoc, SearchUpdate, updatable
 from .manifest import SourceInfo
 from .markdown import markdown_text
 from .sources import load_page, load_record
+
+if TYPE_CHECKING:
+    from ..search_index import IndexedDays, SearchIndexWriter
 
 FOLDER = "search"
 
@@ -77,6 +84,15 @@ def _shown_by_page(doc: SearchDoc, page: SourceInfo) -> SearchDoc:
 
 
 @dataclass(frozen=True)
+class SearchPlan:
+    """An incremental update of the index: the pages to drop, then the papers to file (each under
+    its page, which replaces what the page had)."""
+
+    removed: tuple[str, ...]
+    added: tuple[SearchDoc, ...]
+
+
+@dataclass(frozen=True)
 class WorkerIndexing:
     """Where the workers of a full build index the papers of the posts they convert, whole days at a
     time (only on a site without paper pages: there a post's documents need no other source)."""
@@ -85,6 +101,8 @@ class WorkerIndexing:
     cutoff: int  # the hot segment's first day
 
     def index(self, docs: list[list[SearchDoc]]) -> IndexedDays:
+        from ..search_index import index_days  # (see the module docstring)
+
         return index_days(self.folder, {found[0].page: found for found in docs if found}, self.cutoff)
 
 
@@ -93,9 +111,21 @@ class SiteSearch:
     state that does not match the published files), so every source must be converted."""
 
     def __init__(self, site_dir: Path, state_dir: Path, posts_dir: Path, rebuild: bool) -> None:
-        self.index = SearchIndexWriter(site_dir / FOLDER, state_dir / FOLDER, rebuild=rebuild)
+        self.folder, self.state_dir = site_dir / FOLDER, state_dir / FOLDER
         self.posts_dir = posts_dir
-        self.fresh = self.index.fresh
+        self.fresh = rebuild or not updatable(self.folder, self.state_dir)
+        self._writer: SearchIndexWriter | None = None
+
+    @property
+    def index(self) -> SearchIndexWriter:
+        """The index's writer, opened by the first use (see the module docstring)."""
+        return self._writer or self._open()
+
+    def _open(self) -> SearchIndexWriter:
+        from ..search_index import SearchIndexWriter
+
+        self._writer = SearchIndexWriter(self.folder, self.state_dir, rebuild=self.fresh)
+        return self._writer
 
     def worker_indexing(self, daily: list[SourceInfo], pages: bool) -> WorkerIndexing | None:
         """How the workers index as they convert, on a full build of a site without paper pages
@@ -103,21 +133,21 @@ class SiteSearch:
         if not self.fresh or pages or not daily:
             return None
         newest = max(info.date for info in daily)
-        return WorkerIndexing(self.index.folder, self.index.hot_cutoff((newest - EPOCH).days))
+        return WorkerIndexing(self.folder, self.index.hot_cutoff((newest - EPOCH).days))
 
     def add_days(self, indexed: IndexedDays) -> None:
         self.index.add_days(indexed)
 
-    def update(
+    def plan(
         self,
         before: dict[str, SourceInfo],
         now: dict[str, SourceInfo],
         docs: dict[str, list[SearchDoc]],
-    ) -> SearchUpdate:
-        """``before`` and ``now``: every source by name, as the last build left it and as it is;
-        ``docs``: the documents of the daily posts converted in this build. A daily post is filed
-        again from its record when one of its papers' pages came, went or changed; a paper page is
-        filed on its own while its paper is in no daily post."""
+    ) -> SearchPlan:
+        """What the index must drop and file. ``before`` and ``now``: every source by name, as the
+        last build left it and as it is; ``docs``: the documents of the daily posts converted in this
+        build. A daily post is filed again from its record when one of its papers' pages came, went
+        or changed; a paper page is filed on its own while its paper is in no daily post."""
         pages = {i.arxiv_id: i for i in now.values() if i.is_page}
         with_pages = bool(pages) or any(i.is_page for i in before.values())
         # (only paper pages need every post's papers: a build decodes the papers of the posts it shows)
@@ -125,9 +155,7 @@ class SiteSearch:
         was_in_posts = {p.arxiv_id for i in before.values() if not i.is_page for p in i.papers} if with_pages else set()
         touched = {i.arxiv_id for i in before.values() if i.is_page and now.get(i.source) != i}
         touched |= {i.arxiv_id for i in now.values() if i.is_page and before.get(i.source) != i}
-        for source, info in before.items():
-            if source not in now or now[source].url != info.url:
-                self.index.remove(info.url)
+        removed = [info.url for source, info in before.items() if source not in now or now[source].url != info.url]
         filed = dict(docs)
         for source, info in now.items():
             old = before.get(source)
@@ -136,15 +164,36 @@ class SiteSearch:
                 if orphan and (old != info or info.arxiv_id in was_in_posts):
                     filed[source] = [page_doc(info, load_page(self.posts_dir / source))]
                 elif not orphan and old and old.arxiv_id not in was_in_posts:
-                    self.index.remove(info.url)
+                    removed.append(info.url)
             elif touched and source not in filed and any(p.arxiv_id in touched for p in info.papers):
                 filed[source] = post_docs(info, load_record(self.posts_dir / source))
-        for source, found in filed.items():
-            self.index.remove(now[source].url)
-            for doc in found:
-                page = pages.get(doc.arxiv_id) if doc.arxiv_id and doc.source else None
-                self.index.add(_shown_by_page(doc, page) if page else doc)
-        return self.index.finish()
+        removed += [now[source].url for source in filed]  # (each filed page is replaced whole)
+        added = [
+            _shown_by_page(doc, pages[doc.arxiv_id]) if doc.arxiv_id in pages and doc.source else doc
+            for found in filed.values()
+            for doc in found
+        ]
+        return SearchPlan(tuple(removed), tuple(added))
+
+    def opened(self) -> Callable[[SearchPlan], SearchUpdate]:
+        """``apply``, with the index's code loaded and its writer open: what a process forked at the
+        start of an incremental build gets ready while the build reads its sources."""
+        if self._writer is None:
+            self._open()
+        return self.apply
+
+    def apply(self, plan: SearchPlan) -> SearchUpdate:
+        """The plan carried out and the index written; the writer is closed."""
+        try:
+            for page in plan.removed:
+                self.index.remove(page)
+            for doc in plan.added:
+                self.index.add(doc)
+            return self.index.finish()
+        finally:
+            self.close()
 
     def close(self) -> None:
-        self.index.close()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None

@@ -1,0 +1,87 @@
+"""``work.Beside``: work handed to a process forked early, as an incremental build hands it its search
+index update. What it promises: the result or the error comes back, the child never outlives the
+block, and where forking is unsafe everything runs here."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from arxiv_digest.site import SiteError
+from arxiv_digest.site.work import Beside
+
+
+def _ready_pid_file(path: Path, run: Callable[[int], object]) -> Callable[[], Callable[[int], object]]:
+    """A ``ready`` that notes the process it runs in, then hands over ``run``."""
+
+    def ready() -> Callable[[int], object]:
+        path.write_text(str(os.getpid()))
+        return run
+
+    return ready
+
+
+def _gone(pid: int) -> bool:
+    return not Path(f"/proc/{pid}").exists()
+
+
+def test_the_work_runs_in_another_process_and_its_result_comes_back() -> None:
+    with Beside("doubling", lambda: lambda number: (2 * number, os.getpid())) as beside:
+        beside.send(21)
+        doubled, pid = beside.result()
+    assert doubled == 42 and pid != os.getpid() and _gone(pid)
+
+
+def test_an_error_in_the_child_is_raised_here_with_its_traceback_as_a_note() -> None:
+    def fail(number: int) -> int:
+        raise SiteError(f"posts/{number}.md: broken")
+
+    with Beside("failing", lambda: fail) as beside:
+        beside.send(7)
+        with pytest.raises(SiteError, match=r"posts/7\.md: broken") as raised:
+            beside.result()
+    notes = "".join(getattr(raised.value, "__notes__", []))
+    assert "in the process forked to run it" in notes and "in fail" in notes
+
+
+def test_a_child_killed_on_its_way_is_one_clear_error() -> None:
+    with Beside("the search index", lambda: lambda _: os.kill(os.getpid(), signal.SIGKILL)) as beside:
+        beside.send(0)
+        with pytest.raises(SiteError, match="the search index: the process forked for it was killed by signal 9"):
+            beside.result()
+
+
+def test_a_child_sent_nothing_ends_with_the_block(tmp_path: Path) -> None:
+    ran = tmp_path / "ran"
+    with Beside("unused", _ready_pid_file(tmp_path / "pid", lambda _: ran.touch())):
+        pass
+    assert _gone(int((tmp_path / "pid").read_text())) and not ran.exists()
+
+
+def test_an_error_on_its_way_out_of_the_block_is_the_one_reported(tmp_path: Path) -> None:
+    def fail(_: int) -> None:
+        raise OSError("disk full")
+
+    with pytest.raises(KeyError, match="the caller's"), Beside("x", _ready_pid_file(tmp_path / "pid", fail)) as beside:
+        beside.send(1)
+        raise KeyError("the caller's")
+    assert _gone(int((tmp_path / "pid").read_text()))  # waited for, not left running
+
+
+def test_with_another_thread_running_it_all_runs_here() -> None:
+    """Forking beside other threads is unsafe (``serve`` builds beside its server's threads)."""
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        with Beside("here", lambda: lambda _: os.getpid()) as beside:
+            beside.send(0)
+            assert beside.result() == os.getpid()
+    finally:
+        stop.set()
+        other.join()
