@@ -3,7 +3,9 @@ converting them, writing their HTML, and the search documents of their papers.""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import fcntl
 import gc
 import os
 import pickle
@@ -38,6 +40,7 @@ _R = TypeVar("_R")
 PARALLEL_MIN_SOURCES = 48  # below this, starting worker processes costs more than it saves
 SOURCES_PER_TASK = 25
 FORKED_MIN_TASKS, FORKED_TASKS_PER_SLICE = 64, 16
+PIPE_BYTES = 1 << 20  # what Linux lets any process make a pipe hold (/proc/sys/fs/pipe-max-size)
 
 
 @dataclass(frozen=True)
@@ -268,8 +271,13 @@ class Beside(Generic[_A, _R]):
         if not self._pid:
             self._value = self._ready()(argument)
             return
+        data = pickle.dumps(argument)
+        # room in the pipe for all of it where Linux allows (up to 1 MB unprivileged), so that this
+        # process goes on while the child gets ready: adding a post sends 100 KB, which waited 70 ms
+        with contextlib.suppress(OSError, AttributeError):
+            fcntl.fcntl(self._to_child, fcntl.F_SETPIPE_SZ, min(len(data), PIPE_BYTES))
         with os.fdopen(self._to_child, "wb") as pipe:
-            pipe.write(pickle.dumps(argument))
+            pipe.write(data)
 
     def result(self) -> _R:
         if not self._sent:
