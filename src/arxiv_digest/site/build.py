@@ -17,8 +17,8 @@ from ..search_docs import SearchDoc
 from . import search
 from .convert import Library
 from .feeds import Feeds
-from .listings import Order, order, ref, write_post_listings, write_topic_listings
-from .manifest import BuildState, SourceInfo, digest, file_digest, renderer_version
+from .listings import ref, write_post_listings, write_topic_listings
+from .manifest import BuildState, Order, SourceInfo, digest, file_digest, order, renderer_version
 from .options import BuildReport, SiteError, SiteOptions, state_folder
 from .sources import scan
 from .templates import TEMPLATES, compile_template, environment, template_dirs, template_facts, tree
@@ -102,7 +102,9 @@ class _Builder:
             ordered = [infos[info.source] for info, _, _ in scanned]
             daily = [i for i in ordered if not i.is_page]
             pages = [i for i in ordered if i.is_page]
-            categories = write_post_listings(self.writer, daily, self.options.posts_per_listing, settled)
+            categories = write_post_listings(
+                self.writer, daily, self.options.posts_per_listing, settled, self.state, infos
+            )
             topics = write_topic_listings(self.writer, pages, self.options.papers_per_listing, settled)
             gc.freeze()
             library = Library(self.options.posts_dir, self.state, self.renderer, run_here_or_forked)

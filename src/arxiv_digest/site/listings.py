@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
-from .manifest import PackedLinks, PaperLink, SourceInfo
+from .manifest import BuildState, Order, PackedLinks, PaperLink, SourceInfo, order
 
 if TYPE_CHECKING:
     from .writer import Writer
@@ -80,7 +80,65 @@ class Topic:
         return f"{self.kind}/{self.slug}/feed.xml"
 
 
-CategoryPosts = list[tuple[SourceInfo, tuple[int, ...]]]  # newest first, each with the indexes of its papers of it
+CategoryPost = tuple[SourceInfo, tuple[int, ...]]  # a post with the indexes of its papers of a category
+CategoryPosts = Sequence[CategoryPost]  # newest first
+
+
+class SettledCategory(Sequence[CategoryPost]):
+    """A category's posts as an incremental build sees them: those from ``settled`` on as this build
+    found them, then the older ones as the build state keeps them (``BuildState.members``), read
+    when first needed: the newest ``prefetch`` of them for its first listings, all of them only
+    for an older chunk that must be written again (its file is gone) or a feed that reaches that
+    far. Grouping every post by category took a seventh of adding a post to 10,000."""
+
+    def __init__(
+        self,
+        name: str,
+        newer: list[CategoryPost],
+        settled: Order,
+        older: int,
+        state: BuildState,
+        sources: dict[str, SourceInfo],
+        prefetch: int,
+    ) -> None:
+        self.name, self._settled, self._state, self._sources = name, settled, state, sources
+        self.older = older  # how many come before ``settled``
+        self._items, self._newer = newer, newer
+        self._prefetch, self._complete = prefetch, not older
+
+    def _read(self, limit: int) -> None:
+        """The newer posts and the newest ``limit`` older ones (-1: all)."""
+        found = self._state.members(self.name, self._settled, limit)
+        self._items = self._newer + [(self._sources[s], _indexes(self._sources[s], self.name)) for s in found]
+        self._complete = len(found) == self.older
+
+    def _reach(self, stop: int) -> None:
+        if stop > len(self._items) and not self._complete:
+            first = self._items is self._newer and stop - len(self._newer) <= self._prefetch
+            self._read(self._prefetch if first else -1)
+
+    def __len__(self) -> int:
+        return len(self._newer) + self.older
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            _, stop, step = index.indices(len(self))
+            self._reach(len(self) if step < 0 else stop)
+        else:
+            self._reach(len(self) if index < 0 else index + 1)
+        return self._items[index]
+
+    def __iter__(self) -> Iterator[CategoryPost]:
+        self._reach(len(self._newer) + 1)
+        shown = self._items  # (reading more makes a new list)
+        yield from shown
+        if not self._complete:
+            self._read(-1)
+            yield from self._items[len(shown) :]
+
+
+def _indexes(post: SourceInfo, category: str) -> tuple[int, ...]:
+    return next(indexes for name, indexes in post.groups if name == category)
 
 
 def category_slug(name: str) -> str:
@@ -102,7 +160,7 @@ def chunks(
     never a listing of its own: all of it is on the first. An older chunk for which ``kept(k,
     path)`` holds is passed over without being cut or labelled."""
     count = len(items)
-    older_chunks = -(-count // per_listing) - 1
+    older_chunks = _older_chunks(count, per_listing)
 
     def label(chunk: Sequence[Any]) -> str:
         if not chunk:
@@ -121,11 +179,9 @@ def chunks(
         yield rel, chunk, Pagination(label(chunk), newer, path_of(k - 1) if k > 1 else None)
 
 
-Order = tuple[date, str]  # a source's place in a listing: its date, then its name (newest first)
-
-
-def order(info: SourceInfo) -> Order:
-    return info.date, info.source
+def _older_chunks(count: int, per_listing: int) -> int:
+    """How many listings a list of ``count`` items has besides its first."""
+    return max(0, -(-count // max(1, per_listing)) - 1)
 
 
 def settled_count(items: Sequence[Any], settled: Order | None) -> int:
@@ -133,6 +189,8 @@ def settled_count(items: Sequence[Any], settled: Order | None) -> int:
     ``settled`` in order: they, and their order, are as the last build left them. None: nothing is."""
     if settled is None:
         return 0
+    if isinstance(items, SettledCategory):
+        return items.older  # (known without reading them)
     low, high = 0, len(items)  # the first item before ``settled``: a binary search of the order
     while low < high:
         middle = (low + high) // 2
@@ -205,26 +263,72 @@ def _with_papers(post: SourceInfo, indexes: tuple[int, ...]) -> tuple[SourceInfo
     return post, tuple(post.papers[i] for i in indexes)
 
 
-def write_post_listings(
-    writer: Writer, posts: list[SourceInfo], per_listing: int, settled: Order | None
-) -> dict[Category, CategoryPosts]:
-    """The index, the category listings and their overview, the archive and the search form; returns
-    each category with its posts. Posts before ``settled`` are as the last build left them."""
-    paginate(writer, posts, per_listing, _index_path, "index.html", lambda p: p.date, [], settled, head_title=None)
-
-    by_category: dict[str, CategoryPosts] = {}
+def _by_category(posts: Sequence[SourceInfo]) -> tuple[dict[str, list[CategoryPost]], dict[str, int]]:
+    """Each category's posts (newest first, with the indexes of their papers of it) and papers."""
+    by_category: dict[str, list[CategoryPost]] = {}
     papers: dict[str, int] = {}
     for post in posts:
         for name, indexes in post.groups:
             by_category.setdefault(name, []).append((post, indexes))
             papers[name] = papers.get(name, 0) + len(indexes)
+    return by_category, papers
+
+
+def _settled_by_category(
+    posts: list[SourceInfo], per_listing: int, settled: Order, state: BuildState, sources: dict[str, SourceInfo]
+) -> tuple[dict[str, CategoryPosts], dict[str, int], set[str]]:
+    """``_by_category`` for an incremental build: the posts from ``settled`` on grouped here, the
+    older ones counted by the build state and read from it as the listings and feeds need them;
+    and the categories that had or have posts from ``settled`` on (the others are as they were)."""
+    newer, papers = _by_category(posts[: len(posts) - settled_count(posts, settled)])
+    by_category: dict[str, CategoryPosts] = {}
+    totals = state.member_totals(settled)
+    touched = set(newer)
+    for name in newer.keys() | totals.keys():
+        older, older_papers, later = totals.get(name, (0, 0, 0))
+        if later:  # the last build had posts of it from ``settled`` on: changed or gone since
+            touched.add(name)
+        if older or name in newer:
+            found = newer.get(name, [])
+            by_category[name] = SettledCategory(name, found, settled, older, state, sources, 2 * per_listing)
+            papers[name] = papers.get(name, 0) + older_papers
+    return by_category, papers, touched
+
+
+def write_post_listings(
+    writer: Writer,
+    posts: list[SourceInfo],
+    per_listing: int,
+    settled: Order | None,
+    state: BuildState,
+    sources: dict[str, SourceInfo],
+) -> dict[Category, CategoryPosts]:
+    """The index, the category listings and their overview, the archive and the search form; returns
+    each category with its posts, for its feed. Posts before ``settled`` are as the last build left
+    them (and ``state`` keeps them by category): a category none of whose posts is newer is left as
+    it is, listings and feed, without being keyed or returned. ``sources``: every source by name."""
+    paginate(writer, posts, per_listing, _index_path, "index.html", lambda p: p.date, [], settled, head_title=None)
+
+    by_category: Mapping[str, CategoryPosts]
+    if settled is None:
+        by_category, papers = _by_category(posts)
+        touched = set(by_category)
+    else:
+        by_category, papers, touched = _settled_by_category(posts, max(1, per_listing), settled, state, sources)
     categories = sorted(
         (Category(n, category_slug(n), len(e), papers[n]) for n, e in by_category.items()),
         key=lambda c: (-c.papers, c.name),
     )
     summary = [f"{c.name}\x1e{c.posts}\x1e{c.papers}" for c in categories]
     writer.render("categories/index.html", summary, "categories.html", categories=categories, head_title="分类")
+    kept: set[Category] = set()  # untouched categories whose listings and feed are all there
     for category in categories:
+        if category.name not in touched:
+            count, path_of = category.posts, partial(_category_path, category.slug)
+            outputs = [path_of(k) for k in range(_older_chunks(count, per_listing) + 1)]
+            if writer.all_unchanged([*outputs, category.feed_url]):
+                kept.add(category)
+                continue
         paginate(
             writer,
             by_category[category.name],
@@ -261,7 +365,7 @@ def write_post_listings(
             head_title=f"{name} 归档",
         )
     writer.render("search.html", [], "search.html", head_title="搜索")
-    return {category: by_category[category.name] for category in categories}
+    return {category: by_category[category.name] for category in categories if category not in kept}
 
 
 def write_topic_listings(

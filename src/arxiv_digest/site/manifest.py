@@ -21,7 +21,7 @@ import pyromark
 import zstandard
 
 STATE_FILE = "build.sqlite3"
-SCHEMA = "3"
+SCHEMA = "4"
 _CODE = (Path(__file__).parent, Path(__file__).parents[1] / "postformat")
 
 
@@ -153,6 +153,13 @@ class SourceInfo:
         return info
 
 
+Order = tuple[date, str]  # a source's place in a listing: its date, then its name (newest first)
+
+
+def order(info: SourceInfo) -> Order:
+    return info.date, info.source
+
+
 def digest(*parts: Any) -> str:
     return hashlib.blake2b(json.dumps(parts, default=str).encode(), digest_size=12).hexdigest()
 
@@ -183,6 +190,12 @@ _TABLES = (
     "CREATE TABLE meta(name TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE sources(source TEXT PRIMARY KEY, digest TEXT NOT NULL, row BLOB NOT NULL)",
     "CREATE TABLE outputs(path TEXT PRIMARY KEY, key TEXT NOT NULL)",
+    # each daily post under each of its categories, with its number of papers there: an incremental
+    # build reads a category's newest posts and every category's totals here, not by grouping all
+    "CREATE TABLE members(category TEXT NOT NULL, day INTEGER NOT NULL, source TEXT NOT NULL,"
+    " papers INTEGER NOT NULL, PRIMARY KEY(category, day, source)) WITHOUT ROWID",
+    "CREATE INDEX members_by_place ON members(day, source)",
+    "CREATE TABLE categories(name TEXT PRIMARY KEY, posts INTEGER NOT NULL, papers INTEGER NOT NULL)",
     # converted Markdown: part -1 is a source's body (a post's HTML and headings, a page's parts),
     # part n the texts of a daily post's paper n as its category feeds show them
     "CREATE TABLE conversions(digest TEXT NOT NULL, part INTEGER NOT NULL, renderer TEXT NOT NULL,"
@@ -285,10 +298,9 @@ class BuildState:
         with self._transaction():
             gone = [(s,) for s in old_sources.keys() - sources.keys()]
             self.db.executemany("DELETE FROM sources WHERE source = ?", gone)
-            self.db.executemany(
-                "INSERT OR REPLACE INTO sources VALUES (?, ?, ?)",
-                (info.to_row() for source, info in sources.items() if self._changed(source, info)),
-            )
+            changed = [info for source, info in sources.items() if self._changed(source, info)]
+            self.db.executemany("INSERT OR REPLACE INTO sources VALUES (?, ?, ?)", (i.to_row() for i in changed))
+            self._save_members(sources, changed)
             self.db.executemany(
                 "DELETE FROM outputs WHERE path = ?", ((p,) for p in self.outputs.keys() - outputs.keys())
             )
@@ -302,6 +314,52 @@ class BuildState:
             values = {"renderer": renderer, "basis": basis, "complete": "1"}
             self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", values.items())
         self.outputs = dict(outputs)
+
+    def _save_members(self, sources: dict[str, SourceInfo], changed: list[SourceInfo]) -> None:
+        """The members of the sources that changed, came or went (of every source after a build that
+        did not load them)."""
+        if self._loaded:
+            left = [self._loaded[s] for s in self._loaded.keys() - sources.keys()]
+            left += [self._loaded[i.source] for i in changed if i.source in self._loaded]
+            gone = [row[:3] for row in _member_rows(left)]
+            self.db.executemany("DELETE FROM members WHERE category = ? AND day = ? AND source = ?", gone)
+            rows = list(_member_rows(changed))
+            self.db.executemany("INSERT INTO members VALUES (?, ?, ?, ?)", rows)
+            names = [(name,) for name in {row[0] for row in gone} | {row[0] for row in rows}]
+            self.db.executemany("DELETE FROM categories WHERE name = ?", names)
+            count = "SELECT category, COUNT(*), SUM(papers) FROM members WHERE category = ? GROUP BY category"
+            self.db.executemany(f"INSERT INTO categories {count}", names)
+        else:
+            self.db.execute("DELETE FROM members")
+            self.db.executemany("INSERT INTO members VALUES (?, ?, ?, ?)", _member_rows(sources.values()))
+            self.db.execute("DELETE FROM categories")
+            count = "SELECT category, COUNT(*), SUM(papers) FROM members GROUP BY category"
+            self.db.execute(f"INSERT INTO categories {count}")
+
+    def member_totals(self, before: Order) -> dict[str, tuple[int, int, int]]:
+        """Each category of the last build's daily posts: how many of its posts come before
+        ``before`` (date, then source name), their papers, and how many do not. The totals are kept
+        (``categories``), and the posts from ``before`` on, the few an incremental build changed,
+        subtracted: counting every post took 30 ms at 10,000 posts."""
+        totals = {name: (posts, papers) for name, posts, papers in self.db.execute("SELECT * FROM categories")}
+        query = (  # (without the hint SQLite scans every member, in the primary key's order)
+            "SELECT category, COUNT(*), SUM(papers) FROM members INDEXED BY members_by_place"
+            " WHERE (day, source) >= (?, ?) GROUP BY category"
+        )
+        later = {name: (posts, papers) for name, posts, papers in self.db.execute(query, _place(before))}
+        found = {}
+        for name, (posts, papers) in totals.items():
+            later_posts, later_papers = later.get(name, (0, 0))
+            found[name] = (posts - later_posts, papers - later_papers, later_posts)
+        return found
+
+    def members(self, category: str, before: Order, limit: int = -1) -> list[str]:
+        """The newest ``limit`` (-1: all) of a category's daily posts before ``before``, newest first."""
+        query = (
+            "SELECT source FROM members WHERE category = ? AND (day, source) < (?, ?)"
+            " ORDER BY day DESC, source DESC LIMIT ?"
+        )
+        return [source for (source,) in self.db.execute(query, (category, *_place(before), limit))]
 
     def _changed(self, source: str, info: SourceInfo) -> bool:
         return self._loaded.get(source) != info
@@ -328,6 +386,17 @@ class BuildState:
 
     def close(self) -> None:
         self.db.close()
+
+
+def _place(place: Order) -> tuple[int, str]:
+    return place[0].toordinal(), place[1]
+
+
+def _member_rows(infos: Iterable[SourceInfo]) -> Iterator[tuple[str, int, str, int]]:
+    for info in infos:
+        if not info.is_page:
+            day = info.date.toordinal()
+            yield from ((name, day, info.source, len(indexes)) for name, indexes in info.groups)
 
 
 def _conversion(db: sqlite3.Connection, source_digest: str, part: int, renderer: str) -> bytes | None:

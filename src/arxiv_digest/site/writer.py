@@ -64,11 +64,15 @@ class Writer:
         """Record ``rel`` as the last build wrote it, without keying it, when the caller knows that
         its key has not changed (see ``basis``); False when it must be keyed after all: a full
         build, or the file is gone."""
-        old = self.old.get(rel)
-        if self.full or old is None or not os.path.isfile(self.prefix + rel):
+        return self.all_unchanged([rel])
+
+    def all_unchanged(self, rels: list[str]) -> bool:
+        """``unchanged`` for all of ``rels``, or for none of them (nothing recorded)."""
+        if self.full or not all(rel in self.old and os.path.isfile(self.prefix + rel) for rel in rels):
             return False
-        self._record(rel, old)
-        self.skipped += 1
+        for rel in rels:
+            self._record(rel, self.old[rel])
+        self.skipped += len(rels)
         return True
 
     def _record(self, rel: str, key: str) -> None:
