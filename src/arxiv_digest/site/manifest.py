@@ -316,19 +316,27 @@ class BuildState:
         self.outputs = dict(outputs)
 
     def _save_members(self, sources: dict[str, SourceInfo], changed: list[SourceInfo]) -> None:
-        """The members of the sources that changed, came or went (of every source after a build that
-        did not load them)."""
+        """The members of the sources that changed, came or went, and the totals of their categories
+        moved by as much (every source's, counted afresh, after a build that did not load them)."""
         if self._loaded:
             left = [self._loaded[s] for s in self._loaded.keys() - sources.keys()]
             left += [self._loaded[i.source] for i in changed if i.source in self._loaded]
-            gone = [row[:3] for row in _member_rows(left)]
-            self.db.executemany("DELETE FROM members WHERE category = ? AND day = ? AND source = ?", gone)
-            rows = list(_member_rows(changed))
+            gone, rows = list(_member_rows(left)), list(_member_rows(changed))
+            self.db.executemany(
+                "DELETE FROM members WHERE category = ? AND day = ? AND source = ?", (row[:3] for row in gone)
+            )
             self.db.executemany("INSERT INTO members VALUES (?, ?, ?, ?)", rows)
-            names = [(name,) for name in {row[0] for row in gone} | {row[0] for row in rows}]
-            self.db.executemany("DELETE FROM categories WHERE name = ?", names)
-            count = "SELECT category, COUNT(*), SUM(papers) FROM members WHERE category = ? GROUP BY category"
-            self.db.executemany(f"INSERT INTO categories {count}", names)
+            totals: dict[str, list[int]] = {}  # each category's change in posts and papers
+            for (name, _, _, papers), sign in [*((row, -1) for row in gone), *((row, 1) for row in rows)]:
+                total = totals.setdefault(name, [0, 0])
+                total[0] += sign
+                total[1] += sign * papers
+            self.db.executemany(
+                "INSERT INTO categories VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE"
+                " SET posts = posts + excluded.posts, papers = papers + excluded.papers",
+                ((name, posts, papers) for name, (posts, papers) in totals.items()),
+            )
+            self.db.executemany("DELETE FROM categories WHERE name = ? AND posts = 0", ((n,) for n in totals))
         else:
             self.db.execute("DELETE FROM members")
             self.db.executemany("INSERT INTO members VALUES (?, ?, ?, ?)", _member_rows(sources.values()))
