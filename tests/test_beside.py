@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -47,6 +48,29 @@ def test_an_error_in_the_child_is_raised_here_with_its_traceback_as_a_note() -> 
             beside.result()
     notes = "".join(getattr(raised.value, "__notes__", []))
     assert "in the process forked to run it" in notes and "in fail" in notes
+
+
+def test_a_child_that_fails_getting_ready_reports_that_error_when_sent_its_work(tmp_path: Path) -> None:
+    """It ends before it reads what it is sent: sending to it must not fail with a broken pipe."""
+    pid_file = tmp_path / "pid"
+
+    def ready() -> Callable[[bytes], object]:
+        (tmp_path / "pid.new").write_text(str(os.getpid()))
+        (tmp_path / "pid.new").rename(pid_file)
+        raise SiteError("search index state: unreadable")
+
+    with Beside("failing early", ready) as beside:
+        for _ in range(2000):  # until the child has ended (a zombie until ``result`` reaps it)
+            if pid_file.exists() and _state(int(pid_file.read_text())) == "Z":
+                break
+            time.sleep(0.005)
+        beside.send(b"x" * (1 << 21))  # more than the pipe holds, to a reader that is gone
+        with pytest.raises(SiteError, match="search index state: unreadable"):
+            beside.result()
+
+
+def _state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
 
 def test_a_child_killed_on_its_way_is_one_clear_error() -> None:

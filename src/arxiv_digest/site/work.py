@@ -276,8 +276,11 @@ class Beside(Generic[_A, _R]):
         # process goes on while the child gets ready: adding a post sends 100 KB, which waited 70 ms
         with contextlib.suppress(OSError, AttributeError):
             fcntl.fcntl(self._to_child, fcntl.F_SETPIPE_SZ, min(len(data), PIPE_BYTES))
-        with os.fdopen(self._to_child, "wb") as pipe:
-            pipe.write(data)
+        try:
+            with os.fdopen(self._to_child, "wb") as pipe:
+                pipe.write(data)
+        except BrokenPipeError:  # the child has ended: it failed getting ready, as ``result`` says
+            pass
 
     def result(self) -> _R:
         if not self._sent:
