@@ -168,6 +168,20 @@ def test_a_damaged_build_state_is_replaced_by_a_full_build(tmp_path: Path) -> No
     assert not build_site(options).full
 
 
+def test_a_damaged_search_index_state_is_replaced_by_a_full_build(tmp_path: Path) -> None:
+    _write_daily(tmp_path / "posts", 3)
+    options = SiteOptions(tmp_path / "posts", tmp_path / "site")
+    build_site(options)
+    state = state_folder(options) / "search" / "search-index.sqlite"
+    state.write_bytes(b"not a database" * 100)
+    for journal in state.parent.glob("*-wal"):
+        journal.unlink()
+    again = build_site(options)
+    assert again.full and "search/meta.gz" in again.written
+    assert len(search(options.site_dir, "2511")) == 3
+    assert not build_site(options).full
+
+
 def test_a_deleted_site_folder_is_written_again_even_with_posts_removed_meanwhile(tmp_path: Path) -> None:
     write_posts(tmp_path / "posts")
     options = SiteOptions(tmp_path / "posts", tmp_path / "site")

@@ -9,13 +9,17 @@ import ctypes
 import errno
 import fcntl
 import os
+import sqlite3
 import stat
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from .errors import DigestError
 
 TEMP_SUFFIX = ".tmp"
+_T = TypeVar("_T")
 
 
 class FileWriteError(DigestError, OSError):
@@ -211,3 +215,18 @@ class SwapWriter:
         """Remove every spare in the folder: after a build, and those a killed build left."""
         remove_stale_temp_files(self.folder)
         self._spare = None
+
+
+def open_state(path: Path, prepare: Callable[[sqlite3.Connection], _T]) -> tuple[sqlite3.Connection, _T]:
+    """A build state's SQLite database (autocommit), and what ``prepare`` made of it; one that is
+    damaged or not SQLite is deleted, with its journal, and made afresh: a lost build state costs a
+    full build, never the run."""
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        return db, prepare(db)
+    except sqlite3.DatabaseError:
+        db.close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        db = sqlite3.connect(path, isolation_level=None)
+        return db, prepare(db)

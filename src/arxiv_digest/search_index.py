@@ -66,7 +66,7 @@ from typing import Any
 
 import numpy as np
 
-from .files import write_atomic
+from .files import open_state, write_atomic
 from .search_bulk import SegmentBuilder, TermTable
 from .search_docs import (
     DIGESTS,
@@ -130,17 +130,7 @@ class SearchIndexWriter:
         self.state_dir = state_dir
         self.hot_days = hot_days
         state_dir.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(state_dir / STATE, isolation_level=None)
-        self.db.executescript(
-            """
-            PRAGMA journal_mode = WAL;
-            CREATE TABLE IF NOT EXISTS pages (page TEXT PRIMARY KEY, day INTEGER NOT NULL, first INTEGER NOT NULL,
-                                              papers INTEGER NOT NULL, digest TEXT NOT NULL);
-            CREATE INDEX IF NOT EXISTS pages_by_day ON pages (day);
-            CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-            """
-        )
-        self.layout = published_layout(self.db, self.folder)
+        self.db, self.layout = open_state(state_dir / STATE, self._layout)
         self.fresh = rebuild or self.layout is None
         if self.fresh:
             self.db.execute("DELETE FROM pages")
@@ -150,6 +140,19 @@ class SearchIndexWriter:
         self._builders: tuple[SegmentBuilder, SegmentBuilder] | None = None  # a full build's (cold, hot)
         self._fresh_written: list[str] = []
         self.db.execute("BEGIN")  # one transaction per build: SQLite commits cost a sync each
+
+    def _layout(self, db: sqlite3.Connection) -> dict[str, Any] | None:
+        """The layout the state ``db`` (its tables made when missing) has for the published index."""
+        db.executescript(
+            """
+            PRAGMA journal_mode = WAL;
+            CREATE TABLE IF NOT EXISTS pages (page TEXT PRIMARY KEY, day INTEGER NOT NULL, first INTEGER NOT NULL,
+                                              papers INTEGER NOT NULL, digest TEXT NOT NULL);
+            CREATE INDEX IF NOT EXISTS pages_by_day ON pages (day);
+            CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            """
+        )
+        return published_layout(db, self.folder)
 
     def add(self, doc: SearchDoc) -> None:
         if self._builders is not None:

@@ -20,6 +20,8 @@ import nh3
 import pyromark
 import zstandard
 
+from ..files import open_state
+
 STATE_FILE = "build.sqlite3"
 SCHEMA = "4"
 _CODE = (Path(__file__).parent, Path(__file__).parents[1] / "postformat")
@@ -232,25 +234,18 @@ class BuildState:
 
     def __init__(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(folder / STATE_FILE, isolation_level=None)
-        try:
-            _configure(self.db)
-            meta = self._meta()
-        except sqlite3.DatabaseError:  # damaged or not ours: start afresh
-            self.db.close()
-            for suffix in ("", "-wal", "-shm"):
-                (folder / (STATE_FILE + suffix)).unlink(missing_ok=True)
-            self.db = sqlite3.connect(folder / STATE_FILE, isolation_level=None)
-            _configure(self.db)
-            meta = self._meta()
+        self.db, meta = open_state(folder / STATE_FILE, self._meta)
         self.renderer = meta.get("renderer", "")
         self.basis = meta.get("basis", "")  # the last build's ``Writer.basis``
         self.complete = meta.get("complete") == "1"
         self.outputs: dict[str, str] = dict(self.db.execute("SELECT path, key FROM outputs"))
         self._loaded: dict[str, SourceInfo] = {}
 
-    def _meta(self) -> dict[str, str]:
-        """The meta rows; the tables (re)created when they are missing or of another schema."""
+    def _meta(self, db: sqlite3.Connection) -> dict[str, str]:
+        """The meta rows of ``db``, configured; the tables (re)created when they are missing or of
+        another schema."""
+        self.db = db
+        _configure(db)
         tables = {name for (name,) in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         meta = dict(self.db.execute("SELECT name, value FROM meta")) if "meta" in tables else {}
         if meta.get("schema") != SCHEMA:
