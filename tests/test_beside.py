@@ -5,6 +5,7 @@ block, and where forking is unsafe everything runs here."""
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import threading
 import time
@@ -95,6 +96,13 @@ def test_an_error_on_its_way_out_of_the_block_is_the_one_reported(tmp_path: Path
         beside.send(1)
         raise KeyError("the caller's")
     assert _gone(int((tmp_path / "pid").read_text()))  # waited for, not left running
+
+
+def test_an_argument_that_cannot_be_sent_is_an_error_here_and_the_child_still_ends(tmp_path: Path) -> None:
+    ready = _ready_pid_file(tmp_path / "pid", lambda _: None)
+    with pytest.raises((pickle.PicklingError, AttributeError)), Beside("x", ready) as beside:
+        beside.send(lambda: None)  # (a local function does not pickle)
+    assert _gone(int((tmp_path / "pid").read_text()))
 
 
 def test_with_another_thread_running_it_all_runs_here() -> None:

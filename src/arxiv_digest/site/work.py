@@ -224,7 +224,7 @@ class Beside(Generic[_A, _R]):
         self._ready = ready
         self._sent = False
         self._value: Any = None
-        self._pid = 0
+        self._pid, self._to_child, self._from_child = 0, -1, -1
         if fork and (os.cpu_count() or 1) > 1 and threading.active_count() == 1:
             self._start()
 
@@ -248,8 +248,14 @@ class Beside(Generic[_A, _R]):
             os.close(to_child)
             os.close(from_child)
             return
-        os.close(self._to_child)  # the child, from here on; it cleans up nothing it inherited
-        os.close(self._from_child)
+        try:  # the child: whatever happens, it ends here, cleaning up nothing it inherited
+            os.close(self._to_child)
+            os.close(self._from_child)
+            self._run_child(to_child, from_child)
+        finally:
+            os._exit(0)
+
+    def _run_child(self, to_child: int, from_child: int) -> None:
         try:
             run = self._ready()
             with os.fdopen(to_child, "rb") as pipe:
@@ -264,23 +270,24 @@ class Beside(Generic[_A, _R]):
             data = pickle.dumps((False, RuntimeError(f"{self.what}: the result cannot be sent back: {exc}")))
         with os.fdopen(from_child, "wb") as pipe:
             pipe.write(data)
-        os._exit(0)
 
     def send(self, argument: _A) -> None:
-        self._sent = True
         if not self._pid:
             self._value = self._ready()(argument)
+            self._sent = True
             return
         data = pickle.dumps(argument)
         # room in the pipe for all of it where Linux allows (up to 1 MB unprivileged), so that this
         # process goes on while the child gets ready: adding a post sends 100 KB, which waited 70 ms
         with contextlib.suppress(OSError, AttributeError):
             fcntl.fcntl(self._to_child, fcntl.F_SETPIPE_SZ, min(len(data), PIPE_BYTES))
+        pipe, self._to_child = os.fdopen(self._to_child, "wb"), -1  # (closed whatever happens)
         try:
-            with os.fdopen(self._to_child, "wb") as pipe:
+            with pipe:
                 pipe.write(data)
         except BrokenPipeError:  # the child has ended: it failed getting ready, as ``result`` says
             pass
+        self._sent = True
 
     def result(self) -> _R:
         if not self._sent:
@@ -291,8 +298,9 @@ class Beside(Generic[_A, _R]):
 
     def _finish(self) -> Any:
         """The child's result, once it has ended (closing its input first if it was sent nothing)."""
-        if not self._sent:
+        if self._to_child >= 0:
             os.close(self._to_child)
+            self._to_child = -1
         with os.fdopen(self._from_child, "rb") as pipe:
             data = pipe.read()
         pid, self._pid = self._pid, 0
