@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -64,12 +64,17 @@ class Writer:
         """Record ``rel`` as the last build wrote it, without keying it, when the caller knows that
         its key has not changed (see ``basis``); False when it must be keyed after all: a full
         build, or the file is gone."""
-        return self.all_unchanged([rel])
+        return self.all_unchanged((rel,))
 
-    def all_unchanged(self, rels: list[str]) -> bool:
-        """``unchanged`` for all of ``rels``, or for none of them (nothing recorded)."""
-        if self.full or not all(rel in self.old and os.path.isfile(self.prefix + rel) for rel in rels):
+    def all_unchanged(self, rels: Sequence[str]) -> bool:
+        """``unchanged`` for all of ``rels``, or for none of them (nothing recorded). A loop, not
+        ``all()`` over a generator, which cost a fifth more per call: every build makes one for each
+        page it keeps (17,000 at 10,000 posts)."""
+        if self.full:
             return False
+        for rel in rels:
+            if rel not in self.old or not os.path.isfile(self.prefix + rel):
+                return False
         for rel in rels:
             self._record(rel, self.old[rel])
         self.skipped += len(rels)
