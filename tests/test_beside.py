@@ -1,4 +1,4 @@
-"""``work.Beside``: work handed to a process forked early, as an incremental build hands it its search
+"""``beside.Beside``: work handed to a process forked early, as an incremental build hands it its search
 index update. What it promises: the result or the error comes back, the child never outlives the
 block, and where forking is unsafe everything runs here."""
 
@@ -9,13 +9,14 @@ import pickle
 import signal
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from arxiv_digest.site import SiteError
-from arxiv_digest.site.work import Beside
+from arxiv_digest.site.beside import Beside
 
 
 def _ready_pid_file(path: Path, run: Callable[[int], object]) -> Callable[[], Callable[[int], object]]:
@@ -113,6 +114,47 @@ def test_with_another_thread_running_it_all_runs_here() -> None:
     try:
         with Beside("here", lambda: lambda _: os.getpid()) as beside:
             beside.send(0)
+            assert beside.result() == os.getpid()
+    finally:
+        stop.set()
+        other.join()
+
+
+def test_now_runs_the_work_at_once_in_a_process_forked_with_what_this_one_holds() -> None:
+    """A full build's search segments: written from postings only the building process holds."""
+    held = {"postings": [3, 1, 2]}
+    with Beside.now("sorting", lambda: (sorted(held["postings"]), os.getpid())) as beside:
+        held["postings"].append(0)  # what this process does next is not what the child sees
+        ordered, pid = beside.result()
+    assert ordered == [1, 2, 3] and pid != os.getpid() and _gone(pid)
+
+
+def test_now_lets_go_of_the_work_in_this_process() -> None:
+    """The postings are freed here once the child has them: only it writes them."""
+
+    class Postings:
+        def write(self) -> int:
+            return os.getpid()
+
+    postings = Postings()
+    freed = weakref.ref(postings)
+    with Beside.now("writing", postings.write) as beside:
+        del postings
+        assert freed() is None
+        assert beside.result() != os.getpid()
+
+
+def test_now_reports_the_childs_error_and_runs_here_beside_other_threads() -> None:
+    def fail() -> None:
+        raise SiteError("segment s1: disk full")
+
+    with pytest.raises(SiteError, match="disk full"), Beside.now("failing", fail) as beside:
+        beside.result()
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        with Beside.now("here", os.getpid) as beside:
             assert beside.result() == os.getpid()
     finally:
         stop.set()

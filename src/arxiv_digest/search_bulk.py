@@ -92,6 +92,12 @@ class SegmentBuilder:
         self.size += len(buffer)
         self.days.update(days_of(batch.ids))
 
+    def flush(self) -> None:
+        """Everything added on disk, not in this process's buffers: a process forked next writes the
+        segment (the files' offsets are shared with it; a buffer flushed later would land twice)."""
+        self.store.flush()
+        self.pieces.flush()
+
     def write(self, folder: Path, name: str) -> SegmentInfo:
         """The segment's files; the builder is spent."""
         writer = SegmentWriter(folder, name)

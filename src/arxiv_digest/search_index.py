@@ -58,9 +58,10 @@ import os
 import shutil
 import sqlite3
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +140,7 @@ class SearchIndexWriter:
         self._removed: set[str] = set()
         self._builders: tuple[SegmentBuilder, SegmentBuilder] | None = None  # a full build's (cold, hot)
         self._fresh_written: list[str] = []
+        self._prepared: tuple[dict[str, Any], SegmentNames] | None = None  # layout, names (``prepare_fresh``)
         self.db.execute("BEGIN")  # one transaction per build: SQLite commits cost a sync each
 
     def _layout(self, db: sqlite3.Connection) -> dict[str, Any] | None:
@@ -178,13 +180,9 @@ class SearchIndexWriter:
 
     def finish(self) -> SearchUpdate:
         """Write what changed; returns the files written and removed (relative to the folder)."""
-        layout = self.layout
-        assert layout is not None
-        self._set_layout(layout | {"complete": False})  # a build killed from here on is followed by a full one
-        self.db.execute("COMMIT")
-        self.db.execute("BEGIN")
         if self.fresh:
-            return self._finish_fresh(layout)
+            return self.publish_fresh(self.prepare_fresh()())
+        layout = self._begin_finish()
         changes = self._changes()
         if not changes:
             return self._done(layout, (), ())
@@ -293,10 +291,22 @@ class SearchIndexWriter:
         table = TermTable()
         return SegmentBuilder(table, self.state_dir), SegmentBuilder(table, self.state_dir)
 
-    def _finish_fresh(self, layout: dict[str, Any]) -> SearchUpdate:
-        """A build from nothing: the papers ``add``ed indexed here a few days at a time (unless the
-        days came already indexed, through ``add_days``), then each builder's postings written once,
-        into one cold and one hot segment."""
+    def _begin_finish(self) -> dict[str, Any]:
+        layout = self.layout
+        assert layout is not None
+        self._set_layout(layout | {"complete": False})  # a build killed from here on is followed by a full one
+        self.db.execute("COMMIT")
+        self.db.execute("BEGIN")
+        return layout
+
+    def prepare_fresh(self) -> Callable[[], tuple[SegmentInfo, SegmentInfo]]:
+        """A build from nothing, up to writing its segments: the papers ``add``ed indexed here a few
+        days at a time (unless the days came already indexed, through ``add_days``). Returns the
+        writing of the segments (the bulk of it), which touches no state, so another process may run
+        it; ``publish_fresh`` then finishes with what it returns."""
+        if not self.fresh:
+            raise ValueError("prepare_fresh is for a full build")
+        layout = self._begin_finish()
         by_day: defaultdict[int, dict[str, list[SearchDoc]]] = defaultdict(dict)
         for page, docs in self._docs.items():
             by_day[docs[0].day][page] = docs
@@ -310,12 +320,22 @@ class SearchIndexWriter:
                 self.add_days(index_days(self.folder, chunk, cutoff))
                 chunk = {}
         names = SegmentNames(layout["next"])
-        cold, hot = self._builders or self._new_builders()
-        segments = [builder.write(self.folder, names.next()) for builder in (cold, hot)]
-        new_cold = [segments[0]] if segments[0].days else []
+        builders, self._builders = self._builders or self._new_builders(), None
+        for builder in builders:
+            builder.flush()
+        self._prepared = layout, names
+        return partial(_write_fresh, self.folder, builders, (names.next(), names.next()))
+
+    def publish_fresh(self, segments: tuple[SegmentInfo, SegmentInfo]) -> SearchUpdate:
+        """The segments (cold, hot) written for ``prepare_fresh`` made the index."""
+        if self._prepared is None:
+            raise ValueError("publish_fresh follows prepare_fresh")
+        (layout, names), self._prepared = self._prepared, None
+        cold, hot = segments
         days_indexed = self.db.execute("SELECT COUNT(DISTINCT day) FROM pages").fetchone()[0]
-        written, self._fresh_written, self._builders = self._fresh_written, [], None
-        return self._publish(layout, names, [], None, new_cold, segments[1], written, [], days_indexed)
+        written, self._fresh_written = self._fresh_written, []
+        new_cold = [cold] if cold.days else []
+        return self._publish(layout, names, [], None, new_cold, hot, written, [], days_indexed)
 
     def _done(
         self, layout: dict[str, Any], written: Sequence[str], removed: Sequence[str], days: int = 0
@@ -454,6 +474,14 @@ class SearchIndexWriter:
                     os.unlink(os.path.join(root, name))
                     strays.append(rel)
         return strays
+
+
+def _write_fresh(
+    folder: Path, builders: tuple[SegmentBuilder, SegmentBuilder], names: tuple[str, str]
+) -> tuple[SegmentInfo, SegmentInfo]:
+    """A full build's cold and hot segment written from their builders (spent by it): files in the
+    index's folder only, no state."""
+    return builders[0].write(folder, names[0]), builders[1].write(folder, names[1])
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 from ..files import SwapWriter
 from ..search_docs import SearchDoc
 from . import search
+from .beside import Beside
 from .convert import Library
 from .feeds import Feeds
 from .listings import ref, write_post_listings, write_topic_listings
@@ -22,7 +23,7 @@ from .manifest import BuildState, Order, SourceInfo, digest, file_digest, order,
 from .options import BuildReport, SiteError, SiteOptions, state_folder
 from .sources import scan
 from .templates import TEMPLATES, compile_template, environment, template_dirs, template_facts, tree
-from .work import SOURCES_PER_TASK, Beside, Job, Worker, release_freed_memory, run_batches, run_here_or_forked
+from .work import SOURCES_PER_TASK, Job, Worker, release_freed_memory, run_batches, run_here_or_forked
 from .writer import Writer
 
 log = logging.getLogger(__name__)
@@ -80,8 +81,8 @@ class _Builder:
         # an incremental build's search update runs beside it, in a process forked now that loads
         # the index's code (a third of the imports) while this one reads the sources, and then
         # rewrites the index's newest segment while this one renders the listings; a full build
-        # updates the index here, first: its documents, every paper's texts, are freed before the
-        # listings' processes fork
+        # plans the index here (its documents, every paper's texts, are freed before the listings'
+        # processes fork), and its segments are written by a process forked then, beside the listings
         fresh = self.search.fresh
         with Beside("the search index", self.search.opened, fork=not fresh) as index:
             before = {} if self.writer.full else self.state.sources()
@@ -95,7 +96,13 @@ class _Builder:
             docs: dict[str, list[SearchDoc]] = {}
             infos = self._sources(scanned, docs, settled)
             gc.freeze()
-            index.send(self.search.plan(before, infos, docs))
+            plan = self.search.plan(before, infos, docs)
+            if fresh:
+                finish_index = self.search.start(plan)
+            else:
+                index.send(plan)
+                finish_index = index.result
+            del plan
             docs.clear()
             release_freed_memory()
             gc.freeze()
@@ -115,7 +122,7 @@ class _Builder:
             library.keep()
             run_here_or_forked(self.writer.take_queued())
             self._static()
-            update = index.result()
+            update = finish_index()
         # the index decides itself what it rewrites: its files are not the writer's outputs
         self.writer.written += [f"{search.FOLDER}/{rel}" for rel in update.written]
         removed = self.writer.clean() + tuple(f"{search.FOLDER}/{rel}" for rel in update.removed)

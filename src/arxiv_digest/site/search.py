@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from ..postformat import PageRecord, PostRecord
 from ..search_docs import EPOCH, SearchDoc, SearchUpdate, updatable
+from .beside import Beside
 from .manifest import SourceInfo
 from .markdown import markdown_text
 from .sources import load_page, load_record
@@ -185,13 +186,38 @@ class SiteSearch:
     def apply(self, plan: SearchPlan) -> SearchUpdate:
         """The plan carried out and the index written; the writer is closed."""
         try:
-            for page in plan.removed:
-                self.index.remove(page)
-            for doc in plan.added:
-                self.index.add(doc)
+            self._file(plan)
             return self.index.finish()
         finally:
             self.close()
+
+    def start(self, plan: SearchPlan) -> Callable[[], SearchUpdate]:
+        """``apply`` on a full build, whose new segments are written by a process forked now (see
+        ``SearchIndexWriter.prepare_fresh``: ~2 s at 1,000 posts, which the build's listings take
+        as long to render): the result waits for it and publishes them."""
+        try:
+            self._file(plan)
+            # (this process lets the postings go: only the forked one holds them)
+            segments = Beside.now("the search index's segments", self.index.prepare_fresh())
+        except BaseException:
+            self.close()
+            raise
+
+        def publish() -> SearchUpdate:
+            try:
+                with segments:
+                    written = segments.result()
+                return self.index.publish_fresh(written)
+            finally:
+                self.close()
+
+        return publish
+
+    def _file(self, plan: SearchPlan) -> None:
+        for page in plan.removed:
+            self.index.remove(page)
+        for doc in plan.added:
+            self.index.add(doc)
 
     def close(self) -> None:
         if self._writer is not None:

@@ -3,20 +3,16 @@ converting them, writing their HTML, and the search documents of their papers.""
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import fcntl
 import gc
 import os
-import pickle
 import sys
 import threading
-import traceback
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 
@@ -25,7 +21,6 @@ from ..search_docs import SearchDoc
 from .convert import pack_body, pack_parts, page_parts, paper_links, unpack_body, unpack_parts
 from .manifest import BODY, SourceInfo, kept_bodies
 from .markdown import convert, relative_links
-from .options import SiteError
 from .search import WorkerIndexing, post_docs
 from .sources import load_page, load_post
 from .templates import environment, render, render_around
@@ -35,12 +30,9 @@ if TYPE_CHECKING:
 
     from ..search_index import IndexedDays
 
-_A = TypeVar("_A")
-_R = TypeVar("_R")
 PARALLEL_MIN_SOURCES = 48  # below this, starting worker processes costs more than it saves
 SOURCES_PER_TASK = 25
 FORKED_MIN_TASKS, FORKED_TASKS_PER_SLICE = 64, 16
-PIPE_BYTES = 1 << 20  # what Linux lets any process make a pipe hold (/proc/sys/fs/pipe-max-size)
 
 
 @dataclass(frozen=True)
@@ -209,110 +201,6 @@ def run_here_or_forked(tasks: list[Callable[[], Any]]) -> list[Any]:
             return [result for slice_done in done for result in slice_done.result()]
     finally:
         _forked = []
-
-
-class Beside(Generic[_A, _R]):
-    """A process forked now, beside this one, that gets ready (``ready``, such as loading code and
-    opening files) while this one goes on, then runs what ``ready`` returned on the one argument
-    ``send`` gives it, and hands back its result or error (``result``; the error with the child's
-    traceback as a note). Where forking is unsafe (another thread runs) or there is one core, or
-    ``fork`` is false, ``send`` runs it all here. Used as a context manager, so that the child never
-    outlives the block: leaving it waits for the child, which ends at once if it was sent nothing."""
-
-    def __init__(self, what: str, ready: Callable[[], Callable[[_A], _R]], fork: bool = True) -> None:
-        self.what = what  # for messages
-        self._ready = ready
-        self._sent = False
-        self._value: Any = None
-        self._pid, self._to_child, self._from_child = 0, -1, -1
-        if fork and (os.cpu_count() or 1) > 1 and threading.active_count() == 1:
-            self._start()
-
-    def __enter__(self) -> Beside[_A, _R]:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, *exc_info: object) -> None:
-        if self._pid:
-            try:
-                self._finish()
-            except BaseException:
-                if kind is None:
-                    raise  # (an error already on its way is the one to report)
-
-    def _start(self) -> None:
-        gc.freeze()  # (see run_here_or_forked)
-        to_child, self._to_child = os.pipe()
-        self._from_child, from_child = os.pipe()
-        self._pid = os.fork()
-        if self._pid:
-            os.close(to_child)
-            os.close(from_child)
-            return
-        try:  # the child: whatever happens, it ends here, cleaning up nothing it inherited
-            os.close(self._to_child)
-            os.close(self._from_child)
-            self._run_child(to_child, from_child)
-        finally:
-            os._exit(0)
-
-    def _run_child(self, to_child: int, from_child: int) -> None:
-        try:
-            run = self._ready()
-            with os.fdopen(to_child, "rb") as pipe:
-                sent = pipe.read()
-            outcome: tuple[bool, Any] = (True, run(pickle.loads(sent)) if sent else None)
-        except BaseException as exc:
-            exc.add_note("in the process forked to run it:\n" + "".join(traceback.format_exception(exc)))
-            outcome = (False, exc)
-        try:
-            data = pickle.dumps(outcome)
-        except Exception as exc:  # an unpicklable result or error
-            data = pickle.dumps((False, RuntimeError(f"{self.what}: the result cannot be sent back: {exc}")))
-        with os.fdopen(from_child, "wb") as pipe:
-            pipe.write(data)
-
-    def send(self, argument: _A) -> None:
-        if not self._pid:
-            self._value = self._ready()(argument)
-            self._sent = True
-            return
-        data = pickle.dumps(argument)
-        # room in the pipe for all of it where Linux allows (up to 1 MB unprivileged), so that this
-        # process goes on while the child gets ready: adding a post sends 100 KB, which waited 70 ms
-        with contextlib.suppress(OSError, AttributeError):
-            fcntl.fcntl(self._to_child, fcntl.F_SETPIPE_SZ, min(len(data), PIPE_BYTES))
-        pipe, self._to_child = os.fdopen(self._to_child, "wb"), -1  # (closed whatever happens)
-        try:
-            with pipe:
-                pipe.write(data)
-        except BrokenPipeError:  # the child has ended: it failed getting ready, as ``result`` says
-            pass
-        self._sent = True
-
-    def result(self) -> _R:
-        if not self._sent:
-            raise RuntimeError("nothing was sent")
-        if self._pid:
-            self._value = self._finish()
-        return self._value
-
-    def _finish(self) -> Any:
-        """The child's result, once it has ended (closing its input first if it was sent nothing)."""
-        if self._to_child >= 0:
-            os.close(self._to_child)
-            self._to_child = -1
-        with os.fdopen(self._from_child, "rb") as pipe:
-            data = pipe.read()
-        pid, self._pid = self._pid, 0
-        _, status = os.waitpid(pid, 0)
-        if not data:
-            code = os.waitstatus_to_exitcode(status)
-            ended = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
-            raise SiteError(f"{self.what}: the process forked for it {ended} before it finished")
-        done, value = pickle.loads(data)
-        if not done:
-            raise value
-        return value
 
 
 _LIBC = ctypes.CDLL(None) if sys.platform.startswith("linux") else None
