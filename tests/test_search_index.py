@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from arxiv_digest import search_index, search_segments, search_tokens
+from arxiv_digest import search_bulk, search_index, search_segments, search_tokens
 from arxiv_digest.search_docs import SearchDoc
 from arxiv_digest.search_index import SearchIndexWriter
 from arxiv_digest.search_postings import Run, decode_postings, encode_postings, impact
@@ -232,6 +232,8 @@ def test_incremental_builds_give_the_full_build(tmp_path: Path, monkeypatch: pyt
     for start in range(0, len(days), 4):
         chunk = {page: docs for day in days[start : start + 4] for page, docs in by_day[day].items()}
         writer.add_days(search_index.index_days(gathered / "search", chunk, cutoff))
+    monkeypatch.setattr(search_bulk, "RANGE_PIECES", 3)  # its terms put in order a few at a time
+    monkeypatch.setattr(search_bulk, "CHUNK_BYTES", 64)  # and their postings gathered in small pieces
     writer.finish()
     writer.close()
 

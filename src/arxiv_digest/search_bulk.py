@@ -6,19 +6,20 @@ impact bytes, a term's first gap taken from the last id the term had in earlier 
 term's bytes in the finished segment are its batches' gap bytes one after another, then their
 impact bytes. Terms are numbered on first sight by their key (``TermTable``: a Python string per
 distinct term, never per occurrence); only at the end are the distinct terms sorted, and the
-batches' pieces gathered in that order a megabyte at a time into the segment's files.
+batches' pieces gathered in that order a quarter of a megabyte at a time into the segment's files.
 
 The encoded postings (~2 bytes a posting, about what the gzipped index weighs: 122 MB at 3,000
 posts) are a full build's largest data, so they wait in a temporary file, not in memory, and so does
 where each batch's piece of each term lies in it (20 bytes a piece, 38 MB at 3,000 posts). Each
 batch's terms are written to it nearly in the segment's order (by their first four characters),
-so a gather reads a short run from each batch and the pages it read are dropped right after.
+so a gather reads a short run from each batch (``_read_ranges``). Writing a full build's segments
+is the one step of it that needs no build state: a process forked beside the listings does it.
 """
 
 from __future__ import annotations
 
 import itertools
-import mmap
+import os
 import tempfile
 from pathlib import Path
 
@@ -29,8 +30,9 @@ from .search_segments import SegmentInfo, SegmentWriter
 from .search_text import utf16_key
 from .search_tokens import BatchPostings
 
-_DROP_PAGES = getattr(mmap, "MADV_DONTNEED", None)  # None where there is no madvise (Windows)
-CHUNK_BYTES = 1 << 20  # postings bytes gathered at a time when writing (with 16 bytes of indices for each)
+RUN_GAP = 1 << 14  # bytes between two pieces read with one call rather than two
+CHUNK_BYTES = 1 << 18  # postings bytes gathered at a time when writing (with 16 bytes of indices for each)
+RANGE_PIECES = 1 << 18  # pieces put in term order at a time when writing
 # where a batch's postings of one term are in the store (20 bytes; 1.9 million of them at 3,000 posts)
 _PIECE = np.dtype([("number", np.int32), ("df", np.int32), ("gaps", np.int32), ("offset", np.int64)])
 
@@ -99,7 +101,9 @@ class SegmentBuilder:
         self.pieces.flush()
 
     def write(self, folder: Path, name: str) -> SegmentInfo:
-        """The segment's files; the builder is spent."""
+        """The segment's files; the builder is spent. Pieces are put in term order a range of terms
+        at a time (``RANGE_PIECES`` pieces or so): sorting all of them at once took ~100 MB at 3,000
+        posts, the peak of a full build's memory."""
         writer = SegmentWriter(folder, name)
         with self.pieces:
             self.pieces.seek(0)
@@ -108,7 +112,8 @@ class SegmentBuilder:
             self.store.close()
             return writer.close()
         number, df, gap_len, offset = (pieces[field] for field in ("number", "df", "gaps", "offset"))
-        present = np.unique(number)
+        count = np.bincount(number, minlength=len(self.table.names))
+        present = np.flatnonzero(count)
         names = [self.table.names[i] for i in present.tolist()]
         order = sorted(range(len(names)), key=names.__getitem__) if bmp(names) else None
         if order is None:
@@ -117,38 +122,80 @@ class SegmentBuilder:
         rank = np.zeros(len(self.table.names), np.int32)
         rank[present[order]] = np.arange(len(order))
         ranks = rank[number]
-        by_term = np.argsort(ranks, kind="stable")  # pieces by term, batches in order
-        first = np.flatnonzero(np.diff(ranks[by_term], prepend=-1))  # each term's first piece
-        del ranks  # arrays are dropped as soon as they are used: this is a full build's peak memory
+        ends_of_ranges = np.cumsum(count[present[order]])  # pieces up to each term, in term order
+        self.store.flush()
+        with self.store:
+            low = 0
+            while low < len(terms):
+                high = max(int(np.searchsorted(ends_of_ranges, ends_of_ranges[low] + RANGE_PIECES)), low + 1)
+                chosen = np.flatnonzero((ranks >= low) & (ranks < high))
+                by_term = chosen[np.argsort(ranks[chosen], kind="stable")]  # these terms' pieces, batches in order
+                first = np.flatnonzero(np.diff(ranks[by_term], prepend=-1))  # each term's first piece
+                self._write_range(writer, self.store.fileno(), terms[low:high], by_term, first, df, gap_len, offset)
+                low = high
+        writer.days.update(self.days)
+        return writer.close()
+
+    @staticmethod
+    def _write_range(
+        writer: SegmentWriter,
+        store: int,
+        terms: list[str],
+        by_term: np.ndarray,
+        first: np.ndarray,
+        df: np.ndarray,
+        gap_len: np.ndarray,
+        offset: np.ndarray,
+    ) -> None:
+        """Consecutive terms (their pieces ``by_term``, each term's first at ``first``) gathered from
+        the store a quarter of a megabyte at a time and written."""
         term_df = np.add.reduceat(df[by_term], first)
         term_gaps = np.add.reduceat(gap_len[by_term], first)
         sizes = term_df + term_gaps
         ends = np.cumsum(sizes)
         first = np.append(first, len(by_term))
-        self.store.flush()
-        with self.store, mmap.mmap(self.store.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            store = np.frombuffer(mapped, np.uint8)
-            term = 0
-            while term < len(terms):
-                cut = max(int(np.searchsorted(ends, ends[term] - sizes[term] + CHUNK_BYTES, side="right")), term + 1)
-                chunk_pieces = by_term[first[term] : first[cut]]
-                starts, lengths = _byte_ranges(
-                    first[term:cut] - first[term],
-                    df[chunk_pieces],
-                    gap_len[chunk_pieces],
-                    offset[chunk_pieces],
-                )
-                data = store[ragged(starts, lengths)]
-                if _DROP_PAGES is not None:  # the pages read stay in the page cache, not in this process
-                    mapped.madvise(_DROP_PAGES)
-                chunk = sizes[term:cut]
-                writer.write_encoded(
-                    terms[term:cut], term_df[term:cut], term_gaps[term:cut], data, np.cumsum(chunk) - chunk
-                )
-                term = cut
-            del store
-        writer.days.update(self.days)
-        return writer.close()
+        term = 0
+        while term < len(terms):
+            cut = max(int(np.searchsorted(ends, ends[term] - sizes[term] + CHUNK_BYTES, side="right")), term + 1)
+            chunk_pieces = by_term[first[term] : first[cut]]
+            starts, lengths = _byte_ranges(
+                first[term:cut] - first[term],
+                df[chunk_pieces],
+                gap_len[chunk_pieces],
+                offset[chunk_pieces],
+            )
+            data = _read_ranges(store, starts, lengths)
+            chunk = sizes[term:cut]
+            writer.write_encoded(
+                terms[term:cut], term_df[term:cut], term_gaps[term:cut], data, np.cumsum(chunk) - chunk
+            )
+            term = cut
+
+
+def _read_ranges(file: int, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The bytes of each range (``starts``, ``lengths``) of ``file``, one range after another, read
+    as the few runs they fall in. A memory map of the store put ~60 MB more into the build's memory
+    at 3,000 posts: each fault maps the pages around it too, and pieces are spread over every batch."""
+    if not len(starts):
+        return np.zeros(0, np.uint8)
+    order = np.argsort(starts, kind="stable")
+    begin, end = starts[order], starts[order] + lengths[order]
+    reach = np.maximum.accumulate(end)
+    new_run = np.concatenate(([True], begin[1:] > reach[:-1] + RUN_GAP))
+    opens = np.flatnonzero(new_run)
+    run_start, run_length = begin[opens], np.maximum.reduceat(end, opens) - begin[opens]
+    run_base = np.cumsum(run_length) - run_length
+    buffer = np.empty(int(run_length.sum()), np.uint8)
+    view = buffer.data
+    for start, length, at in zip(run_start.tolist(), run_length.tolist(), run_base.tolist(), strict=True):
+        while length:  # (a read may return less than asked)
+            done = os.preadv(file, [view[at : at + length]], start)
+            if not done:
+                raise OSError(f"the search index's postings store ended early, at byte {start}")
+            start, length, at = start + done, length - done, at + done
+    run_of = np.empty(len(starts), np.int64)
+    run_of[order] = np.cumsum(new_run) - 1
+    return buffer[ragged(starts - run_start[run_of] + run_base[run_of], lengths)]
 
 
 def _byte_ranges(

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import date
+from functools import partial
 from pathlib import Path
 
 from ..files import SwapWriter
@@ -97,12 +98,13 @@ class _Builder:
             infos = self._sources(scanned, docs, settled)
             gc.freeze()
             plan = self.search.plan(before, infos, docs)
-            if fresh:
+            if fresh:  # (the listings then take one core, the segments the other)
                 finish_index = self.search.start(plan)
             else:
                 index.send(plan)
                 finish_index = index.result
             del plan
+            run = partial(run_here_or_forked, busy=int(fresh))
             docs.clear()
             release_freed_memory()
             gc.freeze()
@@ -114,13 +116,13 @@ class _Builder:
             )
             topics = write_topic_listings(self.writer, pages, self.options.papers_per_listing, settled)
             gc.freeze()
-            library = Library(self.options.posts_dir, self.state, self.renderer, run_here_or_forked)
+            library = Library(self.options.posts_dir, self.state, self.renderer, run)
             feeds = Feeds(self.writer, library, self.options.title)
             feeds.site(daily)
             feeds.categories(categories)
             feeds.topics(topics)
             library.keep()
-            run_here_or_forked(self.writer.take_queued())
+            run(self.writer.take_queued())
             self._static()
             update = finish_index()
         # the index decides itself what it rewrites: its files are not the writer's outputs

@@ -182,20 +182,21 @@ def _run_slice(start: int, stop: int) -> list[Any]:
     return [task() for task in _forked[start:stop]]
 
 
-def run_here_or_forked(tasks: list[Callable[[], Any]]) -> list[Any]:
+def run_here_or_forked(tasks: list[Callable[[], Any]], busy: int = 0) -> list[Any]:
     """Run ``tasks`` (closures over this process's data; they return what pickles cheaply) in
-    processes forked now, when there are enough of them and forking is safe (no other thread), else
-    here; their results in order."""
+    processes forked now, when there are enough of them, two cores to spare besides the ``busy``
+    ones (those a process beside this one keeps busy: forked processes would only add to the
+    build's memory) and forking is safe (no other thread), else here; their results in order."""
     global _forked
-    cpus = os.cpu_count() or 1
-    if len(tasks) < FORKED_MIN_TASKS or cpus < 2 or threading.active_count() > 1:
+    processes = min((os.cpu_count() or 1) - busy, 8)
+    if len(tasks) < FORKED_MIN_TASKS or processes < 2 or threading.active_count() > 1:
         return [task() for task in tasks]
     _forked = tasks
     # a forked process's garbage collector would otherwise visit, and so copy, every object it
     # inherits (``build_site`` puts them back within its reach when the build ends)
     gc.freeze()
     try:
-        with _process_pool(min(cpus, 8), "fork") as pool:
+        with _process_pool(processes, "fork") as pool:
             slices = range(0, len(tasks), FORKED_TASKS_PER_SLICE)
             done = [pool.submit(_run_slice, i, i + FORKED_TASKS_PER_SLICE) for i in slices]
             return [result for slice_done in done for result in slice_done.result()]
