@@ -714,3 +714,29 @@ def test_hand_written_paper_pages_and_paginated_topics(tmp_path: Path) -> None:
     older = parse(tmp_path / "site/classes/音乐/1.html")
     assert [a.get("href") for a in older.find_class("paper-item-title")] == ["../../papers/2601.10010/index.html"]
     assert "tags/模型压缩/1.html" in report.written
+
+
+def _children() -> list[int]:
+    """This process's child processes, ended ones not yet waited for included."""
+    return [int(pid) for task in Path("/proc/self/task").iterdir() for pid in (task / "children").read_text().split()]
+
+
+def test_a_full_build_failing_in_its_listings_leaves_no_process_writing_its_search_index(tmp_path: Path) -> None:
+    """A full build's search segments are written by a process forked before the listings render: a
+    listing that fails ends the build with its error, and that process with it; the next build is
+    a full one whose search works."""
+    write_posts(tmp_path / "posts")
+    mine = tmp_path / "templates"
+    mine.mkdir()
+    broken = '{% extends "!default/category.html" %}{% block main %}{{ no_such_name }}{% endblock %}'
+    (mine / "category.html").write_text(broken, encoding="utf-8")
+    before = _children()
+    with pytest.raises(SiteError, match="no_such_name"):
+        build(tmp_path, templates_dirs=(mine,))
+    assert _children() == before
+    (mine / "category.html").unlink()
+    options, report = build(tmp_path, templates_dirs=(mine,))
+    assert report.full
+    build_site(replace(options, site_dir=tmp_path / "untouched"))  # a build that never failed
+    assert search(tmp_path / "site", "量化")
+    assert _search_results(tmp_path / "site") == _search_results(tmp_path / "untouched")

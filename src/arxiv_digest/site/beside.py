@@ -9,6 +9,7 @@ import fcntl
 import gc
 import os
 import pickle
+import signal
 import threading
 import traceback
 from collections.abc import Callable
@@ -118,6 +119,19 @@ class Beside(Generic[_A, _R]):
         except BrokenPipeError:  # the child has ended: it failed getting ready, as ``result`` says
             pass
         self._sent = True
+
+    def stop(self) -> None:
+        """End the child now, its work undone and its outcome dropped: the caller failed before it
+        needed the work, and the child must not outlive it."""
+        if self._pid:
+            pid, self._pid = self._pid, 0
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        for end in (self._to_child, self._from_child):
+            if end >= 0:
+                os.close(end)
+        self._to_child = self._from_child = -1
 
     def result(self) -> _R:
         if not self._sent:

@@ -31,6 +31,7 @@ from .sources import load_page, load_record
 
 if TYPE_CHECKING:
     from ..search_index import IndexedDays, SearchIndexWriter
+    from ..search_segments import SegmentInfo
 
 FOLDER = "search"
 
@@ -116,6 +117,7 @@ class SiteSearch:
         self.posts_dir = posts_dir
         self.fresh = rebuild or not updatable(self.folder, self.state_dir)
         self._writer: SearchIndexWriter | None = None
+        self._segments: Beside[None, tuple[SegmentInfo, SegmentInfo]] | None = None  # being written (``start``)
 
     @property
     def index(self) -> SearchIndexWriter:
@@ -198,20 +200,22 @@ class SiteSearch:
         try:
             self._file(plan)
             # (this process lets the postings go: only the forked one holds them)
-            segments = Beside.now("the search index's segments", self.index.prepare_fresh())
+            self._segments = Beside.now("the search index's segments", self.index.prepare_fresh())
         except BaseException:
             self.close()
             raise
+        return self._publish
 
-        def publish() -> SearchUpdate:
-            try:
-                with segments:
-                    written = segments.result()
-                return self.index.publish_fresh(written)
-            finally:
-                self.close()
-
-        return publish
+    def _publish(self) -> SearchUpdate:
+        segments, self._segments = self._segments, None
+        try:
+            if segments is None:
+                raise RuntimeError("nothing to publish: start was not called")
+            with segments:
+                written = segments.result()
+            return self.index.publish_fresh(written)
+        finally:
+            self.close()
 
     def _file(self, plan: SearchPlan) -> None:
         for page in plan.removed:
@@ -220,6 +224,9 @@ class SiteSearch:
             self.index.add(doc)
 
     def close(self) -> None:
+        if self._segments is not None:  # a build that failed before it published them
+            self._segments.stop()
+            self._segments = None
         if self._writer is not None:
             self._writer.close()
             self._writer = None
