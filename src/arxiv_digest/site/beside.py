@@ -28,7 +28,8 @@ class Beside(Generic[_A, _R]):
     ``send`` gives it, and hands back its result or error (``result``; the error with the child's
     traceback as a note). Where forking is unsafe (another thread runs) or there is one core, or
     ``fork`` is false, ``send`` runs it all here. Used as a context manager, so that the child never
-    outlives the block: leaving it waits for the child, which ends at once if it was sent nothing."""
+    outlives the block: leaving it waits for the child, which ends at once if it was sent nothing
+    (``stop`` ends it at once, its work undone)."""
 
     def __init__(self, what: str, ready: Callable[[], Callable[[_A], _R]], fork: bool = True) -> None:
         self.what = what  # for messages

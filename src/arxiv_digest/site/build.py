@@ -82,8 +82,8 @@ class _Builder:
         # an incremental build's search update runs beside it, in a process forked now that loads
         # the index's code (a third of the imports) while this one reads the sources, and then
         # rewrites the index's newest segment while this one renders the listings; a full build
-        # plans the index here (its documents, every paper's texts, are freed before the listings'
-        # processes fork), and its segments are written by a process forked then, beside the listings
+        # plans the index here (its documents, every paper's texts, are freed before the listings
+        # render), and its segments are written by a process forked then, beside the listings
         fresh = self.search.fresh
         with Beside("the search index", self.search.opened, fork=not fresh) as index:
             before = {} if self.writer.full else self.state.sources()
