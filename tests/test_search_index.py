@@ -232,8 +232,7 @@ def test_incremental_builds_give_the_full_build(tmp_path: Path, monkeypatch: pyt
     for start in range(0, len(days), 4):
         chunk = {page: docs for day in days[start : start + 4] for page, docs in by_day[day].items()}
         writer.add_days(search_index.index_days(gathered / "search", chunk, cutoff))
-    monkeypatch.setattr(search_bulk, "RANGE_PIECES", 3)  # its terms put in order a few at a time
-    monkeypatch.setattr(search_bulk, "CHUNK_BYTES", 64)  # and their postings gathered in small pieces
+    monkeypatch.setattr(search_bulk, "CHUNK_BYTES", 64)  # its postings gathered in small pieces
     monkeypatch.setattr(search_bulk, "RUN_GAP", 0)  # read in as many runs as they are apart
     writer.finish()
     writer.close()

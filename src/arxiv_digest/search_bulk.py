@@ -32,7 +32,6 @@ from .search_tokens import BatchPostings
 
 RUN_GAP = 1 << 14  # bytes between two pieces read with one call rather than two
 CHUNK_BYTES = 1 << 18  # postings bytes gathered at a time when writing (with 16 bytes of indices for each)
-RANGE_PIECES = 1 << 18  # pieces put in term order at a time when writing
 # where a batch's postings of one term are in the store (20 bytes; 1.9 million of them at 3,000 posts)
 _PIECE = np.dtype([("number", np.int32), ("df", np.int32), ("gaps", np.int32), ("offset", np.int64)])
 
@@ -101,9 +100,7 @@ class SegmentBuilder:
         self.pieces.flush()
 
     def write(self, folder: Path, name: str) -> SegmentInfo:
-        """The segment's files; the builder is spent. Pieces are put in term order a range of terms
-        at a time (``RANGE_PIECES`` pieces or so): sorting all of them at once took ~100 MB at 3,000
-        posts, the peak of a full build's memory."""
+        """The segment's files; the builder is spent."""
         writer = SegmentWriter(folder, name)
         with self.pieces:
             self.pieces.seek(0)
@@ -112,8 +109,7 @@ class SegmentBuilder:
             self.store.close()
             return writer.close()
         number, df, gap_len, offset = (pieces[field] for field in ("number", "df", "gaps", "offset"))
-        count = np.bincount(number, minlength=len(self.table.names))
-        present = np.flatnonzero(count)
+        present = np.flatnonzero(np.bincount(number, minlength=len(self.table.names)))
         names = [self.table.names[i] for i in present.tolist()]
         order = sorted(range(len(names)), key=names.__getitem__) if bmp(names) else None
         if order is None:
@@ -122,17 +118,12 @@ class SegmentBuilder:
         rank = np.zeros(len(self.table.names), np.int32)
         rank[present[order]] = np.arange(len(order))
         ranks = rank[number]
-        ends_of_ranges = np.cumsum(count[present[order]])  # pieces up to each term, in term order
+        by_term = np.argsort(ranks, kind="stable")  # pieces by term, batches in order
+        first = np.flatnonzero(np.diff(ranks[by_term], prepend=-1))  # each term's first piece
+        del ranks  # arrays are dropped as soon as they are used: this is a full build's peak memory
         self.store.flush()
         with self.store:
-            low = 0
-            while low < len(terms):
-                high = max(int(np.searchsorted(ends_of_ranges, ends_of_ranges[low] + RANGE_PIECES)), low + 1)
-                chosen = np.flatnonzero((ranks >= low) & (ranks < high))
-                by_term = chosen[np.argsort(ranks[chosen], kind="stable")]  # these terms' pieces, batches in order
-                first = np.flatnonzero(np.diff(ranks[by_term], prepend=-1))  # each term's first piece
-                self._write_range(writer, self.store.fileno(), terms[low:high], by_term, first, df, gap_len, offset)
-                low = high
+            self._write_range(writer, self.store.fileno(), terms, by_term, first, df, gap_len, offset)
         writer.days.update(self.days)
         return writer.close()
 
