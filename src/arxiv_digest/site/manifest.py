@@ -155,6 +155,13 @@ class SourceInfo:
         return info
 
 
+def same(old: SourceInfo | None, new: SourceInfo | None) -> bool:
+    """Whether a source is as it was: first by identity, since a build carries the object the state
+    loaded for every unchanged source, and comparing 21,000 of them field by field (a site of 1,000
+    posts with their paper pages) took 0.1 s of adding a post, twice."""
+    return old is new or old == new
+
+
 Order = tuple[date, str]  # a source's place in a listing: its date, then its name (newest first)
 
 
@@ -365,7 +372,7 @@ class BuildState:
         return [source for (source,) in self.db.execute(query, (category, *_place(before), limit))]
 
     def _changed(self, source: str, info: SourceInfo) -> bool:
-        return self._loaded.get(source) != info
+        return not same(self._loaded.get(source), info)
 
     def cached(self, renderer: str) -> set[str]:
         """Digests of the sources whose body conversion by ``renderer`` is kept."""

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from ..postformat import PageRecord, PostRecord
 from ..search_docs import EPOCH, SearchDoc, SearchUpdate, updatable
 from .beside import Beside
-from .manifest import SourceInfo
+from .manifest import SourceInfo, same
 from .markdown import markdown_text
 from .sources import load_page, load_record
 
@@ -156,8 +156,8 @@ class SiteSearch:
         # (only paper pages need every post's papers: a build decodes the papers of the posts it shows)
         in_posts = {p.arxiv_id for i in now.values() if not i.is_page for p in i.papers} if with_pages else set()
         was_in_posts = {p.arxiv_id for i in before.values() if not i.is_page for p in i.papers} if with_pages else set()
-        touched = {i.arxiv_id for i in before.values() if i.is_page and now.get(i.source) != i}
-        touched |= {i.arxiv_id for i in now.values() if i.is_page and before.get(i.source) != i}
+        touched = {i.arxiv_id for i in before.values() if i.is_page and not same(now.get(i.source), i)}
+        touched |= {i.arxiv_id for i in now.values() if i.is_page and not same(before.get(i.source), i)}
         removed = [info.url for source, info in before.items() if source not in now or now[source].url != info.url]
         filed = dict(docs)
         for source, info in now.items():
