@@ -1,7 +1,7 @@
 """Site build benchmark: 1,000 daily posts of 20 papers each, in the reference post format, beside Hugo.
 
 Run as ``.venv/bin/python bench/site.py [--posts N] [--pages] [--no-records] [--no-jekyll] [--no-hugo]
-[--keep DIR]`` (``--posts 3000`` and ``10000`` for the scale figures). Papers (titles with LaTeX, up
+[--pagefind] [--keep DIR]`` (``--posts 3000`` and ``10000`` for the scale figures). Papers (titles with LaTeX, up
 to 133 authors, non-ASCII names, cross-listed categories) come from the real listings fixture; the
 Chinese translations and explainers are sentences of the reference posts, shuffled with a fixed
 seed, at the reference posts' lengths. ``--pages`` adds one page per paper in the format of
@@ -17,14 +17,17 @@ change (``base.html`` overridden: every page re-rendered, every conversion reuse
 state), and after adding the newest post (three times, the post taken out again between; the
 median). When ``hugo`` is installed (Debian's 0.111), the same posts are built with a minimal Hugo
 site (posts, paginated home, per-category pages and feeds with full content, generated config and
-layouts) and timed the same way, side by side; Jekyll's full build is timed last. Targets (issue
-11) on the 2-core machine: at 1,000 posts full build CPU <= Hugo's and wall <= 5 s, a template
-change <= 2.5 s; at 3,000 posts adding one post <= 0.6 s and peak memory <= 300 MB.
+layouts) and timed the same way, side by side; ``--pagefind`` then indexes Hugo's posts with
+pagefind, as a Hugo site gets search, for the like-for-like figure (ours includes its search index).
+Jekyll's full build is timed last. Targets (issue 11) on the 2-core machine: at 1,000 posts full
+build CPU <= Hugo's and wall <= 5 s, a template change <= 2.5 s; at 3,000 posts adding one post <=
+0.6 s and peak memory <= 300 MB.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import random
@@ -38,6 +41,7 @@ import threading
 import time
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 LISTINGS = ROOT / "tests" / "fixtures" / "listings" / "cs.SD-eess.AS-2025-05-to-09.json"
@@ -257,15 +261,15 @@ def _tree_pss_mb(root: int) -> float:
     return kilobytes / 1024
 
 
-def child(code: str, *args: Path) -> dict[str, float]:
-    """Run ``code`` in a child process: its JSON result, wall and CPU time (user + system of the
-    process and its workers) and the peak PSS of its process tree, sampled every 50 ms. Like Hugo's,
-    it starts after ``sync``: the kernel writing back the files of the step before (a full build
-    writes 130 MB at 1,000 posts) would otherwise be charged to it."""
+def sampled(command: list[str]) -> dict[str, Any]:
+    """Run ``command``: its standard output, wall and CPU time (user + system of the process and its
+    workers) and the peak PSS of its process tree, sampled every 50 ms. Like every build timed
+    here, it starts after ``sync``: the kernel writing back the files of the step before (a full
+    build writes 130 MB at 1,000 posts) would otherwise be charged to it."""
     os.sync()
     started = time.perf_counter()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    process = subprocess.Popen([sys.executable, "-c", code, *map(str, args)], stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     ended: list[float] = []
 
     def wait() -> None:  # the end is when the process ends, not the next sample (up to 50 ms later)
@@ -280,13 +284,17 @@ def child(code: str, *args: Path) -> dict[str, float]:
         waiter.join(0.05)
     stdout = process.stdout.read() if process.stdout else ""
     if process.returncode:
-        raise SystemExit(f"child failed with exit code {process.returncode}")
-    result = json.loads(stdout.strip().splitlines()[-1])
+        raise SystemExit(f"{command[0]} failed with exit code {process.returncode}")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    result["wall"] = ended[0] - started
-    result["cpu"] = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    result["tree_mb"] = peak
-    return result
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return {"stdout": stdout, "wall": ended[0] - started, "cpu": cpu, "tree_mb": peak}
+
+
+def child(code: str, *args: Path) -> dict[str, float]:
+    """Run ``code`` in a child process (``sampled``): its JSON result with the figures."""
+    found = sampled([sys.executable, "-c", code, *map(str, args)])
+    result: dict[str, float] = json.loads(found.pop("stdout").strip().splitlines()[-1])
+    return result | found
 
 
 def build(posts: Path, site: Path, templates: Path) -> dict[str, float]:
@@ -314,7 +322,8 @@ disableKinds = ["section"]
 HUGO_LAYOUTS = {
     "_default/baseof.html": "<!doctype html><html><head><meta charset=utf-8><title>{{ .Title }}</title></head>"
     '<body>{{ block "main" . }}{{ end }}</body></html>\n',
-    "_default/single.html": '{{ define "main" }}<article><h1>{{ .Title }}</h1>{{ .Content }}</article>{{ end }}\n',
+    "_default/single.html": '{{ define "main" }}<article data-pagefind-body><h1>{{ .Title }}</h1>{{ .Content }}'
+    "</article>{{ end }}\n",
     "_default/list.html": '{{ define "main" }}<h1>{{ .Title }}</h1><ul>{{ range .Paginator.Pages }}'
     '<li><a href="{{ .RelPermalink }}">{{ .Title }}</a> {{ .Date.Format "2006-01-02" }}</li>{{ end }}</ul>'
     "{{ end }}\n",
@@ -346,15 +355,23 @@ def hugo(posts: Path, work: Path) -> dict[str, float] | None:
             listed = ", ".join(json.dumps(c) for c in found)
             text = text.replace("\n---\n", f"\ncategories: [{listed}]\n---\n", 1)
         (work / "content" / "posts" / post.name).write_text(text, encoding="utf-8")
-    os.sync()
-    started = time.perf_counter()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    command = ["hugo", "--source", str(work), "--destination", str(work / "public"), "--quiet"]
-    subprocess.run(command, check=True, capture_output=True)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    files = sum(len(names) for _, _, names in os.walk(work / "public"))
-    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    return {"wall": time.perf_counter() - started, "cpu": cpu, "files": files}
+    found = sampled(["hugo", "--source", str(work), "--destination", str(work / "public"), "--quiet"])
+    return found | {"files": sum(len(names) for _, _, names in os.walk(work / "public"))}
+
+
+def pagefind(site: Path) -> dict[str, Any] | None:
+    """pagefind (``pip install 'pagefind[extended]'``, or its binary on the PATH) indexing Hugo's
+    built posts, as a Hugo site gets search: the like-for-like anchor for ours, which includes its
+    search index. Only the posts' articles are indexed (``data-pagefind-body``), as ours indexes the
+    posts' papers. None when pagefind is not installed."""
+    binary = shutil.which("pagefind_extended") or shutil.which("pagefind")
+    if binary:
+        command = [binary]
+    elif importlib.util.find_spec("pagefind"):
+        command = [sys.executable, "-m", "pagefind"]
+    else:
+        return None
+    return sampled([*command, "--site", str(site), "--quiet"])
 
 
 def jekyll(posts: Path, work: Path) -> float | None:
@@ -399,6 +416,11 @@ def main() -> None:
     parser.add_argument("--no-jekyll", action="store_true", help="skip the Jekyll comparison")
     parser.add_argument("--no-hugo", action="store_true", help="skip the Hugo comparison")
     parser.add_argument(
+        "--pagefind",
+        action="store_true",
+        help="also index Hugo's posts with pagefind (pip install 'pagefind[extended]'): Hugo with search, like ours",
+    )
+    parser.add_argument(
         "--no-records",
         action="store_true",
         help="no records beside the posts: the seed system's posts, read by their Markdown",
@@ -430,8 +452,17 @@ def main() -> None:
         full = build(posts, site, templates)
         print(_row("ours, full build", full, f"{full['written']} files, {full['converted']} conversions"))
         found = None if args.no_hugo else hugo(posts, work / "hugo")
+        searched = None
         if found:
             print(_row("hugo, full build", found, f"{found['files']:.0f} files"))
+            indexed = pagefind(work / "hugo" / "public") if args.pagefind else None
+            if indexed:
+                searched = {key: found[key] + indexed[key] for key in ("wall", "cpu")}
+                searched["tree_mb"] = max(found["tree_mb"], indexed["tree_mb"])
+                note = f"pagefind {indexed['wall']:.2f} s, {indexed['cpu']:.1f} CPU-s, {indexed['tree_mb']:.0f} MB"
+                print(_row("hugo + pagefind", searched, note))
+            elif args.pagefind:
+                print("pagefind: not installed (pip install 'pagefind[extended]')")
         else:
             print("hugo: " + ("skipped" if args.no_hugo else "not installed"))
 
@@ -469,6 +500,9 @@ def main() -> None:
         if found:
             ratio, wall = full["cpu"] / found["cpu"], full["wall"] / found["wall"]
             print(f"  full build CPU / Hugo's: {ratio:.2f} (target <= 1), wall {wall:.2f}x Hugo's")
+        if searched:
+            ratio, wall = full["cpu"] / searched["cpu"], full["wall"] / searched["wall"]
+            print(f"  like for like, with search: CPU {ratio:.2f}x and wall {wall:.2f}x Hugo + pagefind's")
         print(f"  full build wall:      {_verdict(full['wall'], 5, 's', 1000, args.posts)}")
         print(f"  template change wall: {_verdict(changed['wall'], 2.5, 's', 1000, args.posts)}")
         print(f"  + one post wall:      {_verdict(added['wall'], 0.6, 's', 3000, args.posts)}")
