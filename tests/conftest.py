@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,3 +66,12 @@ def workspace(tmp_path: Path, arxiv: ArxivServer) -> Workspace:
         arxiv, timeout=1, retries=3, user_agent="arxiv-digest-tests/1.0 (mailto:tests@example.org)"
     )
     return ws.configure(llm={"provider": "none"})
+
+
+@pytest.fixture
+def forkable() -> None:
+    """For a test of what a build does in forked processes: it forks only while no other thread runs
+    (``site.beside``), and would otherwise do everything here and pass without testing the fork, so
+    a thread an earlier test left running fails the test instead."""
+    others = [thread.name for thread in threading.enumerate() if thread is not threading.main_thread()]
+    assert not others, f"threads left running by an earlier test: {others}"

@@ -18,6 +18,8 @@ import pytest
 from arxiv_digest.site import SiteError
 from arxiv_digest.site.beside import Beside
 
+pytestmark = pytest.mark.usefixtures("forkable")  # each test forks, or starts the thread that keeps it from forking
+
 
 def _ready_pid_file(path: Path, run: Callable[[int], object]) -> Callable[[], Callable[[int], object]]:
     """A ``ready`` that notes the process it runs in, then hands over ``run``."""

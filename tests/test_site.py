@@ -721,6 +721,7 @@ def _children() -> list[int]:
     return [int(pid) for task in Path("/proc/self/task").iterdir() for pid in (task / "children").read_text().split()]
 
 
+@pytest.mark.usefixtures("forkable")
 def test_a_full_build_failing_in_its_listings_leaves_no_process_writing_its_search_index(tmp_path: Path) -> None:
     """A full build's search segments are written by a process forked before the listings render: a
     listing that fails ends the build with its error, and that process with it; the next build is

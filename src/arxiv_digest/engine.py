@@ -24,7 +24,6 @@ from datetime import datetime
 from functools import partial
 
 import httpx
-from tqdm import tqdm
 
 from . import fulltext
 from .cache import TextCache
@@ -35,6 +34,7 @@ from .llm import ChatClient, LLMError, LLMFatal, LLMTooLong
 from .models import Paper, TextKind
 from .outcome import PROGRESS_LOGGER
 from .polite import PoliteHttp, RetryPolicy, tls_context
+from .progress import progress_bar
 from .summarize import (
     BudgetExhausted,
     Job,
@@ -144,7 +144,7 @@ class TextEngine:
         with (
             client,
             ThreadPoolExecutor(cfg.concurrency) as pool,
-            tqdm(total=len(jobs) + len(downloads), unit="paper", desc="LLM", disable=None, leave=False) as bar,
+            progress_bar("LLM", "paper", total=len(jobs) + len(downloads)) as bar,
         ):
             outstanding = len(downloads)  # messages still to come; each submitted job adds one
 

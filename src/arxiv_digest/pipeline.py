@@ -11,8 +11,6 @@ from dataclasses import replace
 from datetime import date, datetime, timedelta
 from types import TracebackType
 
-from tqdm import tqdm
-
 from .arxiv import ArxivClient, submitted_range_query
 from .cache import TextCache
 from .config import Config
@@ -22,6 +20,7 @@ from .models import Paper, TextKind, Window
 from .outcome import PROGRESS_LOGGER, RunOutcome, llm_cost
 from .polite import PoliteHttp, arxiv_http
 from .posts import Posts, RunFiles, environment
+from .progress import progress_bar
 from .store import Store
 from .summarize import Prompt, Usage, load_prompt
 from .window import closed_window, latest_closed_day, window_for
@@ -113,7 +112,7 @@ class Digest:
             progress.info("arXiv: stored %d papers for %s .. %s", len(chosen), complete[0].day, complete[-1].day)
 
         query = submitted_range_query(self.config.arxiv.categories, start, end)
-        with tqdm(desc="arXiv", unit="batch", disable=None, leave=False) as bar:
+        with progress_bar("arXiv", "batch") as bar:
             for batch in client.batches(query):
                 bar.total = -(-batch.total_results // self.config.arxiv.page_size)
                 bar.update()
