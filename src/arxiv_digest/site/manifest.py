@@ -157,8 +157,8 @@ class SourceInfo:
 
 def same(old: SourceInfo | None, new: SourceInfo | None) -> bool:
     """Whether a source is as it was: first by identity, since a build carries the object the state
-    loaded for every unchanged source, and comparing 21,000 of them field by field (a site of 1,000
-    posts with their paper pages) took 0.1 s of adding a post, twice."""
+    loaded for every unchanged source; comparing 21,000 of them field by field (1,000 posts with
+    their paper pages), in the search plan and in saving the state, took ~0.07 s of adding a post."""
     return old is new or old == new
 
 
