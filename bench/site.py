@@ -465,6 +465,8 @@ def main() -> None:
                 print("pagefind: not installed (pip install 'pagefind[extended]')")
         else:
             print("hugo: " + ("skipped" if args.no_hugo else "not installed"))
+            if args.pagefind:
+                print("pagefind: skipped (it indexes Hugo's build)")
 
         (templates / "base.html").write_text(TEMPLATE_CHANGE, encoding="utf-8")
         changed = build(posts, site, templates)
