@@ -261,11 +261,11 @@ def _tree_pss_mb(root: int) -> float:
     return kilobytes / 1024
 
 
-def sampled(command: list[str]) -> dict[str, Any]:
-    """Run ``command``: its standard output, wall and CPU time (user + system of the process and its
-    workers) and the peak PSS of its process tree, sampled every 50 ms. Like every build timed
-    here, it starts after ``sync``: the kernel writing back the files of the step before (a full
-    build writes 130 MB at 1,000 posts) would otherwise be charged to it."""
+def sampled(name: str, command: list[str]) -> dict[str, Any]:
+    """Run ``command`` (``name`` in errors): its standard output, wall and CPU time (user + system of
+    the process and its workers) and the peak PSS of its process tree, sampled every 50 ms. Like
+    every build timed here, it starts after ``sync``: the kernel writing back the files of the step
+    before (a full build writes 130 MB at 1,000 posts) would otherwise be charged to it."""
     os.sync()
     started = time.perf_counter()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -284,7 +284,7 @@ def sampled(command: list[str]) -> dict[str, Any]:
         waiter.join(0.05)
     stdout = process.stdout.read() if process.stdout else ""
     if process.returncode:
-        raise SystemExit(f"{command[0]} failed with exit code {process.returncode}")
+        raise SystemExit(f"{name} failed with exit code {process.returncode}")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     return {"stdout": stdout, "wall": ended[0] - started, "cpu": cpu, "tree_mb": peak}
@@ -292,7 +292,7 @@ def sampled(command: list[str]) -> dict[str, Any]:
 
 def child(code: str, *args: Path) -> dict[str, float]:
     """Run ``code`` in a child process (``sampled``): its JSON result with the figures."""
-    found = sampled([sys.executable, "-c", code, *map(str, args)])
+    found = sampled("our build", [sys.executable, "-c", code, *map(str, args)])
     result: dict[str, float] = json.loads(found.pop("stdout").strip().splitlines()[-1])
     return result | found
 
@@ -355,7 +355,7 @@ def hugo(posts: Path, work: Path) -> dict[str, float] | None:
             listed = ", ".join(json.dumps(c) for c in found)
             text = text.replace("\n---\n", f"\ncategories: [{listed}]\n---\n", 1)
         (work / "content" / "posts" / post.name).write_text(text, encoding="utf-8")
-    found = sampled(["hugo", "--source", str(work), "--destination", str(work / "public"), "--quiet"])
+    found = sampled("hugo", ["hugo", "--source", str(work), "--destination", str(work / "public"), "--quiet"])
     return found | {"files": sum(len(names) for _, _, names in os.walk(work / "public"))}
 
 
@@ -371,7 +371,7 @@ def pagefind(site: Path) -> dict[str, Any] | None:
         command = [sys.executable, "-m", "pagefind"]
     else:
         return None
-    return sampled([*command, "--site", str(site), "--quiet"])
+    return sampled("pagefind", [*command, "--site", str(site), "--quiet"])
 
 
 def jekyll(posts: Path, work: Path) -> float | None:
