@@ -121,46 +121,31 @@ class SegmentBuilder:
         by_term = np.argsort(ranks, kind="stable")  # pieces by term, batches in order
         first = np.flatnonzero(np.diff(ranks[by_term], prepend=-1))  # each term's first piece
         del ranks  # arrays are dropped as soon as they are used: this is a full build's peak memory
-        self.store.flush()
-        with self.store:
-            self._write_range(writer, self.store.fileno(), terms, by_term, first, df, gap_len, offset)
-        writer.days.update(self.days)
-        return writer.close()
-
-    @staticmethod
-    def _write_range(
-        writer: SegmentWriter,
-        store: int,
-        terms: list[str],
-        by_term: np.ndarray,
-        first: np.ndarray,
-        df: np.ndarray,
-        gap_len: np.ndarray,
-        offset: np.ndarray,
-    ) -> None:
-        """Consecutive terms (their pieces ``by_term``, each term's first at ``first``) gathered from
-        the store a quarter of a megabyte at a time and written."""
         term_df = np.add.reduceat(df[by_term], first)
         term_gaps = np.add.reduceat(gap_len[by_term], first)
         sizes = term_df + term_gaps
         ends = np.cumsum(sizes)
         first = np.append(first, len(by_term))
-        term = 0
-        while term < len(terms):
-            cut = max(int(np.searchsorted(ends, ends[term] - sizes[term] + CHUNK_BYTES, side="right")), term + 1)
-            chunk_pieces = by_term[first[term] : first[cut]]
-            starts, lengths = _byte_ranges(
-                first[term:cut] - first[term],
-                df[chunk_pieces],
-                gap_len[chunk_pieces],
-                offset[chunk_pieces],
-            )
-            data = _read_ranges(store, starts, lengths)
-            chunk = sizes[term:cut]
-            writer.write_encoded(
-                terms[term:cut], term_df[term:cut], term_gaps[term:cut], data, np.cumsum(chunk) - chunk
-            )
-            term = cut
+        self.store.flush()
+        with self.store:
+            term = 0
+            while term < len(terms):  # a quarter of a megabyte of postings at a time
+                cut = max(int(np.searchsorted(ends, ends[term] - sizes[term] + CHUNK_BYTES, side="right")), term + 1)
+                chunk_pieces = by_term[first[term] : first[cut]]
+                starts, lengths = _byte_ranges(
+                    first[term:cut] - first[term],
+                    df[chunk_pieces],
+                    gap_len[chunk_pieces],
+                    offset[chunk_pieces],
+                )
+                data = _read_ranges(self.store.fileno(), starts, lengths)
+                chunk = sizes[term:cut]
+                writer.write_encoded(
+                    terms[term:cut], term_df[term:cut], term_gaps[term:cut], data, np.cumsum(chunk) - chunk
+                )
+                term = cut
+        writer.days.update(self.days)
+        return writer.close()
 
 
 def _read_ranges(file: int, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
