@@ -10,9 +10,10 @@ post, as with ``pages.enabled``; adding a post then adds its 20 pages too. Each 
 the record beside it that the pipeline writes (``--no-records``: none, as for the seed system's
 posts, which the site then reads by their Markdown).
 
-Each build runs in a child process, so its wall time (interpreter start included), CPU time (user +
-system of the process and its workers, from ``RUSAGE_CHILDREN``) and peak memory (PSS of its process
-tree, sampled every 50 ms) are its own. The builds: full (an empty build state), after a template
+Each build is the command a user runs, ``arxiv-digest site`` (with a generated config), in a child
+process, so its wall time (interpreter start, imports and config included), CPU time (user + system of
+the process and its workers, from ``RUSAGE_CHILDREN``) and peak memory (PSS of its process tree,
+sampled every 50 ms) are its own. The builds: full (an empty build state), after a template
 change (``base.html`` overridden: every page re-rendered, every conversion reused from the build
 state), and after adding the newest post (three times, the post taken out again between; the
 median). When ``hugo`` is installed (Debian's 0.111), the same posts are built with a minimal Hugo
@@ -49,24 +50,16 @@ REFERENCES = sorted((ROOT / "tests" / "fixtures" / "reference").glob("daily-post
 PAPERS_PER_POST = 20
 ADDITIONS = 3  # adding the newest post is timed this many times: one run of half a second is noise
 TAXONOMY = ("语音识别", "语音合成", "音乐", "音频理解", "其他")
-BUILD_CHILD = """
-import gc, json, resource, sys
-from pathlib import Path
-from arxiv_digest.site import SiteOptions, build_site
-
-if __name__ == "__main__":
-    posts, site, templates = map(Path, sys.argv[1:4])
-    report = build_site(SiteOptions(posts, site, templates_dirs=(templates,)))
-    gc.freeze()  # as the command line does before it exits: no last garbage collection
-    print(json.dumps({
-        "seconds": report.seconds,
-        "pages": report.pages,
-        "written": len(report.written),
-        "skipped": report.skipped,
-        "converted": report.converted,
-        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }))
+CONFIG = """site:
+  posts_dir: posts
+  templates_dir: templates
+  site_dir: site
+store:
+  path: state/digest.sqlite3
 """
+SUMMARY = re.compile(
+    r"(?P<written>\d+) files written, (?P<skipped>\d+) unchanged, \d+ removed, (?P<converted>\d+) conversions"
+)
 
 
 def _inline(text: str) -> str:
@@ -290,15 +283,14 @@ def sampled(name: str, command: list[str]) -> dict[str, Any]:
     return {"stdout": stdout, "wall": ended[0] - started, "cpu": cpu, "tree_mb": peak}
 
 
-def child(code: str, *args: Path) -> dict[str, float]:
-    """Run ``code`` in a child process (``sampled``): its JSON result with the figures."""
-    found = sampled("our build", [sys.executable, "-c", code, *map(str, args)])
-    result: dict[str, float] = json.loads(found.pop("stdout").strip().splitlines()[-1])
-    return result | found
-
-
-def build(posts: Path, site: Path, templates: Path) -> dict[str, float]:
-    return child(BUILD_CHILD, posts, site, templates)
+def build(config: Path) -> dict[str, float]:
+    """``arxiv-digest site`` with ``config``, as a user runs it (``sampled``): its figures, and from
+    its closing line the files it wrote and left, and the conversions it ran."""
+    found = sampled("our build", [sys.executable, "-m", "arxiv_digest", "-c", str(config), "site"])
+    summary = SUMMARY.search(found.pop("stdout"))
+    if not summary:
+        raise SystemExit("our build printed no summary line")
+    return {key: int(value) for key, value in summary.groupdict().items()} | found
 
 
 HUGO_CONFIG = """baseURL = "http://example.org/"
@@ -433,8 +425,9 @@ def main() -> None:
         parser.error(f"--keep {args.keep}: the folder is not empty (the benchmark times a build from nothing)")
     work = args.keep or Path(tempfile.mkdtemp(prefix="arxiv-digest-bench-"))
     try:
-        posts, site, templates = work / "posts", work / "site", work / "templates"
+        posts, templates, config = work / "posts", work / "templates" / "site", work / "config.yaml"
         templates.mkdir(parents=True)
+        config.write_text(CONFIG, encoding="utf-8")
         write_posts(posts, args.posts + 1, pages=args.pages, records=not args.no_records)
         newest = max(posts.glob("*.md")).name[:10]
         held = work / "held"
@@ -449,7 +442,7 @@ def main() -> None:
             f"{os.cpu_count()} CPUs (wall times grow with the load average, CPU times less)"
         )
         print(f"{'':26} {'wall s':>8} {'CPU s':>8} {'peak MB':>8}")
-        full = build(posts, site, templates)
+        full = build(config)
         print(_row("ours, full build", full, f"{full['written']} files, {full['converted']} conversions"))
         found = None if args.no_hugo else hugo(posts, work / "hugo")
         searched = None
@@ -469,7 +462,7 @@ def main() -> None:
                 print("pagefind: skipped (it indexes Hugo's build)")
 
         (templates / "base.html").write_text(TEMPLATE_CHANGE, encoding="utf-8")
-        changed = build(posts, site, templates)
+        changed = build(config)
         note = f"{changed['written']} files written, {changed['converted']} conversions"
         print(_row("ours, template change", changed, note))
 
@@ -478,10 +471,10 @@ def main() -> None:
             if number:  # the post taken out again (a build not reported), to be added once more
                 for extra in [*posts.glob(f"{newest}-*.md"), *posts.glob(f".{newest}-*.md.json")]:
                     extra.rename(held / extra.name)
-                build(posts, site, templates)
+                build(config)
             for extra in held.iterdir():
                 extra.rename(posts / extra.name)
-            additions.append(build(posts, site, templates))
+            additions.append(build(config))
         additions.sort(key=lambda result: result["wall"])
         added = additions[len(additions) // 2]
         note = (
@@ -489,7 +482,7 @@ def main() -> None:
             f"files written, {added['skipped']} unchanged, {added['converted']} conversions"
         )
         print(_row("ours, + one post", added, note))
-        state = sum(p.stat().st_size for p in (work / ".site-state").iterdir()) / 2**20
+        state = sum(p.stat().st_size for p in (work / "state" / "site-build").iterdir()) / 2**20
         print(f"build state {state:.0f} MB (outside the site folder)")
 
         seconds = None if args.no_jekyll else jekyll(posts, work / "jekyll")
