@@ -36,7 +36,6 @@ from .outcome import (
     write_report,
 )
 from .runlock import run_lock
-from .window import parse_day, utc_now
 
 if TYPE_CHECKING:
     from .pipeline import Digest
@@ -50,6 +49,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _now() -> datetime:
+    from .window import utc_now
+
     value = os.environ.get(NOW_ENV)
     if not value:
         return utc_now()
@@ -263,6 +264,8 @@ def generate(
 
 
 def _days(day: str | None, first: str | None, last: str | None) -> list[date]:
+    from .window import parse_day
+
     if day and (first or last):
         raise UsageError("give either --date or --from/--to, not both")
     if day:

@@ -7,12 +7,14 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 
-from ..models import PaperPage, Post
 from .jekyll import PostFormatError, apply_liquid_raw, front_matter, names
+
+if TYPE_CHECKING:
+    from ..models import PaperPage, Post
 
 log = logging.getLogger(__name__)
 
