@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import pickle
 import shutil
@@ -61,6 +62,13 @@ if __name__ == "__main__":
         "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }))
 """
+
+
+def child(code: str, *args: Path) -> dict[str, float]:
+    """Run ``code`` in a child process (``bench_site.sampled``): its JSON result with the figures."""
+    found = bench_site.sampled("the index's build", [sys.executable, "-c", code, *map(str, args)])
+    result: dict[str, float] = json.loads(found.pop("stdout").strip().splitlines()[-1])
+    return result | found
 
 
 def documents(posts: list[Path]) -> list:
@@ -109,9 +117,9 @@ def main() -> None:
         )
         print(f"{'':26} {'wall s':>8} {'CPU s':>8} {'peak MB':>8}")
         index, state = work / "index" / "search", work / "index-state"
-        full = bench_site.child(INDEX_CHILD, index, state, work / "old.pickle")
+        full = child(INDEX_CHILD, index, state, work / "old.pickle")
         print(_row("index, full", full, f"{full['written']} files, {full['segments']} segments"))
-        added = bench_site.child(INDEX_CHILD, index, state, work / "new.pickle")
+        added = child(INDEX_CHILD, index, state, work / "new.pickle")
         print(_row("index, + one post", added, f"{added['written']} files written, {added['removed']} removed"))
         size = _bytes(index)
         line = f"index {size / 2**20:.1f} MB in {sum(1 for p in index.rglob('*') if p.is_file())} files"
@@ -119,13 +127,12 @@ def main() -> None:
             daily[-1].rename(work / daily[-1].name)  # the newest post is added for the incremental build
             record = sidecar_path(daily[-1])
             record.rename(work / record.name)
-            templates = work / "templates"  # no template of the user's: the packaged ones
-            templates.mkdir(exist_ok=True)
-            site = bench_site.build(posts, work / "site", templates)
+            config = bench_site.site_config(work)  # no template of the user's: the packaged ones
+            site = bench_site.build(config)
             print(_row("site with index, full", site, f"{site['written']} files"))
             (work / daily[-1].name).rename(daily[-1])
             (work / record.name).rename(record)
-            more = bench_site.build(posts, work / "site", templates)
+            more = bench_site.build(config)
             print(_row("site with index, + 1 post", more, f"{more['written']} files written"))
             html = _bytes(work / "site", "*.html")
             line += f" = {size / html:.0%} of the site's HTML ({html / 2**20:.0f} MB)"

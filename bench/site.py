@@ -283,6 +283,15 @@ def sampled(name: str, command: list[str]) -> dict[str, Any]:
     return {"stdout": stdout, "wall": ended[0] - started, "cpu": cpu, "tree_mb": peak}
 
 
+def site_config(work: Path) -> Path:
+    """A config for ``arxiv-digest site`` in ``work``: posts in ``posts/``, the site in ``site/``, the
+    user's templates (none at first) in ``templates/site/`` and the build state in ``state/``."""
+    (work / "templates" / "site").mkdir(parents=True, exist_ok=True)
+    config = work / "config.yaml"
+    config.write_text(CONFIG, encoding="utf-8")
+    return config
+
+
 def build(config: Path) -> dict[str, float]:
     """``arxiv-digest site`` with ``config``, as a user runs it (``sampled``): its figures, and from
     its closing line the files it wrote and left, and the conversions it ran."""
@@ -425,9 +434,7 @@ def main() -> None:
         parser.error(f"--keep {args.keep}: the folder is not empty (the benchmark times a build from nothing)")
     work = args.keep or Path(tempfile.mkdtemp(prefix="arxiv-digest-bench-"))
     try:
-        posts, templates, config = work / "posts", work / "templates" / "site", work / "config.yaml"
-        templates.mkdir(parents=True)
-        config.write_text(CONFIG, encoding="utf-8")
+        posts, templates, config = work / "posts", work / "templates" / "site", site_config(work)
         write_posts(posts, args.posts + 1, pages=args.pages, records=not args.no_records)
         newest = max(posts.glob("*.md")).name[:10]
         held = work / "held"
