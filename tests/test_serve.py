@@ -5,6 +5,7 @@ SIGTERM)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -22,8 +23,10 @@ from urllib.parse import quote, urljoin
 import lxml.html
 import pytest
 
+from arxiv_digest.search_query import Searcher, folder_fetch
 from arxiv_digest.serve import ServeHandle, safe_path, serve
-from arxiv_digest.site import SiteOptions
+from arxiv_digest.site import SiteOptions, build_site, copy_last_build, seed, state_folder
+from arxiv_digest.site.manifest import BuildState
 
 from .site_support import ATTACK_PAGE_TITLE, PAGES, REFERENCE, REFERENCE_POSTS, paper_page, pipeline_post, write_posts
 
@@ -276,3 +279,74 @@ def test_a_busy_port_is_one_line(project: Path) -> None:
         "--port, or --port 0 for any free one\n"
     )
     assert list((project / "tmp").iterdir()) == []
+
+
+def _published(tmp_path: Path) -> SiteOptions:
+    """A site built as ``arxiv-digest site`` builds it, then one post more that it has not seen."""
+    write_posts(tmp_path / "posts", hostile=False)
+    (tmp_path / "templates").mkdir()
+    options = SiteOptions(tmp_path / "posts", tmp_path / "_site", (tmp_path / "templates",))
+    build_site(options)
+    newer = (REFERENCE / REFERENCE_POSTS[1]).read_text(encoding="utf-8").replace("2026-01-15", "2026-01-16")
+    (tmp_path / "posts" / "2026-01-16-arxiv.md").write_text(newer, encoding="utf-8")
+    return options
+
+
+def _first_build(caplog: pytest.LogCaptureFixture) -> str:
+    (summary, *_) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Done:")]
+    return summary
+
+
+def test_the_preview_starts_from_the_sites_last_build(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """``serve`` copies what the last build of the site left (its build state and search index), so
+    its first build converts and indexes only the post added since, though it renders every page
+    (with the preview's address); the copy's index takes updates like the site's own."""
+    options = _published(tmp_path)
+    caplog.set_level(logging.INFO, logger="arxiv_digest")
+    handle = serve(options, port=0)
+    try:
+        preview = _first_build(caplog)
+        assert handle.live is not None and "starting from the last build of" in caplog.text
+        records = Searcher(folder_fetch(handle.live / "search")).search("speech", shown=100).records
+        assert {r["u"][:10] for r in records} >= {"2026/01/16", "2026/01/15", "2025/10/31"}
+        assert handle.url in fetch(handle.url + "/feed.xml")[1]
+    finally:
+        handle.stop()
+    same = build_site(options)  # the site itself, from the same state: it converts what the preview did
+    assert "(incremental build)" in preview and f" {same.converted} conversions " in preview
+    assert same.converted > 0 and f"{same.pages} paper pages" not in preview
+    assert f"Done: {same.posts} posts, {len(same.written) + same.skipped} files written, 0 unchanged" in preview
+
+
+def test_a_site_whose_build_did_not_finish_is_not_copied(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    options = _published(tmp_path)
+    state = BuildState(state_folder(options))
+    state.mark_incomplete()  # as while a build of the site runs, or after one was killed
+    state.close()
+    caplog.set_level(logging.INFO, logger="arxiv_digest")
+    handle = serve(options, port=0)
+    handle.stop()
+    assert "(full build)" in _first_build(caplog) and "starting from" not in caplog.text
+
+
+def test_a_copy_during_which_the_site_was_built_again_is_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A build of the site that publishes its index while the copy runs (here: between copying the
+    index's files and checking them) leaves nothing copied behind."""
+    options = _published(tmp_path)
+    copy = shutil.copytree
+
+    def copied_while_built_again(source: Path, target: Path, *args: object, **kwargs: object) -> object:
+        done = copy(source, target, *args, **kwargs)  # (copytree calls itself for each folder)
+        if Path(source) == options.site_dir / "search":
+            build_site(options)  # the post added since: a new index generation is published
+        return done
+
+    monkeypatch.setattr(seed.shutil, "copytree", copied_while_built_again)
+    target, state = tmp_path / "preview", tmp_path / ".preview-state"
+    assert not copy_last_build(options, target, state)
+    assert not any(target.rglob("*")) and not any(state.rglob("*.sqlite*"))
+    monkeypatch.setattr(seed.shutil, "copytree", copy)
+    assert copy_last_build(options, target, state)  # nothing changed since: now it copies
+    assert (target / "search" / "meta.gz").read_bytes() == (options.site_dir / "search" / "meta.gz").read_bytes()

@@ -44,7 +44,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import watchfiles
 
 from . import templating
-from .site import SiteError, SiteOptions, build_site, state_folder, template_dirs
+from .site import SiteError, SiteOptions, build_site, copy_last_build, state_folder, template_dirs
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +167,7 @@ class ServeHandle:
         self._folders = (Path(self._tmp.name) / "a", Path(self._tmp.name) / "b")
         self._threads: list[threading.Thread] = []
         self._serving = False
+        self._start_from_site = True  # the first build starts where the published site's last ended
 
     # -- building ---------------------------------------------------------------------------------
 
@@ -176,6 +177,10 @@ class ServeHandle:
         try:
             options = self._reload_options() if self._reload_options else self.options
             self.options = options
+            if self._start_from_site:  # (tried once: a failed first build leaves its folder as it is)
+                self._start_from_site = False
+                if copy_last_build(options, target, self._state(target)):
+                    log.info("starting from the last build of %s", options.site_dir)
             # each build folder has its own state beside it, in the temporary folder
             build_site(replace(options, site_dir=target, state_dir=None, base_url=self.url, incremental=True))
         except Exception as exc:  # a broken post, template or config must not stop the preview

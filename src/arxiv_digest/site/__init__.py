@@ -15,11 +15,13 @@ HTML it renders. The modules, in the order a build uses them:
 * ``listings``, ``feeds``, ``search``: what lists the sources (search: each paper, for the index);
 * ``manifest``, ``writer``, ``templates``: the build state (SQLite, with the conversion cache) and what
   is stale, writing it, rendering it;
-* ``build``: the order of all that.
+* ``build``: the order of all that;
+* ``seed``: a new build folder started from another site's last build (``serve``'s preview).
 """
 
 from .build import build_site
 from .options import BuildReport, SiteError, SiteOptions, state_folder
+from .seed import copy_last_build
 from .templates import template_dirs
 
-__all__ = ["BuildReport", "SiteError", "SiteOptions", "build_site", "state_folder", "template_dirs"]
+__all__ = ["BuildReport", "SiteError", "SiteOptions", "build_site", "copy_last_build", "state_folder", "template_dirs"]

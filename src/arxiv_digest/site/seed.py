@@ -1,0 +1,70 @@
+"""A new build folder started from what another site's last build left: its build state (every
+source's row, the conversion cache) and its search index with the index's state. ``serve`` starts
+its preview this way from the published site, so that its first build converts and indexes only
+what changed since the last ``arxiv-digest site``; it still renders every page, whose links carry
+the preview's address. Starting the preview beside a site of 3,000 posts took 46 s, a full build.
+
+The copy must be of one finished build. A build of the published site marks its state incomplete
+before it changes a file, and publishes its index's ``meta.gz`` last; so what is copied is used
+only when that build's state was complete, with the same ``meta.gz``, both before and after the
+copy. Otherwise it is removed again and the preview's first build is a full one, as without it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+from ..search_docs import META, STATE
+from .manifest import STATE_FILE
+from .options import SiteOptions, state_folder
+from .search import FOLDER
+
+
+def copy_last_build(published: SiteOptions, site_dir: Path, state_dir: Path) -> bool:
+    """Copy the state of the last build of ``published`` into ``state_dir``, and its search index
+    into ``site_dir`` (both new); returns whether it did."""
+    source = state_folder(published)
+    ended = _finished_build(published)
+    if ended is None:
+        return False
+    copies = (state_dir / STATE_FILE, state_dir / FOLDER, site_dir / FOLDER)
+    try:
+        _backup(source / STATE_FILE, copies[0])
+        _backup(source / FOLDER / STATE, copies[1] / STATE)
+        shutil.copytree(published.site_dir / FOLDER, copies[2])
+        copied = _finished_build(published) == ended
+    except (OSError, shutil.Error, sqlite3.Error):  # a file replaced or removed meanwhile, too
+        copied = False
+    if not copied:
+        copies[0].unlink(missing_ok=True)
+        for folder in copies[1:]:
+            shutil.rmtree(folder, ignore_errors=True)
+    return copied
+
+
+def _finished_build(options: SiteOptions) -> bytes | None:
+    """The published index's ``meta.gz`` (which a build that changed the index replaced) when the
+    last build of ``options`` finished; None while one runs, or when there is none."""
+    state = state_folder(options) / STATE_FILE
+    try:
+        with closing(_read_only(state)) as db:
+            complete = db.execute("SELECT value FROM meta WHERE name = 'complete'").fetchone()
+        return (options.site_dir / FOLDER / META).read_bytes() if complete == ("1",) else None
+    except (OSError, sqlite3.Error):
+        return None
+
+
+def _backup(path: Path, copy: Path) -> None:
+    """A consistent copy of the SQLite database at ``path``, even while another process writes it."""
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    with closing(_read_only(path)) as source, closing(sqlite3.connect(copy)) as target:
+        source.backup(target)
+
+
+def _read_only(path: Path) -> sqlite3.Connection:
+    if not path.is_file():  # (connecting would create it)
+        raise FileNotFoundError(path)
+    return sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
