@@ -292,9 +292,8 @@ def _published(tmp_path: Path) -> SiteOptions:
     return options
 
 
-def _first_build(caplog: pytest.LogCaptureFixture) -> str:
-    (summary, *_) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Done:")]
-    return summary
+def _summaries(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("Done:")]
 
 
 def test_the_preview_starts_from_the_sites_last_build(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -305,13 +304,19 @@ def test_the_preview_starts_from_the_sites_last_build(tmp_path: Path, caplog: py
     caplog.set_level(logging.INFO, logger="arxiv_digest")
     handle = serve(options, port=0)
     try:
-        preview = _first_build(caplog)
+        preview = _summaries(caplog)[0]
         assert handle.live is not None and "starting from the last build of" in caplog.text
         records = Searcher(folder_fetch(handle.live / "search")).search("speech", shown=100).records
         assert {r["u"][:10] for r in records} >= {"2026/01/16", "2026/01/15", "2025/10/31"}
         assert handle.url in fetch(handle.url + "/feed.xml")[1]
+        # the folder not served was copied from the first build meanwhile: a rebuild there is incremental
+        newest = (tmp_path / "posts" / "2026-01-16-arxiv.md").read_text(encoding="utf-8")
+        (tmp_path / "posts" / "2026-01-17-arxiv.md").write_text(newest.replace("2026-01-16", "2026-01-17"))
+        wait_for(lambda: handle.build_count == 2)
+        assert handle.live.name != "a" and "(incremental build)" in _summaries(caplog)[1]
     finally:
         handle.stop()
+    (tmp_path / "posts" / "2026-01-17-arxiv.md").unlink()
     same = build_site(options)  # the site itself, from the same state: it converts what the preview did
     assert "(incremental build)" in preview and f" {same.converted} conversions " in preview
     assert same.converted > 0 and f"{same.pages} paper pages" not in preview
@@ -326,7 +331,7 @@ def test_a_site_whose_build_did_not_finish_is_not_copied(tmp_path: Path, caplog:
     caplog.set_level(logging.INFO, logger="arxiv_digest")
     handle = serve(options, port=0)
     handle.stop()
-    assert "(full build)" in _first_build(caplog) and "starting from" not in caplog.text
+    assert "(full build)" in _summaries(caplog)[0] and "starting from" not in caplog.text
 
 
 def test_a_copy_during_which_the_site_was_built_again_is_dropped(
