@@ -323,10 +323,16 @@ def test_the_preview_starts_from_the_sites_last_build(tmp_path: Path, caplog: py
     assert f"Done: {same.posts} posts, {len(same.written) + same.skipped} files written, 0 unchanged" in preview
 
 
-def test_a_site_whose_build_did_not_finish_is_not_copied(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("change", ["unfinished", "other code"])
+def test_a_build_of_the_site_that_did_not_finish_or_by_other_code_is_not_copied(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, change: str
+) -> None:
     options = _published(tmp_path)
     state = BuildState(state_folder(options))
-    state.mark_incomplete()  # as while a build of the site runs, or after one was killed
+    if change == "unfinished":
+        state.mark_incomplete()  # as while a build of the site runs, or after one was killed
+    else:  # its conversions are of no use to this code
+        state.db.execute("UPDATE meta SET value = 'an earlier version' WHERE name = 'renderer'")
     state.close()
     caplog.set_level(logging.INFO, logger="arxiv_digest")
     handle = serve(options, port=0)

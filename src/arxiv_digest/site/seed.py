@@ -18,7 +18,7 @@ from contextlib import closing
 from pathlib import Path
 
 from ..search_docs import META, STATE
-from .manifest import STATE_FILE
+from .manifest import STATE_FILE, renderer_version
 from .options import SiteOptions, state_folder
 from .search import FOLDER
 
@@ -47,12 +47,15 @@ def copy_last_build(published: SiteOptions, site_dir: Path, state_dir: Path) -> 
 
 def _finished_build(options: SiteOptions) -> bytes | None:
     """The published index's ``meta.gz`` (which a build that changed the index replaced) when the
-    last build of ``options`` finished; None while one runs, or when there is none."""
+    last build of ``options`` finished, by this code (another's conversions are of no use); None
+    while one runs, or when there is none."""
     state = state_folder(options) / STATE_FILE
     try:
         with closing(_read_only(state)) as db:
-            complete = db.execute("SELECT value FROM meta WHERE name = 'complete'").fetchone()
-        return (options.site_dir / FOLDER / META).read_bytes() if complete == ("1",) else None
+            meta = dict(db.execute("SELECT name, value FROM meta WHERE name IN ('complete', 'renderer')"))
+        if meta != {"complete": "1", "renderer": renderer_version()}:
+            return None
+        return (options.site_dir / FOLDER / META).read_bytes()
     except (OSError, sqlite3.Error):
         return None
 
