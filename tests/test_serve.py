@@ -361,3 +361,5 @@ def test_a_copy_during_which_the_site_was_built_again_is_dropped(
     monkeypatch.setattr(seed.shutil, "copytree", copy)
     assert copy_last_build(options, target, state)  # nothing changed since: now it copies
     assert (target / "search" / "meta.gz").read_bytes() == (options.site_dir / "search" / "meta.gz").read_bytes()
+    assert not copy_last_build(options, target, state)  # never over what is there (it is left as it is)
+    assert (target / "search" / "meta.gz").read_bytes() == (options.site_dir / "search" / "meta.gz").read_bytes()

@@ -25,18 +25,18 @@ from .search import FOLDER
 
 def copy_last_build(published: SiteOptions, site_dir: Path, state_dir: Path) -> bool:
     """Copy the state of the last build of ``published`` into ``state_dir``, and its search index
-    into ``site_dir`` (both new); returns whether it did."""
+    into ``site_dir``; returns whether it did (never over what is there already)."""
     source = state_folder(published)
-    ended = _finished_build(published)
-    if ended is None:
-        return False
     copies = (state_dir / STATE_FILE, state_dir / FOLDER, site_dir / FOLDER)
+    ended = _finished_build(published)
+    if ended is None or any(path.exists() for path in copies):
+        return False
     try:
         _backup(source / STATE_FILE, copies[0])
         _backup(source / FOLDER / STATE, copies[1] / STATE)
         shutil.copytree(published.site_dir / FOLDER, copies[2])
         copied = _finished_build(published) == ended
-    except (OSError, shutil.Error, sqlite3.Error):  # a file replaced or removed meanwhile, too
+    except (OSError, sqlite3.Error):  # a file replaced or removed meanwhile, too (shutil.Error is an OSError)
         copied = False
     if not copied:
         copies[0].unlink(missing_ok=True)
