@@ -363,3 +363,22 @@ def test_a_copy_during_which_the_site_was_built_again_is_dropped(
     assert (target / "search" / "meta.gz").read_bytes() == (options.site_dir / "search" / "meta.gz").read_bytes()
     assert not copy_last_build(options, target, state)  # never over what is there (it is left as it is)
     assert (target / "search" / "meta.gz").read_bytes() == (options.site_dir / "search" / "meta.gz").read_bytes()
+
+
+def test_a_second_sigterm_while_stopping_still_removes_the_build_folder(project: Path) -> None:
+    """As systemd, a supervisor or a user pressing Ctrl-C twice may do: a second signal must not cut
+    the clean-up short (beside a site of 3,000 posts the preview's folder holds 1.4 GB)."""
+    process, url = start_cli(project)
+    assert fetch(url + "/")[0] == 200
+    (folder,) = (project / "tmp").iterdir()
+    many = folder / "a" / "many"  # files that take the clean-up a while to remove
+    many.mkdir()
+    for number in range(10_000):
+        (many / str(number)).touch()
+    process.send_signal(signal.SIGTERM)
+    while many.exists() and len(os.listdir(many)) == 10_000:  # until it is removing them
+        time.sleep(0.001)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0 and "Traceback" not in stderr
+    assert list((project / "tmp").iterdir()) == []
