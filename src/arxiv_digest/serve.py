@@ -249,11 +249,11 @@ class ServeHandle:
             ready.set()
 
     def _rebuild_loop(self) -> None:
-        copied = None  # the build the other folder was copied from
+        copied = False  # the other folder, from the first good build
         while not self._stopped.is_set():
-            if copied is None and self.live is not None:
-                copied = self.live
-                self._copy_first_build(copied)
+            if not copied and self.live is not None:
+                copied = True
+                self._copy_first_build(self.live)
             if self._dirty.wait(0.2):
                 self._dirty.clear()
                 self.build()

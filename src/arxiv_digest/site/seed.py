@@ -27,33 +27,34 @@ def copy_last_build(published: SiteOptions, site_dir: Path, state_dir: Path) -> 
     """Copy the state of the last build of ``published`` into ``state_dir``, and its search index
     into ``site_dir``; returns whether it did (never over what is there already)."""
     source = state_folder(published)
-    copies = (state_dir / STATE_FILE, state_dir / FOLDER, site_dir / FOLDER)
-    ended = _finished_build(published)
-    if ended is None or any(path.exists() for path in copies):
+    build_state, index_state, index = state_dir / STATE_FILE, state_dir / FOLDER, site_dir / FOLDER
+    renderer = renderer_version()
+    ended = _finished_build(published, renderer)
+    if ended is None or any(path.exists() for path in (build_state, index_state, index)):
         return False
     try:
-        _backup(source / STATE_FILE, copies[0])
-        _backup(source / FOLDER / STATE, copies[1] / STATE)
-        shutil.copytree(published.site_dir / FOLDER, copies[2])
-        copied = _finished_build(published) == ended
+        _backup(source / STATE_FILE, build_state)
+        _backup(source / FOLDER / STATE, index_state / STATE)
+        shutil.copytree(published.site_dir / FOLDER, index)
+        copied = _finished_build(published, renderer) == ended
     except (OSError, sqlite3.Error):  # a file replaced or removed meanwhile, too (shutil.Error is an OSError)
         copied = False
     if not copied:
-        copies[0].unlink(missing_ok=True)
-        for folder in copies[1:]:
+        build_state.unlink(missing_ok=True)
+        for folder in (index_state, index):
             shutil.rmtree(folder, ignore_errors=True)
     return copied
 
 
-def _finished_build(options: SiteOptions) -> bytes | None:
+def _finished_build(options: SiteOptions, renderer: str) -> bytes | None:
     """The published index's ``meta.gz`` (which a build that changed the index replaced) when the
-    last build of ``options`` finished, by this code (another's conversions are of no use); None
-    while one runs, or when there is none."""
+    last build of ``options`` finished, by this code (``renderer``: another's conversions are of no
+    use); None while one runs, or when there is none."""
     state = state_folder(options) / STATE_FILE
     try:
         with closing(_read_only(state)) as db:
             meta = dict(db.execute("SELECT name, value FROM meta WHERE name IN ('complete', 'renderer')"))
-        if meta != {"complete": "1", "renderer": renderer_version()}:
+        if meta != {"complete": "1", "renderer": renderer}:
             return None
         return (options.site_dir / FOLDER / META).read_bytes()
     except (OSError, sqlite3.Error):
