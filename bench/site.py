@@ -13,13 +13,14 @@ posts, which the site then reads by their Markdown).
 Each build is the command a user runs, ``arxiv-digest site`` (with a generated config), in a child
 process, so its wall time (interpreter start, imports and config included), CPU time (user + system of
 the process and its workers, from ``RUSAGE_CHILDREN``) and peak memory (PSS of its process tree,
-sampled every 50 ms) are its own. The builds: full (an empty build state), after a template
+sampled every 50 ms) are its own. The builds: full (an empty build state), full without the search
+index (``site.search: false``: no search, like Hugo's site; into a folder of its own), after a template
 change (``base.html`` overridden: every page re-rendered, every conversion reused from the build
 state), and after adding the newest post (three times, the post taken out again between; the
 median). When ``hugo`` is installed (Debian's 0.111), the same posts are built with a minimal Hugo
 site (posts, paginated home, per-category pages and feeds with full content, generated config and
 layouts) and timed the same way, side by side; ``--pagefind`` then indexes Hugo's posts with
-pagefind, as a Hugo site gets search, for the like-for-like figure (ours includes its search index).
+pagefind, as a Hugo site gets search, for the like-for-like figure with search on both sides.
 Jekyll's full build is timed last. Targets (issue 11) on the 2-core machine: at 1,000 posts full
 build CPU <= Hugo's and wall <= 5 s, a template change <= 2.5 s; at 3,000 posts adding one post <=
 0.6 s and peak memory <= 300 MB.
@@ -53,9 +54,10 @@ TAXONOMY = ("语音识别", "语音合成", "音乐", "音频理解", "其他")
 CONFIG = """site:
   posts_dir: posts
   templates_dir: templates
-  site_dir: site
+  site_dir: site{suffix}
+  search: {search}
 store:
-  path: state/digest.sqlite3
+  path: state{suffix}/digest.sqlite3
 """
 SUMMARY = re.compile(
     r"(?P<written>\d+) files written, (?P<skipped>\d+) unchanged, \d+ removed, (?P<converted>\d+) conversions"
@@ -283,12 +285,15 @@ def sampled(name: str, command: list[str]) -> dict[str, Any]:
     return {"stdout": stdout, "wall": ended[0] - started, "cpu": cpu, "tree_mb": peak}
 
 
-def site_config(work: Path) -> Path:
+def site_config(work: Path, search: bool = True) -> Path:
     """A config for ``arxiv-digest site`` in ``work``: posts in ``posts/``, the site in ``site/``, the
-    user's templates (none at first) in ``templates/site/`` and the build state in ``state/``."""
+    user's templates (none at first) in ``templates/site/`` and the build state in ``state/``;
+    without ``search`` (``site.search: false``), the site and its state in ``site-no-search/`` and
+    ``state-no-search/``."""
     (work / "templates" / "site").mkdir(parents=True, exist_ok=True)
-    config = work / "config.yaml"
-    config.write_text(CONFIG, encoding="utf-8")
+    suffix = "" if search else "-no-search"
+    config = work / f"config{suffix}.yaml"
+    config.write_text(CONFIG.format(suffix=suffix, search=str(search).lower()), encoding="utf-8")
     return config
 
 
@@ -451,6 +456,10 @@ def main() -> None:
         print(f"{'':26} {'wall s':>8} {'CPU s':>8} {'peak MB':>8}")
         full = build(config)
         print(_row("ours, full build", full, f"{full['written']} files, {full['converted']} conversions"))
+        # no search index, like Hugo's site (kept until the end: deleting its files now would
+        # slow the next build's file creation, see README)
+        bare = build(site_config(work, search=False))
+        print(_row("ours, without search", bare, f"{bare['written']} files (site.search: false)"))
         found = None if args.no_hugo else hugo(posts, work / "hugo")
         searched = None
         if found:
@@ -502,10 +511,13 @@ def main() -> None:
         if found:
             ratio, wall = full["cpu"] / found["cpu"], full["wall"] / found["wall"]
             print(f"  full build CPU / Hugo's: {ratio:.2f} (target <= 1), wall {wall:.2f}x Hugo's")
+            ratio, wall = bare["cpu"] / found["cpu"], bare["wall"] / found["wall"]
+            print(f"  like for like, without search: CPU {ratio:.2f}x and wall {wall:.2f}x Hugo's")
         if searched:
             ratio, wall = full["cpu"] / searched["cpu"], full["wall"] / searched["wall"]
             print(f"  like for like, with search: CPU {ratio:.2f}x and wall {wall:.2f}x Hugo + pagefind's")
         print(f"  full build wall:      {_verdict(full['wall'], 5, 's', 1000, args.posts)}")
+        print(f"  without search:       {_verdict(bare['wall'], 5, 's', 1000, args.posts)}")
         print(f"  template change wall: {_verdict(changed['wall'], 2.5, 's', 1000, args.posts)}")
         print(f"  + one post wall:      {_verdict(added['wall'], 0.6, 's', 3000, args.posts)}")
         peak = max(full["tree_mb"], changed["tree_mb"], added["tree_mb"])

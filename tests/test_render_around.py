@@ -15,7 +15,7 @@ from arxiv_digest.site.templates import TEMPLATES, environment, render_around, t
 
 BODY = '<h2 id="a">Ünïcode 语音 <em>and</em> text</h2>\n<p>abc <a href="../x.html">link</a> $x^2$</p>\n'.encode()
 POST = SourceInfo("2026-01-15-arxiv.md", "d", "Title", date(2026, 1, 15), "2026/01/15/arxiv.html", ("arxiv",))
-SITE_GLOBALS = {"site": {"title": "T", "base_url": ""}, "asset_version": "v", "paper_pages": False}
+SITE_GLOBALS = {"site": {"title": "T", "base_url": "", "search": True}, "asset_version": "v", "paper_pages": False}
 
 # user templates (post.html, and what it loads) -> whether content is printed only as it is
 VARIANTS: dict[str, tuple[dict[str, str], bool]] = {

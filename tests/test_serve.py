@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -281,11 +282,11 @@ def test_a_busy_port_is_one_line(project: Path) -> None:
     assert list((project / "tmp").iterdir()) == []
 
 
-def _published(tmp_path: Path) -> SiteOptions:
+def _published(tmp_path: Path, search: bool = True) -> SiteOptions:
     """A site built as ``arxiv-digest site`` builds it, then one post more that it has not seen."""
     write_posts(tmp_path / "posts", hostile=False)
     (tmp_path / "templates").mkdir()
-    options = SiteOptions(tmp_path / "posts", tmp_path / "_site", (tmp_path / "templates",))
+    options = SiteOptions(tmp_path / "posts", tmp_path / "_site", (tmp_path / "templates",), search=search)
     build_site(options)
     newer = (REFERENCE / REFERENCE_POSTS[1]).read_text(encoding="utf-8").replace("2026-01-15", "2026-01-16")
     (tmp_path / "posts" / "2026-01-16-arxiv.md").write_text(newer, encoding="utf-8")
@@ -296,18 +297,25 @@ def _summaries(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.getMessage().startswith("Done:")]
 
 
-def test_the_preview_starts_from_the_sites_last_build(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """``serve`` copies what the last build of the site left (its build state and search index), so
-    its first build converts and indexes only the post added since, though it renders every page
-    (with the preview's address); the copy's index takes updates like the site's own."""
-    options = _published(tmp_path)
+@pytest.mark.parametrize("search", [True, False], ids=["with search", "without search"])
+def test_the_preview_starts_from_the_sites_last_build(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, search: bool
+) -> None:
+    """``serve`` copies what the last build of the site left (its build state, and its search index
+    when it has one), so its first build converts and indexes only the post added since, though it
+    renders every page (with the preview's address); the copy's index takes updates like the site's
+    own."""
+    options = _published(tmp_path, search)
     caplog.set_level(logging.INFO, logger="arxiv_digest")
     handle = serve(options, port=0)
     try:
         preview = _summaries(caplog)[0]
         assert handle.live is not None and "starting from the last build of" in caplog.text
-        records = Searcher(folder_fetch(handle.live / "search")).search("speech", shown=100).records
-        assert {r["u"][:10] for r in records} >= {"2026/01/16", "2026/01/15", "2025/10/31"}
+        if search:
+            records = Searcher(folder_fetch(handle.live / "search")).search("speech", shown=100).records
+            assert {r["u"][:10] for r in records} >= {"2026/01/16", "2026/01/15", "2025/10/31"}
+        else:
+            assert not (handle.live / "search").exists() and "search.html" not in fetch(handle.url + "/")[1]
         assert handle.url in fetch(handle.url + "/feed.xml")[1]
         # the folder not served was copied from the first build meanwhile: a rebuild there is incremental
         newest = (tmp_path / "posts" / "2026-01-16-arxiv.md").read_text(encoding="utf-8")
@@ -363,6 +371,31 @@ def test_a_copy_during_which_the_site_was_built_again_is_dropped(
     assert (target / "search" / "meta.gz").read_bytes() == (options.site_dir / "search" / "meta.gz").read_bytes()
     assert not copy_last_build(options, target, state)  # never over what is there (it is left as it is)
     assert (target / "search" / "meta.gz").read_bytes() == (options.site_dir / "search" / "meta.gz").read_bytes()
+
+
+def test_a_site_without_search_is_copied_only_from_a_finished_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without an index to compare, what vouches for the copy is the copied state itself: one backed
+    up while a build of the site ran is dropped, though that build has finished by the check."""
+    options = _published(tmp_path, search=False)
+    backup = seed._backup
+
+    def backed_up_during_a_build(path: Path, copy: Path) -> None:
+        building = BuildState(path.parent)
+        building.mark_incomplete()  # a build of the site starts changing files
+        building.close()
+        backup(path, copy)
+        with sqlite3.connect(path) as db:  # and it finishes
+            db.execute("UPDATE meta SET value = '1' WHERE name = 'complete'")
+        db.close()
+
+    monkeypatch.setattr(seed, "_backup", backed_up_during_a_build)
+    target, state = tmp_path / "preview", tmp_path / ".preview-state"
+    assert not copy_last_build(options, target, state)
+    assert not any(target.rglob("*")) and not any(state.rglob("*.sqlite*"))
+    monkeypatch.setattr(seed, "_backup", backup)
+    assert copy_last_build(options, target, state) and not (target / "search").exists()
 
 
 def test_a_second_sigterm_while_stopping_still_removes_the_build_folder(project: Path) -> None:

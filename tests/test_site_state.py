@@ -385,3 +385,45 @@ def test_a_search_index_the_update_cannot_read_is_one_error_and_the_next_build_r
         build_site(options)
     again = build_site(options)
     assert again.full and len(search(site, "2511")) == 7
+
+
+def _as_without_search(page: bytes) -> bytes:
+    """A page as it is with search off: no link to the search page, and an assets' version of their
+    own (the search script is not among them); the lines left blank dropped."""
+    page = re.sub(rb"<a href=\"[./]*search\.html\">[^<]*</a>", b"", re.sub(rb"\?v=\w+", b"?v=", page))
+    return re.sub(rb"\n\s*\n", b"\n", page)
+
+
+def test_search_off_publishes_no_search_and_removes_the_index_built_before(tmp_path: Path) -> None:
+    """``site.search: false``: no search page, script or index, and no page links to them; the index
+    an earlier build published goes with its state, and every other file is what a build with search
+    writes but for that link. Turned on again, the index is built from the kept conversions, byte
+    for byte what a first build writes."""
+    posts, site = tmp_path / "posts", tmp_path / "site"
+    _write_daily(posts, 6)
+    with_search = SiteOptions(posts, site)
+    build_site(with_search)
+    searched = _files(site)
+    index_state = state_folder(with_search) / "search"
+    assert index_state.is_dir() and "search/meta.gz" in searched
+
+    without = build_site(replace(with_search, search=False))
+    files = _files(site)
+    search_files = {name for name in searched if name.startswith(("search/", "search.html", "static/search.js"))}
+    assert set(without.removed) == search_files and set(files) == set(searched) - search_files
+    assert not index_state.exists() and not (site / "search").exists()
+    for name, data in files.items():
+        assert b"search" not in data.replace(b"research", b"") or not name.endswith(".html"), name
+        if name.endswith(".html"):
+            assert _as_without_search(data) == _as_without_search(searched[name]), name
+        else:
+            assert data == searched[name], name
+
+    _write_daily(posts, 7)  # adding a post without search: still no index
+    added = build_site(replace(with_search, search=False))
+    assert not added.full and not (site / "search").exists() and not any("search" in n for n in added.written)
+
+    again = build_site(with_search)
+    elsewhere = replace(with_search, site_dir=tmp_path / "elsewhere", state_dir=tmp_path / "elsewhere-state")
+    assert again.converted == 0 and build_site(elsewhere).converted > 0
+    assert _files(site) == _files(elsewhere.site_dir) and len(search(site, "2511")) == 7

@@ -183,6 +183,7 @@ class SiteConfig:
     title: str = setting("arXiv Daily", text(), "site title")
     base_url: str = setting("", text(allow_empty=True), "public URL of the site, for absolute links in feeds")
     per_page: int = setting(20, number(1, integer=True), "posts per index page")
+    search: bool = setting(True, boolean, "build the search page and its index (false: no search, a smaller site)")
     kramdown_parse_block_html: bool = setting(
         False, boolean, "true if your Jekyll uses kramdown's parse_block_html (posts then write a span summary)"
     )
@@ -400,6 +401,7 @@ def site_options(config: Config, *, incremental: bool = True) -> SiteOptions:
         title=site.title,
         base_url=site.base_url,
         posts_per_listing=site.per_page,
+        search=site.search,
         incremental=incremental,
         state_dir=config.store.path.parent / "site-build",
     )

@@ -40,7 +40,7 @@ class _Builder:
         self.static = {
             rel: (file_digest(path.read_bytes()), path)
             for path, rel in tree(reversed(self.dirs))
-            if rel.startswith("static/")
+            if rel.startswith("static/") and (options.search or rel != search.SCRIPT)
         }
         self.renderer = renderer_version()
         asset_version = digest(sorted((r, d) for r, (d, _) in self.static.items()))[:10]
@@ -52,8 +52,9 @@ class _Builder:
             options.posts_per_listing,
             options.papers_per_listing,
             asset_version,
+            options.search,
         )
-        site = {"title": options.title, "base_url": options.base_url}
+        site = {"title": options.title, "base_url": options.base_url, "search": options.search}
         state = state_folder(options)
         compiled = state / "templates"
         site_globals = {"site": site, "asset_version": asset_version}
@@ -66,12 +67,20 @@ class _Builder:
         self.files.sweep()  # a killed build's
         verbatim = "post.html" in facts.verbatim
         self.worker = Worker(
-            self.site_dir, tuple(self.dirs), site_globals, compiled, state, self.renderer, self.files, verbatim
+            self.site_dir,
+            tuple(self.dirs),
+            site_globals,
+            compiled,
+            state,
+            self.renderer,
+            self.files,
+            verbatim,
+            options.search,
         )
         self.state = BuildState(state)
         full = not (options.incremental and self.state.complete and self.state.renderer == self.renderer)
         # -- search: an index that starts empty needs every source converted
-        self.search = search.SiteSearch(self.site_dir, state, options.posts_dir, rebuild=full)
+        self.search = search.SiteSearch(self.site_dir, state, options.posts_dir, rebuild=full, enabled=options.search)
         full = full or self.search.fresh
         old = self.state.outputs
         self.writer = Writer(self.site_dir, env, config, templates, old, full, options.base_url, self.files)
@@ -85,7 +94,7 @@ class _Builder:
         # plans the index here (its documents, every paper's texts, are freed before the listings
         # render), and its segments are written by a process forked then, beside the listings
         fresh = self.search.fresh
-        with Beside("the search index", self.search.opened, fork=not fresh) as index:
+        with Beside("the search index", self.search.opened, fork=self.search.enabled and not fresh) as index:
             before = {} if self.writer.full else self.state.sources()
             gc.freeze()  # (see _held_out_of_collection)
             scanned = scan(self.options, before)
@@ -115,6 +124,8 @@ class _Builder:
                 self.writer, daily, self.options.posts_per_listing, settled, self.state, infos
             )
             topics = write_topic_listings(self.writer, pages, self.options.papers_per_listing, settled)
+            if self.search.enabled:
+                self.writer.render("search.html", [], "search.html", head_title="搜索")
             gc.freeze()
             library = Library(self.options.posts_dir, self.state, self.renderer, run)
             feeds = Feeds(self.writer, library, self.options.title)

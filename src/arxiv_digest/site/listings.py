@@ -303,7 +303,7 @@ def write_post_listings(
     state: BuildState,
     sources: dict[str, SourceInfo],
 ) -> dict[Category, CategoryPosts]:
-    """The index, the category listings and their overview, the archive and the search form; returns
+    """The index, the category listings and their overview and the archive; returns
     each category with its posts, for its feed. Posts before ``settled`` are as the last build left
     them (and ``state`` keeps them by category): a category none of whose posts is newer is left as
     it is, listings and feed, without being keyed or returned. ``sources``: every source by name."""
@@ -364,7 +364,6 @@ def write_post_listings(
             month=name,
             head_title=f"{name} 归档",
         )
-    writer.render("search.html", [], "search.html", head_title="搜索")
     return {category: by_category[category.name] for category in categories if category not in kept}
 
 

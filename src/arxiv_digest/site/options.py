@@ -26,6 +26,7 @@ class SiteOptions:
     incremental: bool = True
     papers_per_listing: int = 50  # paper pages per class or tag listing
     state_dir: Path | None = None  # what a build keeps for the next one, outside the published folder
+    search: bool = True  # the search page and its index (off: neither, and a built index is removed)
 
 
 def state_folder(options: SiteOptions) -> Path:

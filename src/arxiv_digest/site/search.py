@@ -17,6 +17,7 @@ its own texts. The index keeps its state in a folder outside the published site.
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from ..search_segments import SegmentInfo
 
 FOLDER = "search"
+SCRIPT = "static/search.js"  # the search page's script, published only with search on
 
 
 _MARKUP = re.compile(r"<[^>]*>|&#?\w+;|\]\([^)\s]*\)")
@@ -110,12 +112,15 @@ class WorkerIndexing:
 
 class SiteSearch:
     """One build's index update. ``fresh``: the index starts empty (first build, a full build, or a
-    state that does not match the published files), so every source must be converted."""
+    state that does not match the published files), so every source must be converted. Not
+    ``enabled`` (``site.search: false``), there is no index: its update removes one an earlier build
+    left, and the index's code is never loaded."""
 
-    def __init__(self, site_dir: Path, state_dir: Path, posts_dir: Path, rebuild: bool) -> None:
+    def __init__(self, site_dir: Path, state_dir: Path, posts_dir: Path, rebuild: bool, enabled: bool = True) -> None:
         self.folder, self.state_dir = site_dir / FOLDER, state_dir / FOLDER
         self.posts_dir = posts_dir
-        self.fresh = rebuild or not updatable(self.folder, self.state_dir)
+        self.enabled = enabled
+        self.fresh = enabled and (rebuild or not updatable(self.folder, self.state_dir))
         self._writer: SearchIndexWriter | None = None
         self._segments: Beside[None, tuple[SegmentInfo, SegmentInfo]] | None = None  # being written (``start``)
 
@@ -133,7 +138,7 @@ class SiteSearch:
     def worker_indexing(self, daily: list[SourceInfo], pages: bool) -> WorkerIndexing | None:
         """How the workers index as they convert, on a full build of a site without paper pages
         (the parent then only gathers the postings); None when the documents come back to the parent."""
-        if not self.fresh or pages or not daily:
+        if not self.fresh or pages or not daily:  # (never fresh when not enabled)
             return None
         newest = max(info.date for info in daily)
         return WorkerIndexing(self.folder, self.index.hot_cutoff((newest - EPOCH).days))
@@ -151,6 +156,8 @@ class SiteSearch:
         last build left it and as it is; ``docs``: the documents of the daily posts converted in this
         build. A daily post is filed again from its record when one of its papers' pages came, went
         or changed; a paper page is filed on its own while its paper is in no daily post."""
+        if not self.enabled:
+            return SearchPlan((), ())
         pages = {i.arxiv_id: i for i in now.values() if i.is_page}
         with_pages = bool(pages) or any(i.is_page for i in before.values())
         # (only paper pages need every post's papers: a build decodes the papers of the posts it shows)
@@ -187,6 +194,8 @@ class SiteSearch:
 
     def apply(self, plan: SearchPlan) -> SearchUpdate:
         """The plan carried out and the index written; the writer is closed."""
+        if not self.enabled:
+            return self._removed()
         try:
             self._file(plan)
             return self.index.finish()
@@ -216,6 +225,13 @@ class SiteSearch:
             return self.index.publish_fresh(written)
         finally:
             self.close()
+
+    def _removed(self) -> SearchUpdate:
+        """An index an earlier build published, and its state, removed: search is off."""
+        removed = sorted(str(path.relative_to(self.folder)) for path in self.folder.rglob("*") if path.is_file())
+        shutil.rmtree(self.folder, ignore_errors=True)
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+        return SearchUpdate((), tuple(removed), 0, 0, 0)
 
     def _file(self, plan: SearchPlan) -> None:
         for page in plan.removed:

@@ -6,14 +6,17 @@ the preview's address. Starting the preview beside a site of 3,000 posts took 46
 
 The copy must be of one finished build. A build of the published site marks its state incomplete
 before it changes a file, and publishes its index's ``meta.gz`` last; so what is copied is used
-only when that build's state was complete, with the same ``meta.gz``, both before and after the
-copy. Otherwise it is removed again and the preview's first build is a full one, as without it.
+only when the copied state says it is complete, and that build's state was complete, with the same
+``meta.gz``, both before and after the copy. Otherwise it is removed again and the preview's first
+build is a full one, as without it. A site without search (``site.search: false``) has only its
+state to copy, in one consistent backup.
 """
 
 from __future__ import annotations
 
 import shutil
 import sqlite3
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
@@ -34,9 +37,11 @@ def copy_last_build(published: SiteOptions, site_dir: Path, state_dir: Path) -> 
         return False
     try:
         _backup(source / STATE_FILE, build_state)
-        _backup(source / FOLDER / STATE, index_state / STATE)
-        shutil.copytree(published.site_dir / FOLDER, index)
-        copied = _finished_build(published, renderer) == ended
+        if published.search:
+            _backup(source / FOLDER / STATE, index_state / STATE)
+            shutil.copytree(published.site_dir / FOLDER, index)
+        # (the copy is opened read-write: a read-only connection would leave its WAL files behind)
+        copied = _finished(build_state, renderer, sqlite3.connect) and _finished_build(published, renderer) == ended
     except (OSError, sqlite3.Error):  # a file replaced or removed meanwhile, too (shutil.Error is an OSError)
         copied = False
     if not copied:
@@ -47,18 +52,25 @@ def copy_last_build(published: SiteOptions, site_dir: Path, state_dir: Path) -> 
 
 
 def _finished_build(options: SiteOptions, renderer: str) -> bytes | None:
-    """The published index's ``meta.gz`` (which a build that changed the index replaced) when the
-    last build of ``options`` finished, by this code (``renderer``: another's conversions are of no
-    use); None while one runs, or when there is none."""
-    state = state_folder(options) / STATE_FILE
-    try:
-        with closing(_read_only(state)) as db:
-            meta = dict(db.execute("SELECT name, value FROM meta WHERE name IN ('complete', 'renderer')"))
-        if meta != {"complete": "1", "renderer": renderer}:
-            return None
-        return (options.site_dir / FOLDER / META).read_bytes()
-    except (OSError, sqlite3.Error):
+    """The published index's ``meta.gz`` (which a build that changed the index replaced; empty for a
+    site without search) when the last build of ``options`` finished, by this code (``renderer``:
+    another's conversions are of no use); None while one runs, or when there is none."""
+    if not _finished(state_folder(options) / STATE_FILE, renderer, _read_only):
         return None
+    try:
+        return (options.site_dir / FOLDER / META).read_bytes() if options.search else b""
+    except OSError:
+        return None
+
+
+def _finished(state: Path, renderer: str, connect: Callable[[Path], sqlite3.Connection]) -> bool:
+    """Whether the build state at ``state`` is of a build that finished, by the code of ``renderer``."""
+    try:
+        with closing(connect(state)) as db:
+            meta = dict(db.execute("SELECT name, value FROM meta WHERE name IN ('complete', 'renderer')"))
+    except (OSError, sqlite3.Error):
+        return False
+    return meta == {"complete": "1", "renderer": renderer}
 
 
 def _backup(path: Path, copy: Path) -> None:

@@ -47,6 +47,7 @@ class Worker:
     renderer: str
     files: SwapWriter  # how HTML is written, with a spare file of each process
     verbatim: bool  # post.html prints ``content`` as it is: a post's page is rendered around its body
+    search: bool  # converted posts give their papers' search documents
     indexing: WorkerIndexing | None = None  # set when the workers index the papers themselves
 
 
@@ -105,7 +106,7 @@ def _post(
     if record is not None and job.convert:
         links = paper_links(record.papers, headings)
         info = replace(info, papers=links)
-        docs = post_docs(info, record, body)
+        docs = post_docs(info, record, body) if worker.search else None
     if job.html_key:
         context = {"post": info, "newer": job.newer, "older": job.older, "head_title": info.title}
         page = render_around(env, "post.html", info.url, relative_links(html, info.url), worker.verbatim, **context)
