@@ -419,9 +419,18 @@ def test_search_off_publishes_no_search_and_removes_the_index_built_before(tmp_p
         else:
             assert data == searched[name], name
 
-    _write_daily(posts, 7)  # adding a post without search: still no index
-    added = build_site(replace(with_search, search=False))
-    assert not added.full and not (site / "search").exists() and not any("search" in n for n in added.written)
+    _write_daily(posts, 7)  # adding a post without search: no index, and its code is not even loaded
+    code = (
+        "import sys; from pathlib import Path; from arxiv_digest.site import SiteOptions, build_site; "
+        "report = build_site(SiteOptions(Path(sys.argv[1]), Path(sys.argv[2]), search=False)); "
+        "print(report.full, len(report.written), any('search' in n for n in report.written), "
+        "'arxiv_digest.search_index' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code, posts, site], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    full, written, searchable, index_code = done.stdout.split()
+    assert (full, searchable, index_code) == ("False", "False", "False") and int(written) > 0
+    assert not (site / "search").exists()
 
     again = build_site(with_search)
     elsewhere = replace(with_search, site_dir=tmp_path / "elsewhere", state_dir=tmp_path / "elsewhere-state")

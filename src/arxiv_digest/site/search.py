@@ -188,7 +188,7 @@ class SiteSearch:
     def opened(self) -> Callable[[SearchPlan], SearchUpdate]:
         """``apply``, with the index's code loaded and its writer open: what a process forked at the
         start of an incremental build gets ready while the build reads its sources."""
-        if self._writer is None:
+        if self._writer is None and self.enabled:
             self._open()
         return self.apply
 
