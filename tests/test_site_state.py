@@ -436,3 +436,28 @@ def test_search_off_publishes_no_search_and_removes_the_index_built_before(tmp_p
     elsewhere = replace(with_search, site_dir=tmp_path / "elsewhere", state_dir=tmp_path / "elsewhere-state")
     assert again.converted == 0 and build_site(elsewhere).converted > 0
     assert _files(site) == _files(elsewhere.site_dir) and len(search(site, "2511")) == 7
+
+
+def test_a_finished_build_keeps_only_this_codes_conversions(tmp_path: Path) -> None:
+    """Conversions by other code (a renderer before or after this one) go when a build finishes;
+    this code's stay, so a template change after it converts nothing."""
+    posts, site = tmp_path / "posts", tmp_path / "site"
+    _write_daily(posts, 3)
+    options = SiteOptions(posts, site)
+    build_site(options)
+    state = state_folder(options) / "build.sqlite3"
+    with sqlite3.connect(state) as db:
+        (renderer,) = db.execute("SELECT value FROM meta WHERE name = 'renderer'").fetchone()
+        db.execute("INSERT INTO conversions VALUES ('a source', -1, '!an older version', x'00')")
+        db.execute("INSERT INTO conversions VALUES ('another', 0, '~a newer version', x'00')")
+    db.close()
+    _write_daily(posts, 4)
+    assert not build_site(options).full
+    with sqlite3.connect(state) as db:
+        kept = {found for (found,) in db.execute("SELECT DISTINCT renderer FROM conversions")}
+    db.close()
+    assert kept == {renderer}
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "base.html").write_text('{% extends "!default/base.html" %}', encoding="utf-8")
+    assert build_site(replace(options, templates_dirs=(templates,))).converted == 0

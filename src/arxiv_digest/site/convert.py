@@ -164,7 +164,8 @@ class Library:
         """Papers of daily posts (each with the indexes wanted) and their texts, as category feeds
         show them: kept in the build state, else read from each post's record and converted, in
         processes forked for it when there are many."""
-        kept = {post.source: self.state.paper_conversions(post.digest, self.renderer) for post, _ in wanted}
+        by_digest = self.state.paper_conversions({post.digest for post, _ in wanted}, self.renderer)
+        kept = {post.source: by_digest[post.digest] for post, _ in wanted}
         missing = [(post, indexes - kept[post.source].keys()) for post, indexes in wanted]
         missing = [(post, indexes) for post, indexes in missing if indexes]
         tasks: list[Callable[[], Any]] = [

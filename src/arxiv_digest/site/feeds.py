@@ -9,7 +9,7 @@ from datetime import date
 from ..postformat import XML_INVALID, PaperRecord
 from .convert import Library, PaperTexts
 from .listings import Category, CategoryPosts, Topic, ref
-from .manifest import SourceInfo
+from .manifest import PaperLink, SourceInfo
 from .templates import compile_template
 from .writer import Writer
 
@@ -82,16 +82,17 @@ class Feeds:
             for post, index in papers:
                 wanted.setdefault(post.source, (post, set()))[1].add(index)
         by_source = {source: post for source, (post, _) in wanted.items()}
+        links = {source: tuple(post.papers) for source, post in by_source.items()}  # (each decoded once)
         entries = {
-            (source, index): self._paper_entry(by_source[source], index, paper, texts)
+            (source, index): self._paper_entry(by_source[source], links[source][index], paper, texts)
             for (source, index), (paper, texts) in self.library.papers(list(wanted.values())).items()
         }
         for category, papers in stale:
             found = [entries[post.source, index] for post, index in papers]
             self._write(category.feed_url, f"{self.site_title} · {category.name}", category.url, found)
 
-    def _paper_entry(self, post: SourceInfo, index: int, paper: PaperRecord, texts: PaperTexts) -> FeedEntry:
-        anchor = post.papers[index].anchor
+    def _paper_entry(self, post: SourceInfo, link: PaperLink, paper: PaperRecord, texts: PaperTexts) -> FeedEntry:
+        anchor = link.anchor
         content = str(self._macros.paper_entry(paper, texts))  # type: ignore[attr-defined]
         content = self.writer.absolute_links(content, post.url)
         url = f"{post.url}#{anchor}" if anchor else post.url

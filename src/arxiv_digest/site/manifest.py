@@ -9,7 +9,7 @@ import hashlib
 import json
 import marshal
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -23,7 +23,8 @@ import zstandard
 from ..files import open_state
 
 STATE_FILE = "build.sqlite3"
-SCHEMA = "4"
+SCHEMA = "5"
+_QUERY_VALUES = 500  # digests a query asks for at most (SQLite's limit on values was 999 before 3.32)
 _CODE = (Path(__file__).parent, Path(__file__).parents[1] / "postformat")
 
 
@@ -211,9 +212,13 @@ _TABLES = (
     "CREATE INDEX members_by_place ON members(day, source)",
     "CREATE TABLE categories(name TEXT PRIMARY KEY, posts INTEGER NOT NULL, papers INTEGER NOT NULL)",
     # converted Markdown: part -1 is a source's body (a post's HTML and headings, a page's parts),
-    # part n the texts of a daily post's paper n as its category feeds show them
+    # part n the texts of a daily post's paper n as its category feeds show them. A rowid table, its
+    # key in an index of its own: as a WITHOUT ROWID table, whose B-tree holds each row whole (a
+    # post's body is ~25 KB), looking up the paper texts of the 130 posts that adding a post's
+    # category feeds show took 9.8 ms at 3,000 posts, and 1.8 ms so
     "CREATE TABLE conversions(digest TEXT NOT NULL, part INTEGER NOT NULL, renderer TEXT NOT NULL,"
-    " body BLOB NOT NULL, PRIMARY KEY(digest, part)) WITHOUT ROWID",
+    " body BLOB NOT NULL, PRIMARY KEY(digest, part))",
+    "CREATE INDEX conversions_by_renderer ON conversions(renderer, part, digest)",
 )
 BODY = -1
 
@@ -323,7 +328,8 @@ class BuildState:
             )
             dead = {d for d in old_sources.values()} - {info.digest for info in sources.values()}
             self.db.executemany("DELETE FROM conversions WHERE digest = ?", ((d,) for d in dead))
-            self.db.execute("DELETE FROM conversions WHERE renderer != ?", (renderer,))
+            # (two ranges of the index: ``renderer != ?`` read the whole table)
+            self.db.execute("DELETE FROM conversions WHERE renderer < ? OR renderer > ?", (renderer, renderer))
             values = {"renderer": renderer, "basis": basis, "complete": "1"}
             self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", values.items())
         self.outputs = dict(outputs)
@@ -393,10 +399,20 @@ class BuildState:
     def conversion(self, source_digest: str, part: int, renderer: str) -> bytes | None:
         return _conversion(self.db, source_digest, part, renderer)
 
-    def paper_conversions(self, source_digest: str, renderer: str) -> dict[int, bytes]:
-        """A source's kept conversions of its papers' texts, by paper index."""
-        query = "SELECT part, body FROM conversions WHERE digest = ? AND part >= 0 AND renderer = ?"
-        return dict(self.db.execute(query, (source_digest, renderer)))
+    def paper_conversions(self, source_digests: Collection[str], renderer: str) -> dict[str, dict[int, bytes]]:
+        """Sources' kept conversions of their papers' texts, by source digest and paper index, in a
+        few queries (the category feeds of adding a post at 3,000 posts show ~130 posts' papers)."""
+        found: dict[str, dict[int, bytes]] = {d: {} for d in source_digests}
+        digests = list(found)
+        for start in range(0, len(digests), _QUERY_VALUES):
+            chunk = digests[start : start + _QUERY_VALUES]
+            query = (
+                f"SELECT digest, part, body FROM conversions WHERE digest IN ({','.join('?' * len(chunk))})"
+                " AND part >= 0 AND renderer = ?"
+            )
+            for source, part, body in self.db.execute(query, (*chunk, renderer)):
+                found[source][part] = body
+        return found
 
     def store(self, renderer: str, conversions: Iterable[tuple[str, int, bytes]]) -> None:
         """Keep conversions (digest, part, packed); they stay valid whatever happens to this build."""
