@@ -461,3 +461,53 @@ def test_a_finished_build_keeps_only_this_codes_conversions(tmp_path: Path) -> N
     templates.mkdir()
     (templates / "base.html").write_text('{% extends "!default/base.html" %}', encoding="utf-8")
     assert build_site(replace(options, templates_dirs=(templates,))).converted == 0
+
+
+def test_category_feeds_reuse_their_entries_only_as_they_would_render_now(tmp_path: Path) -> None:
+    """A category feed takes the entries its last version had only while what renders an entry is
+    the same: after a change of the site's address, or of the macro that renders entries, its feeds
+    are a first build's, byte for byte."""
+    posts, site = tmp_path / "posts", tmp_path / "site"
+    _write_daily(posts, 6)
+    options = SiteOptions(posts, site, base_url="https://old.example/digest")
+    build_site(options)
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    macros = (template_dirs(())[-1] / "_macros.html").read_text(encoding="utf-8")
+    marked = re.sub(r"(\{% macro paper_entry\([^)]*\) -?%\})", r"\1<p>marked</p>", macros, count=1)
+    assert marked != macros
+    (templates / "_macros.html").write_text(marked, encoding="utf-8")
+    for changed in (
+        replace(options, base_url="https://new.example/digest"),
+        replace(options, base_url="https://new.example/digest", templates_dirs=(templates,)),
+    ):
+        build_site(changed)
+        elsewhere = replace(changed, site_dir=tmp_path / "elsewhere", state_dir=tmp_path / "elsewhere-state")
+        shutil.rmtree(elsewhere.site_dir, ignore_errors=True)
+        shutil.rmtree(tmp_path / "elsewhere-state", ignore_errors=True)
+        build_site(elsewhere)
+        feeds = {name: data for name, data in _files(site).items() if name.startswith("categories/")}
+        assert feeds and feeds.keys() <= _files(elsewhere.site_dir).keys()
+        assert feeds == {name: _files(elsewhere.site_dir)[name] for name in feeds}
+        assert not [name for name, data in feeds.items() if b"old.example" in data]
+    assert any(b"marked" in data for name, data in _files(site).items() if name.endswith(".xml"))
+
+
+def test_adding_a_post_renders_only_its_own_papers_into_the_category_feeds(tmp_path: Path) -> None:
+    """The older papers that a category feed still shows come from its last version: with their kept
+    texts gone from the build state, adding a post converts its own body and paper and nothing else,
+    and its feeds are a first build's."""
+    posts, site = tmp_path / "posts", tmp_path / "site"
+    _write_daily(posts, 6)
+    options = SiteOptions(posts, site)
+    build_site(options)
+    with sqlite3.connect(state_folder(options) / "build.sqlite3") as db:
+        db.execute("DELETE FROM conversions WHERE part >= 0")  # every paper's texts
+    db.close()
+    (posts / f"{FIRST_DAY + timedelta(days=6)}-arxiv.md").write_text(_post(6), encoding="utf-8")
+    assert build_site(options).converted == 2
+    elsewhere = replace(options, site_dir=tmp_path / "elsewhere", state_dir=tmp_path / "elsewhere-state")
+    build_site(elsewhere)
+    expected = _files(elsewhere.site_dir)
+    feeds = {name: data for name, data in _files(site).items() if name.endswith(".xml")}
+    assert feeds == {name: expected[name] for name in feeds}

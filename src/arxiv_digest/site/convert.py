@@ -5,7 +5,7 @@ comes from its record; the converted HTML only gives the post's own HTML file an
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import astuple, dataclass
 from functools import partial
 from pathlib import Path
@@ -138,6 +138,7 @@ class Library:
         self.conversions = 0
         self._parts: dict[str, PaperParts] = {}
         self._new: list[tuple[str, int, bytes]] = []
+        self._feeds: list[tuple[str, str, bytes]] = []
 
     def _kept(self, source: SourceInfo, part: int) -> bytes | None:
         return self.state.conversion(source.digest, part, self.renderer)
@@ -147,9 +148,18 @@ class Library:
         self._new.append((source.digest, part, packed))
 
     def keep(self) -> None:
-        """Store the conversions made since the last call, in one transaction."""
-        self.state.store(self.renderer, self._new)
-        self._new = []
+        """Store the conversions and feeds' entries made since the last call, in one transaction."""
+        self.state.store(self.renderer, self._new, self._feeds)
+        self._new, self._feeds = [], []
+
+    def feed_entries(self, categories: Collection[str], basis: str) -> dict[str, Any]:
+        """The entries each category feed of ``categories`` last had, where rendered on ``basis``, as
+        ``keep_feed`` was given them."""
+        return {name: unpack(packed) for name, packed in self.state.feed_entries(categories, basis).items()}
+
+    def keep_feed(self, category: str, basis: str, entries: Any) -> None:
+        """A category feed's entries (marshal-able), for the next build's feed of it."""
+        self._feeds.append((category, basis, pack(entries)))
 
     def content(self, post: SourceInfo) -> str:
         """A daily post's converted body."""

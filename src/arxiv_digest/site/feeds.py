@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
+from typing import NamedTuple
 
 from ..postformat import XML_INVALID, PaperRecord
 from .convert import Library, PaperTexts
@@ -18,8 +18,9 @@ MACROS = "_macros.html"  # the entries of category and topic feeds are its macro
 CATEGORY_FEED_PAPERS = 20
 
 
-@dataclass(frozen=True)
-class FeedEntry:
+class FeedEntry(NamedTuple):
+    """An entry as ``feed.xml`` shows it (a named tuple: category feeds keep theirs in the build state)."""
+
     title: str
     url: str
     id: str
@@ -62,34 +63,37 @@ class Feeds:
 
     def categories(self, categories: dict[Category, CategoryPosts]) -> None:
         """The latest papers of each category, each from its record: facts, links, translation (or the
-        English abstract while it is pending) and explainer. Each post is read once for all the
-        papers of it that stale feeds show."""
-        stale: list[tuple[Category, list[tuple[SourceInfo, int]]]] = []
+        English abstract while it is pending) and explainer. An entry that the last feed of a stale
+        category had (the same paper of the same post, rendered on the same ``basis``) is taken from
+        it; each post is read once for all the other papers of it that stale feeds show."""
+        stale: list[tuple[Category, list[tuple[SourceInfo, int, str]]]] = []  # (post, index, its "shown")
         for category, posts in categories.items():
-            papers: list[tuple[SourceInfo, int]] = []
+            papers: list[tuple[SourceInfo, int, str]] = []
             for post, matching in posts:
-                papers += [(post, n) for n in matching]
+                papers += [(post, n, f"{ref(post)}#{n}") for n in matching]
                 if len(papers) >= CATEGORY_FEED_PAPERS:
                     break
             del papers[CATEGORY_FEED_PAPERS:]
-            shown = (f"{ref(post)}#{index}" for post, index in papers)
-            if self.writer.stale(
-                category.feed_url, self.writer.key("feed.xml", category.name, *shown, loads=(MACROS,))
-            ):
+            key = self.writer.key("feed.xml", category.name, *(shown for _, _, shown in papers), loads=(MACROS,))
+            if self.writer.stale(category.feed_url, key):
                 stale.append((category, papers))
+        basis = self.writer.key(MACROS)  # what an entry is rendered with besides its paper
+        kept = self.library.feed_entries([category.name for category, _ in stale], basis)
+        entries = {shown: FeedEntry(*fields) for found in kept.values() for shown, fields in found}
         wanted: dict[str, tuple[SourceInfo, set[int]]] = {}
         for _, papers in stale:
-            for post, index in papers:
-                wanted.setdefault(post.source, (post, set()))[1].add(index)
+            for post, index, shown in papers:
+                if shown not in entries:
+                    wanted.setdefault(post.source, (post, set()))[1].add(index)
         by_source = {source: post for source, (post, _) in wanted.items()}
         links = {source: tuple(post.papers) for source, post in by_source.items()}  # (each decoded once)
-        entries = {
-            (source, index): self._paper_entry(by_source[source], links[source][index], paper, texts)
-            for (source, index), (paper, texts) in self.library.papers(list(wanted.values())).items()
-        }
+        for (source, index), (paper, texts) in self.library.papers(list(wanted.values())).items():
+            post = by_source[source]
+            entries[f"{ref(post)}#{index}"] = self._paper_entry(post, links[source][index], paper, texts)
         for category, papers in stale:
-            found = [entries[post.source, index] for post, index in papers]
+            found = [entries[shown] for _, _, shown in papers]
             self._write(category.feed_url, f"{self.site_title} · {category.name}", category.url, found)
+            self.library.keep_feed(category.name, basis, [(shown, tuple(entries[shown])) for _, _, shown in papers])
 
     def _paper_entry(self, post: SourceInfo, link: PaperLink, paper: PaperRecord, texts: PaperTexts) -> FeedEntry:
         anchor = link.anchor

@@ -23,7 +23,7 @@ import zstandard
 from ..files import open_state
 
 STATE_FILE = "build.sqlite3"
-SCHEMA = "5"
+SCHEMA = "6"
 _QUERY_VALUES = 500  # digests a query asks for at most (SQLite's limit on values was 999 before 3.32)
 _CODE = (Path(__file__).parent, Path(__file__).parents[1] / "postformat")
 
@@ -219,6 +219,10 @@ _TABLES = (
     "CREATE TABLE conversions(digest TEXT NOT NULL, part INTEGER NOT NULL, renderer TEXT NOT NULL,"
     " body BLOB NOT NULL, PRIMARY KEY(digest, part))",
     "CREATE INDEX conversions_by_renderer ON conversions(renderer, part, digest)",
+    # each category feed's entries as last rendered, packed, with the key of what renders an entry:
+    # the next feed of that category renders only the papers it did not show (adding a post at
+    # 3,000 posts rendered ~230 entries, ~180 of them already shown)
+    "CREATE TABLE feeds(category TEXT PRIMARY KEY, basis TEXT NOT NULL, entries BLOB NOT NULL)",
 )
 BODY = -1
 
@@ -330,6 +334,7 @@ class BuildState:
             self.db.executemany("DELETE FROM conversions WHERE digest = ?", ((d,) for d in dead))
             # (two ranges of the index: ``renderer != ?`` read the whole table)
             self.db.execute("DELETE FROM conversions WHERE renderer < ? OR renderer > ?", (renderer, renderer))
+            self.db.execute("DELETE FROM feeds WHERE category NOT IN (SELECT name FROM categories)")
             values = {"renderer": renderer, "basis": basis, "complete": "1"}
             self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", values.items())
         self.outputs = dict(outputs)
@@ -414,12 +419,28 @@ class BuildState:
                 found[source][part] = body
         return found
 
-    def store(self, renderer: str, conversions: Iterable[tuple[str, int, bytes]]) -> None:
-        """Keep conversions (digest, part, packed); they stay valid whatever happens to this build."""
+    def store(
+        self, renderer: str, conversions: Iterable[tuple[str, int, bytes]], feeds: Iterable[tuple[str, str, bytes]] = ()
+    ) -> None:
+        """Keep conversions (digest, part, packed) and feeds' entries (category, basis, packed); they
+        stay valid whatever happens to this build (both are keyed by what they are made from)."""
         rows = [(d, part, renderer, body) for d, part, body in conversions]
-        if rows:
+        feed_rows = list(feeds)
+        if rows or feed_rows:
             with self._transaction():
                 self.db.executemany("INSERT OR REPLACE INTO conversions VALUES (?, ?, ?, ?)", rows)
+                self.db.executemany("INSERT OR REPLACE INTO feeds VALUES (?, ?, ?)", feed_rows)
+
+    def feed_entries(self, categories: Collection[str], basis: str) -> dict[str, bytes]:
+        """The packed entries that the feeds of ``categories`` last had, where rendered on ``basis``."""
+        names = list(categories)
+        found: dict[str, bytes] = {}
+        for start in range(0, len(names), _QUERY_VALUES):
+            chunk = names[start : start + _QUERY_VALUES]
+            listed = ",".join("?" * len(chunk))
+            query = f"SELECT category, entries FROM feeds WHERE category IN ({listed}) AND basis = ?"
+            found.update(self.db.execute(query, (*chunk, basis)))
+        return found
 
     def close(self) -> None:
         self.db.close()
