@@ -138,7 +138,6 @@ class Library:
         self.conversions = 0
         self._parts: dict[str, PaperParts] = {}
         self._new: list[tuple[str, int, bytes]] = []
-        self._feeds: list[tuple[str, str, bytes]] = []
 
     def _kept(self, source: SourceInfo, part: int) -> bytes | None:
         return self.state.conversion(source.digest, part, self.renderer)
@@ -148,9 +147,9 @@ class Library:
         self._new.append((source.digest, part, packed))
 
     def keep(self) -> None:
-        """Store the conversions and feeds' entries made since the last call, in one transaction."""
-        self.state.store(self.renderer, self._new, self._feeds)
-        self._new, self._feeds = [], []
+        """Store the conversions made since the last call, in one transaction."""
+        self.state.store(self.renderer, self._new)
+        self._new = []
 
     def feed_entries(self, categories: Collection[str], basis: str) -> dict[str, Any]:
         """The entries each category feed of ``categories`` last had, where rendered on ``basis``, as
@@ -159,7 +158,7 @@ class Library:
 
     def keep_feed(self, category: str, basis: str, entries: Any) -> None:
         """A category feed's entries (marshal-able), for the next build's feed of it."""
-        self._feeds.append((category, basis, pack(entries)))
+        self.state.keep_feed(category, basis, pack(entries))
 
     def content(self, post: SourceInfo) -> str:
         """A daily post's converted body."""

@@ -419,17 +419,17 @@ class BuildState:
                 found[source][part] = body
         return found
 
-    def store(
-        self, renderer: str, conversions: Iterable[tuple[str, int, bytes]], feeds: Iterable[tuple[str, str, bytes]] = ()
-    ) -> None:
-        """Keep conversions (digest, part, packed) and feeds' entries (category, basis, packed); they
-        stay valid whatever happens to this build (both are keyed by what they are made from)."""
+    def store(self, renderer: str, conversions: Iterable[tuple[str, int, bytes]]) -> None:
+        """Keep conversions (digest, part, packed); they stay valid whatever happens to this build."""
         rows = [(d, part, renderer, body) for d, part, body in conversions]
-        feed_rows = list(feeds)
-        if rows or feed_rows:
+        if rows:
             with self._transaction():
                 self.db.executemany("INSERT OR REPLACE INTO conversions VALUES (?, ?, ?, ?)", rows)
-                self.db.executemany("INSERT OR REPLACE INTO feeds VALUES (?, ?, ?)", feed_rows)
+
+    def keep_feed(self, category: str, basis: str, entries: bytes) -> None:
+        """Keep a category feed's entries, packed, as rendered on ``basis``; valid whatever happens to
+        this build (written at once: a full build keeps every category's, 3.5 MB at 3,000 posts)."""
+        self.db.execute("INSERT OR REPLACE INTO feeds VALUES (?, ?, ?)", (category, basis, entries))
 
     def feed_entries(self, categories: Collection[str], basis: str) -> dict[str, bytes]:
         """The packed entries that the feeds of ``categories`` last had, where rendered on ``basis``."""
