@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from arxiv_digest.config import load_config, site_options
 from arxiv_digest.search_docs import SearchIndexError
 from arxiv_digest.site import SiteError, SiteOptions, build_site, state_folder, template_dirs, work
-from arxiv_digest.site.manifest import PackedLinks, PaperLink
+from arxiv_digest.site.manifest import BuildState, PackedLinks, PaperLink
 
 from .site_support import parse, pipeline_post, search, text, write_posts
 
@@ -511,3 +511,14 @@ def test_adding_a_post_renders_only_its_own_papers_into_the_category_feeds(tmp_p
     expected = _files(elsewhere.site_dir)
     feeds = {name: data for name, data in _files(site).items() if name.endswith(".xml")}
     assert feeds == {name: expected[name] for name in feeds}
+
+
+def test_kept_paper_texts_of_more_posts_than_one_query_lists_are_all_found(tmp_path: Path) -> None:
+    state = BuildState(tmp_path / "state")
+    digests = [f"post {number}" for number in range(1201)]  # three queries' worth
+    state.store("this code", [(d, part, d.encode()) for d in digests for part in (-1, 0, 3)])
+    state.store("other code", [("post 7", 5, b"stale")])
+    found = state.paper_conversions({*digests, "never kept"}, "this code")
+    state.close()
+    assert found["never kept"] == {} and len(found) == 1202
+    assert all(found[d] == {0: d.encode(), 3: d.encode()} for d in digests)

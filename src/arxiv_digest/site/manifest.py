@@ -24,7 +24,7 @@ from ..files import open_state
 
 STATE_FILE = "build.sqlite3"
 SCHEMA = "6"
-_QUERY_VALUES = 500  # digests a query asks for at most (SQLite's limit on values was 999 before 3.32)
+_QUERY_VALUES = 500  # values a query lists at most (SQLite's limit on parameters was 999 before 3.32)
 _CODE = (Path(__file__).parent, Path(__file__).parents[1] / "postformat")
 
 
@@ -408,15 +408,9 @@ class BuildState:
         """Sources' kept conversions of their papers' texts, by source digest and paper index, in a
         few queries (the category feeds of adding a post at 3,000 posts show ~130 posts' papers)."""
         found: dict[str, dict[int, bytes]] = {d: {} for d in source_digests}
-        digests = list(found)
-        for start in range(0, len(digests), _QUERY_VALUES):
-            chunk = digests[start : start + _QUERY_VALUES]
-            query = (
-                f"SELECT digest, part, body FROM conversions WHERE digest IN ({','.join('?' * len(chunk))})"
-                " AND part >= 0 AND renderer = ?"
-            )
-            for source, part, body in self.db.execute(query, (*chunk, renderer)):
-                found[source][part] = body
+        query = "SELECT digest, part, body FROM conversions WHERE digest IN ({}) AND part >= 0 AND renderer = ?"
+        for source, part, body in _rows_in(self.db, query, list(found), renderer):
+            found[source][part] = body
         return found
 
     def store(self, renderer: str, conversions: Iterable[tuple[str, int, bytes]]) -> None:
@@ -433,17 +427,19 @@ class BuildState:
 
     def feed_entries(self, categories: Collection[str], basis: str) -> dict[str, bytes]:
         """The packed entries that the feeds of ``categories`` last had, where rendered on ``basis``."""
-        names = list(categories)
-        found: dict[str, bytes] = {}
-        for start in range(0, len(names), _QUERY_VALUES):
-            chunk = names[start : start + _QUERY_VALUES]
-            listed = ",".join("?" * len(chunk))
-            query = f"SELECT category, entries FROM feeds WHERE category IN ({listed}) AND basis = ?"
-            found.update(self.db.execute(query, (*chunk, basis)))
-        return found
+        query = "SELECT category, entries FROM feeds WHERE category IN ({}) AND basis = ?"
+        return dict(_rows_in(self.db, query, list(categories), basis))
 
     def close(self) -> None:
         self.db.close()
+
+
+def _rows_in(db: sqlite3.Connection, query: str, values: list[str], *after: object) -> Iterator[Any]:
+    """The rows of ``query``, whose ``{}`` is the list of ``values`` (asked for in chunks) and whose
+    other parameters are ``after``."""
+    for start in range(0, len(values), _QUERY_VALUES):
+        chunk = values[start : start + _QUERY_VALUES]
+        yield from db.execute(query.format(",".join("?" * len(chunk))), (*chunk, *after))
 
 
 def _place(place: Order) -> tuple[int, str]:
