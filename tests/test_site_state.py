@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from arxiv_digest.config import load_config, site_options
 from arxiv_digest.search_docs import SearchIndexError
-from arxiv_digest.site import SiteError, SiteOptions, build_site, state_folder, template_dirs, work
+from arxiv_digest.site import SiteError, SiteOptions, build_site, feeds, state_folder, template_dirs, work
 from arxiv_digest.site.manifest import BuildState, PackedLinks, PaperLink
 
 from .site_support import parse, pipeline_post, search, text, write_posts
@@ -522,3 +522,26 @@ def test_kept_paper_texts_of_more_posts_than_one_query_lists_are_all_found(tmp_p
     state.close()
     assert found["never kept"] == {} and len(found) == 1202
     assert all(found[d] == {0: d.encode(), 3: d.encode()} for d in digests)
+
+
+def test_category_feeds_made_a_few_at_a_time_are_those_made_all_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A build reads and renders its category feeds' papers a group of feeds at a time, so that its
+    process never holds every shown paper's texts at once; papers that feeds of different groups
+    share (every post here is in cs.SD and eess.AS) are rendered once and the feeds come out the same."""
+    posts = tmp_path / "posts"
+    posts.mkdir()
+    for number in range(20):  # each post in a category of its own too: 22 category feeds
+        day = FIRST_DAY + timedelta(days=number)
+        text = pipeline_post(day, translation=f"第{number}期。", arxiv_id=f"2511.{number:05d}")
+        (posts / f"{day}-arxiv.md").write_text(text.replace("math.NA", f"cs.X{number:02d}"), encoding="utf-8")
+    monkeypatch.setattr(feeds, "FEEDS_AT_ONCE", 1)
+    one_by_one = build_site(SiteOptions(posts, tmp_path / "one-by-one"))
+    monkeypatch.setattr(feeds, "FEEDS_AT_ONCE", 1000)
+    together = build_site(SiteOptions(posts, tmp_path / "together"))
+    written = [name for name in one_by_one.written if name.startswith("categories/") and name.endswith(".xml")]
+    assert len(written) == 22 and one_by_one.converted == together.converted
+    assert {n: (tmp_path / "one-by-one" / n).read_bytes() for n in written} == {
+        n: (tmp_path / "together" / n).read_bytes() for n in written
+    }
