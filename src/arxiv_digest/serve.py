@@ -173,7 +173,7 @@ class ServeHandle:
 
     def build(self) -> None:
         """One build into the folder not being served; swapped in only if it succeeded."""
-        target = self._folders[1] if self.live == self._folders[0] else self._folders[0]
+        target = self._other(self.live)
         try:
             options = self._reload_options() if self._reload_options else self.options
             self.options = options
@@ -197,7 +197,7 @@ class ServeHandle:
         first rebuild is incremental too. The rebuild thread copies it before its first rebuild, not
         before serving: a site of 3,000 posts took 12 s to copy. A copy that fails (or is stopped) is
         removed again, and the first rebuild there is a full one."""
-        other = self._folders[1] if live == self._folders[0] else self._folders[0]
+        other = self._other(live)
         try:
             for source, target in ((live, other), (self._state(live), self._state(other))):
                 shutil.copytree(source, target, copy_function=self._copy_file, dirs_exist_ok=True)
@@ -206,6 +206,10 @@ class ServeHandle:
                 shutil.rmtree(folder, ignore_errors=True)
             if not isinstance(exc, _Stopping):
                 log.warning("could not copy the first build, so the first rebuild is a full one: %s", exc)
+
+    def _other(self, folder: Path | None) -> Path:
+        """The build folder that is not ``folder`` (the first, before any build)."""
+        return self._folders[1] if folder == self._folders[0] else self._folders[0]
 
     def _copy_file(self, source: str, target: str) -> object:
         if self._stopped.is_set():
