@@ -14,6 +14,7 @@ import sys
 from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -23,6 +24,7 @@ from arxiv_digest.config import load_config, site_options
 from arxiv_digest.search_docs import SearchIndexError
 from arxiv_digest.site import SiteError, SiteOptions, build_site, feeds, state_folder, template_dirs, work
 from arxiv_digest.site.manifest import BuildState, PackedLinks, PaperLink
+from arxiv_digest.site.search import SearchPlan, SiteSearch
 
 from .site_support import parse, pipeline_post, search, text, write_posts
 
@@ -180,6 +182,92 @@ def test_a_damaged_search_index_state_is_replaced_by_a_full_build(tmp_path: Path
     assert again.full and "search/meta.gz" in again.written
     assert len(search(options.site_dir, "2511")) == 3
     assert not build_site(options).full
+
+
+def _left_by_other_code(state: Path, **meta: str) -> None:
+    """The build state as another version of this code left it (``renderer``, ``documents``), its
+    conversions that version's."""
+    with sqlite3.connect(state / "build.sqlite3") as db:
+        db.executemany("UPDATE meta SET value = ? WHERE name = ?", [(value, name) for name, value in meta.items()])
+        db.execute("UPDATE conversions SET renderer = ?", (meta["renderer"],))
+    db.close()
+
+
+def _filed_pages(monkeypatch: pytest.MonkeyPatch) -> list[set[str]]:
+    """The pages whose documents each build from now on hands to the search index."""
+    filed: list[set[str]] = []
+    plan = SiteSearch.plan
+
+    def recorded(self: SiteSearch, *args: Any) -> SearchPlan:
+        found = plan(self, *args)
+        filed.append({doc.page for doc in found.added})
+        return found
+
+    monkeypatch.setattr(SiteSearch, "plan", recorded)
+    return filed
+
+
+def test_a_new_renderer_keeps_the_search_index_and_files_only_the_documents_that_differ(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upgrade that changes the renderer but not the code that makes the search's documents: every
+    post is converted again, but the index is kept. The posts whose documents are as they were are
+    not even handed to it, and nothing of it is rewritten; a post changed meanwhile is filed again
+    and a deleted one dropped, and every query finds what a first build's index finds."""
+    posts, site = tmp_path / "posts", tmp_path / "site"
+    _write_daily(posts, 8)
+    options = SiteOptions(posts, site)
+    build_site(options)
+    state = state_folder(options)
+    filed = _filed_pages(monkeypatch)
+    _left_by_other_code(state, renderer="an earlier version")
+    upgraded = build_site(options)
+    assert upgraded.full and upgraded.converted >= 8
+    assert filed == [set()] and not [name for name in upgraded.written if name.startswith("search/")]
+
+    _left_by_other_code(state, renderer="an earlier version")
+    (posts / f"{FIRST_DAY}-arxiv.md").unlink()
+    changed = FIRST_DAY + timedelta(days=3)
+    (posts / f"{changed}-arxiv.md").write_text(_post(3).replace("第3期的译文", "第3期改过的译文"), encoding="utf-8")
+    again = build_site(options)
+    assert again.full and filed[1] == {f"{changed:%Y/%m/%d}/arxiv.html"}
+    first = replace(options, site_dir=tmp_path / "first", state_dir=tmp_path / "first-state")
+    build_site(first)
+    for query in ("2511", "改过的译文", "研究音频", "2511.00000", "2511.00003", "第3期"):
+        assert search(site, query) == search(first.site_dir, query), query
+    assert not search(site, "2511.00000") and len(search(site, "改过的译文")) == 1
+
+
+def test_a_new_renderer_hands_the_kept_index_nothing_of_an_unchanged_site_with_paper_pages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Papers that have their own pages are found as those pages: compared as the index has them, they
+    are unchanged too, and so are the pages whose papers are in no post."""
+    write_posts(tmp_path / "posts", pages=True)
+    options = SiteOptions(tmp_path / "posts", tmp_path / "site")
+    build_site(options)
+    searched = {name: data for name, data in _files(options.site_dir).items() if name.startswith("search/")}
+    filed = _filed_pages(monkeypatch)
+    _left_by_other_code(state_folder(options), renderer="an earlier version")
+    report = build_site(options)
+    assert report.full and report.pages and filed == [set()]
+    assert searched == {name: data for name, data in _files(options.site_dir).items() if name.startswith("search/")}
+
+
+def test_a_change_to_the_code_that_makes_the_search_documents_builds_the_index_afresh(tmp_path: Path) -> None:
+    """Every document is filed again then, which an index built from scratch does faster: it is
+    byte for byte what a first build writes."""
+    posts, site = tmp_path / "posts", tmp_path / "site"
+    _write_daily(posts, 6)
+    options = SiteOptions(posts, site)
+    build_site(options)
+    _left_by_other_code(state_folder(options), renderer="an earlier version", documents="an earlier version")
+    report = build_site(options)
+    assert report.full and "search/meta.gz" in report.written
+    first = replace(options, site_dir=tmp_path / "first", state_dir=tmp_path / "first-state")
+    build_site(first)
+    searched = {name: data for name, data in _files(site).items() if name.startswith("search/")}
+    assert searched == {name: data for name, data in _files(first.site_dir).items() if name.startswith("search/")}
 
 
 def test_a_deleted_site_folder_is_written_again_even_with_posts_removed_meanwhile(tmp_path: Path) -> None:

@@ -7,8 +7,10 @@ itself while the build renders the listings."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -17,7 +19,7 @@ from typing import Any
 from .errors import DigestError
 
 FORMAT = 1
-DIGESTS = 2  # how page digests are made (``search_index._doc_digest``); a state made otherwise is rebuilt
+DIGESTS = 2  # how page digests are made (``page_digest``); a state made otherwise is rebuilt
 META = "meta.gz"
 STATE = "search-index.sqlite"
 EPOCH = date(1970, 1, 1)
@@ -98,6 +100,37 @@ class SearchDoc:
         return {key: value for key, value in values.items() if value}
 
 
+def compact_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def record_json(doc: SearchDoc) -> str:
+    return compact_json(doc.record())
+
+
+_WEIGHTS_SIGNATURE = json.dumps(WEIGHTS, sort_keys=True).encode()
+
+
+def doc_digest(doc: SearchDoc, record: str) -> bytes:
+    """What a paper shows and is found by (its record, all its authors, its explainer; the weights)."""
+    digest = hashlib.sha256(_WEIGHTS_SIGNATURE)
+    for part in (record, "\x1e".join(doc.authors), doc.explainer):
+        digest.update(b"\x00")
+        digest.update(part.encode())
+    return digest.digest()
+
+
+def page_digest(digests: Sequence[bytes]) -> str:
+    """A page's digest from its papers' (``doc_digest``, in order): a page whose digest is unchanged
+    keeps its postings."""
+    return hashlib.sha256(b"".join(digests)).hexdigest()
+
+
+def docs_digest(docs: Sequence[SearchDoc]) -> str:
+    """``page_digest`` of a page's papers."""
+    return page_digest([doc_digest(doc, record_json(doc)) for doc in docs])
+
+
 @dataclass(frozen=True)
 class SearchUpdate:
     """What ``finish()`` did: paths relative to the search folder."""
@@ -122,6 +155,16 @@ def published_layout(db: sqlite3.Connection, folder: Path) -> dict[str, Any] | N
         return None
     complete = layout.get("complete") and layout.get("format") == FORMAT and layout.get("digests") == DIGESTS
     return layout if complete and meta.get("generation") == layout["generation"] else None
+
+
+def indexed_digests(state_dir: Path) -> dict[str, str]:
+    """Each page in the index's state (in ``state_dir``, which ``updatable`` found) with its digest
+    (``page_digest``), read without the index's code."""
+    db = sqlite3.connect(state_dir / STATE)
+    try:
+        return dict(db.execute("SELECT page, digest FROM pages"))
+    finally:
+        db.close()
 
 
 def updatable(folder: Path, state_dir: Path) -> bool:

@@ -51,7 +51,6 @@ not match the folder makes the next build a full one.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import math
 import os
@@ -75,11 +74,15 @@ from .search_docs import (
     FORMAT,
     META,
     STATE,
-    WEIGHTS,
     SearchDoc,
     SearchIndexError,
     SearchUpdate,
+    compact_json,
+    doc_digest,
+    docs_digest,
+    page_digest,
     published_layout,
+    record_json,
 )
 from .search_postings import SLOT_BITS, Run, combine, remap
 from .search_segments import RunBuffer, SegmentInfo, SegmentNames, gzip_bytes, read_segment, write_segment
@@ -368,7 +371,7 @@ class SearchIndexWriter:
         self._added: dict[str, tuple[int, str]] = {}
         for page, docs in self._docs.items():
             day = docs[0].day
-            digest = _page_digest(_doc_digest(doc, _record_json(doc)) for doc in docs)
+            digest = docs_digest(docs)
             self._added[page] = (len(docs), digest)
             before = old.get(page)
             if before != (day, digest):
@@ -419,7 +422,7 @@ class SearchIndexWriter:
                     records += [old_records.get(first + i) for i in range(papers)]
                 else:
                     docs = self._docs[page]
-                    records += [_record_json(doc) for doc in docs]
+                    records += [record_json(doc) for doc in docs]
                     batch += [((day << SLOT_BITS) | (slot + i), doc.fields()) for i, doc in enumerate(docs)]
                     papers, digest = self._added[page]
                 rows.append((page, day, slot, papers, digest))
@@ -516,8 +519,8 @@ def index_days(folder: Path, docs: dict[str, list[SearchDoc]], cutoff: int) -> I
         for page in sorted(pages_by_day[day]):
             page_docs = docs[page]
             slot = len(records)
-            page_records = [_record_json(doc) for doc in page_docs]
-            digest = _page_digest(_doc_digest(doc, r) for doc, r in zip(page_docs, page_records, strict=True))
+            page_records = [record_json(doc) for doc in page_docs]
+            digest = page_digest([doc_digest(doc, r) for doc, r in zip(page_docs, page_records, strict=True)])
             rows.append((page, day, slot, len(page_docs), digest))
             records += page_records
             batch += [((day << SLOT_BITS) | (slot + i), doc.fields()) for i, doc in enumerate(page_docs)]
@@ -547,31 +550,6 @@ def write_records(folder: Path, day: int, records: list[str]) -> list[str]:
     return written
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _record_json(doc: SearchDoc) -> str:
-    return _dumps(doc.record())
-
-
-_WEIGHTS_SIGNATURE = json.dumps(WEIGHTS, sort_keys=True).encode()
-
-
-def _doc_digest(doc: SearchDoc, record: str) -> bytes:
-    """What a paper shows and is found by (its record, all its authors, its explainer; the weights):
-    a page whose papers' digests are unchanged keeps its postings."""
-    digest = hashlib.sha256(_WEIGHTS_SIGNATURE)
-    for part in (record, "\x1e".join(doc.authors), doc.explainer):
-        digest.update(b"\x00")
-        digest.update(part.encode())
-    return digest.digest()
-
-
-def _page_digest(docs: Iterable[bytes]) -> str:
-    return hashlib.sha256(b"".join(docs)).hexdigest()
-
-
 class _RecordReader:
     """The records of one day as written by the last build, read back a file at a time."""
 
@@ -588,6 +566,6 @@ class _RecordReader:
             except (OSError, EOFError, ValueError) as exc:
                 raise SearchIndexError(f"{path}: unreadable ({exc}); rebuild the site") from None
         try:
-            return _dumps(self.files[number][index])
+            return compact_json(self.files[number][index])
         except IndexError:
             raise SearchIndexError(f"{self.folder}: records of day {self.day} are short; rebuild the site") from None

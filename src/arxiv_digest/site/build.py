@@ -20,7 +20,7 @@ from .beside import Beside
 from .convert import Library
 from .feeds import Feeds
 from .listings import ref, write_post_listings, write_topic_listings
-from .manifest import BuildState, Order, SourceInfo, digest, file_digest, order, renderer_version
+from .manifest import BuildState, Order, SourceInfo, digest, documents_version, file_digest, order, renderer_version
 from .options import BuildReport, SiteError, SiteOptions, state_folder
 from .sources import scan
 from .templates import TEMPLATES, compile_template, environment, template_dirs, template_facts, tree
@@ -78,9 +78,15 @@ class _Builder:
             options.search,
         )
         self.state = BuildState(state)
-        full = not (options.incremental and self.state.complete and self.state.renderer == self.renderer)
-        # -- search: an index that starts empty needs every source converted
-        self.search = search.SiteSearch(self.site_dir, state, options.posts_dir, rebuild=full, enabled=options.search)
+        self.documents = documents_version()
+        trusted = options.incremental and self.state.complete
+        full = not (trusted and self.state.renderer == self.renderer)
+        # -- search: an index that starts empty needs every source converted; one kept through a
+        # change of the renderer gets the documents that differ (see ``_sources``)
+        rebuild = not (trusted and self.state.documents == self.documents)
+        self.search = search.SiteSearch(
+            self.site_dir, state, options.posts_dir, rebuild=rebuild, enabled=options.search
+        )
         full = full or self.search.fresh
         old = self.state.outputs
         self.writer = Writer(self.site_dir, env, config, templates, old, full, options.base_url, self.files)
@@ -88,14 +94,17 @@ class _Builder:
 
     def run(self) -> BuildReport:
         started = time.perf_counter()
-        # an incremental build's search update runs beside it, in a process forked now that loads
+        # an incremental build's search update (also that of a build converting every post because
+        # the renderer changed, see ``_sources``) runs beside it, in a process forked now that loads
         # the index's code (a third of the imports) while this one reads the sources, and then
         # rewrites the index's newest segment while this one renders the listings; a full build
         # plans the index here (its documents, every paper's texts, are freed before the listings
         # render), and its segments are written by a process forked then, beside the listings
         fresh = self.search.fresh
-        with Beside("the search index", self.search.opened, fork=self.search.enabled and not fresh) as index:
-            before = {} if self.writer.full else self.state.sources()
+        with Beside("the search index", self.search.opened, fork=self.search.kept) as index:
+            # (the search plan needs the sources as they were whenever the index is kept)
+            previous = self.state.sources() if not self.writer.full or self.search.kept else {}
+            before = {} if self.writer.full else previous
             gc.freeze()  # (see _held_out_of_collection)
             scanned = scan(self.options, before)
             scanned.sort(key=lambda item: (item[0].date, item[0].source), reverse=True)
@@ -106,7 +115,7 @@ class _Builder:
             docs: dict[str, list[SearchDoc]] = {}
             infos = self._sources(scanned, docs, settled)
             gc.freeze()
-            plan = self.search.plan(before, infos, docs)
+            plan = self.search.plan(previous, infos, docs)
             if fresh:  # (the listings then take one core, the segments the other)
                 finish_index = self.search.start(plan)
             else:
@@ -139,7 +148,7 @@ class _Builder:
         # the index decides itself what it rewrites: its files are not the writer's outputs
         self.writer.written += [f"{search.FOLDER}/{rel}" for rel in update.written]
         removed = self.writer.clean() + tuple(f"{search.FOLDER}/{rel}" for rel in update.removed)
-        self.state.save(self.renderer, self.writer.basis(), infos, self.writer.outputs)
+        self.state.save(self.renderer, self.documents, self.writer.basis(), infos, self.writer.outputs)
         written = tuple(self.writer.written)
         seconds = time.perf_counter() - started
         converted = self.conversions + library.conversions
@@ -174,9 +183,11 @@ class _Builder:
         self, scanned: list[tuple[SourceInfo, str, bool]], docs: dict[str, list[SearchDoc]], settled: Order | None
     ) -> dict[str, SourceInfo]:
         """Each source's HTML, written when stale, and the search documents of the converted daily
-        posts (into ``docs``, unless the workers index them); returns every source as it is now (new
-        and changed ones with their papers). A page before ``settled``, and a post whose newer neighbour
-        is before it, keep their HTML without being keyed (see ``listings.paginate``)."""
+        posts (into ``docs``, unless the workers index them, or the kept index holds them already: a
+        change of the renderer converts every post, and most give the documents they gave before);
+        returns every source as it is now (new and changed ones with their papers). A page before
+        ``settled``, and a post whose newer neighbour is before it, keep their HTML without being keyed
+        (see ``listings.paginate``)."""
         daily = [info for info, _, _ in scanned if not info.is_page]
         neighbours = {
             info.source: (daily[i - 1] if i else None, daily[i + 1] if i + 1 < len(daily) else None)
@@ -214,7 +225,11 @@ class _Builder:
                         kept=info.digest in kept,
                     )
                 )
-        worker = replace(self.worker, indexing=self.search.worker_indexing(daily, len(daily) < len(scanned)))
+        worker = replace(
+            self.worker,
+            indexing=self.search.worker_indexing(daily, len(daily) < len(scanned)),
+            kept_index=self.search.kept_index([i for i, _, _ in scanned if i.is_page]) if self.writer.full else None,
+        )
         if worker.indexing:  # the index takes whole days, oldest first
             jobs.reverse()
             batches = _whole_days(jobs)

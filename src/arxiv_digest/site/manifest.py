@@ -26,6 +26,7 @@ STATE_FILE = "build.sqlite3"
 SCHEMA = "6"
 _QUERY_VALUES = 500  # values a query lists at most (SQLite's limit on parameters was 999 before 3.32)
 _CODE = (Path(__file__).parent, Path(__file__).parents[1] / "postformat")
+_DOCUMENTS_CODE = ("search", "markdown", "convert", "sources", "manifest")  # site modules that make search documents
 
 
 class PaperLink(NamedTuple):
@@ -196,9 +197,22 @@ def file_digest(*parts: bytes) -> str:
 def renderer_version() -> str:
     """Changes whenever the site's code, the post format's reader or the converters change, which
     invalidates everything an earlier build kept."""
-    code = sorted(path for folder in _CODE for path in folder.glob("*.py"))
+    return _version(path for folder in _CODE for path in folder.glob("*.py"))
+
+
+def documents_version() -> str:
+    """Changes whenever the code that makes the search's documents may have: the record's reader,
+    the texts and headings the converters give, the papers' anchors and the documents themselves.
+    After such a change every document is filed again, which the index does faster from scratch;
+    after any other change of the renderer it keeps what it has and files only the pages whose
+    documents differ (their digests decide, not this)."""
+    site = Path(__file__).parent
+    return _version([*_CODE[1].glob("*.py"), *(site / f"{name}.py" for name in _DOCUMENTS_CODE)])
+
+
+def _version(code: Iterable[Path]) -> str:
     converters = (pyromark.__version__, nh3.__version__)  # type: ignore[attr-defined]  # nh3's stub omits it
-    return digest([file_digest(p.read_bytes()) for p in code], *converters)
+    return digest([file_digest(p.read_bytes()) for p in sorted(code)], *converters)
 
 
 _TABLES = (
@@ -264,6 +278,7 @@ class BuildState:
         self.db, meta = open_state(folder / STATE_FILE, self._meta)
         self.renderer = meta.get("renderer", "")
         self.basis = meta.get("basis", "")  # the last build's ``Writer.basis``
+        self.documents = meta.get("documents", "")  # the ``documents_version`` of the last build
         self.complete = meta.get("complete") == "1"
         self.outputs: dict[str, str] = dict(self.db.execute("SELECT path, key FROM outputs"))
         self._loaded: dict[str, SourceInfo] = {}
@@ -314,7 +329,9 @@ class BuildState:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES ('complete', '0')")
         self.complete = False
 
-    def save(self, renderer: str, basis: str, sources: dict[str, SourceInfo], outputs: dict[str, str]) -> None:
+    def save(
+        self, renderer: str, documents: str, basis: str, sources: dict[str, SourceInfo], outputs: dict[str, str]
+    ) -> None:
         """The finished build, in one transaction: the rows that changed, then ``complete``."""
         old_sources = dict(self.db.execute("SELECT source, digest FROM sources"))
         with self._transaction():
@@ -335,7 +352,7 @@ class BuildState:
             # (two ranges of the index: ``renderer != ?`` read the whole table)
             self.db.execute("DELETE FROM conversions WHERE renderer < ? OR renderer > ?", (renderer, renderer))
             self.db.execute("DELETE FROM feeds WHERE category NOT IN (SELECT name FROM categories)")
-            values = {"renderer": renderer, "basis": basis, "complete": "1"}
+            values = {"renderer": renderer, "documents": documents, "basis": basis, "complete": "1"}
             self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", values.items())
         self.outputs = dict(outputs)
 

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..postformat import PageRecord, PostRecord
-from ..search_docs import EPOCH, SearchDoc, SearchUpdate, updatable
+from ..search_docs import EPOCH, SearchDoc, SearchUpdate, docs_digest, indexed_digests, updatable
 from .beside import Beside
 from .manifest import SourceInfo, same
 from .markdown import markdown_text
@@ -83,8 +83,28 @@ def page_doc(info: SourceInfo, record: PageRecord) -> SearchDoc:
     )
 
 
+def _as_filed(docs: list[SearchDoc], pages: Mapping[str, SourceInfo]) -> list[SearchDoc]:
+    """A post's documents as the index gets them: a paper that has its own page (``pages``, by
+    arXiv id) is found as that page."""
+    return [_shown_by_page(doc, pages[doc.arxiv_id]) if doc.arxiv_id in pages and doc.source else doc for doc in docs]
+
+
 def _shown_by_page(doc: SearchDoc, page: SourceInfo) -> SearchDoc:
     return replace(doc, url=page.url, title_zh=page.title, paper_class="、".join(page.classes), tags=page.tags)
+
+
+@dataclass(frozen=True)
+class KeptIndex:
+    """What a build that converts every post but keeps the index (the renderer changed, the code that
+    makes the documents did not) knows of it: each page's digest, so that the workers hand back only
+    the documents that differ, and the paper pages (by arXiv id) that papers are found as."""
+
+    digests: Mapping[str, str]
+    pages: Mapping[str, SourceInfo]
+
+    def holds(self, docs: list[SearchDoc]) -> bool:
+        """Whether the index has these very documents of a post."""
+        return bool(docs) and self.digests.get(docs[0].page) == docs_digest(_as_filed(docs, self.pages))
 
 
 @dataclass(frozen=True)
@@ -111,10 +131,10 @@ class WorkerIndexing:
 
 
 class SiteSearch:
-    """One build's index update. ``fresh``: the index starts empty (first build, a full build, or a
-    state that does not match the published files), so every source must be converted. Not
-    ``enabled`` (``site.search: false``), there is no index: its update removes one an earlier build
-    left, and the index's code is never loaded."""
+    """One build's index update. ``fresh``: the index starts empty (first build, a full build asked
+    for, a change to the code that makes the documents, or a state that does not match the published
+    files), so every source must be converted. Not ``enabled`` (``site.search: false``), there is no
+    index: its update removes one an earlier build left, and the index's code is never loaded."""
 
     def __init__(self, site_dir: Path, state_dir: Path, posts_dir: Path, rebuild: bool, enabled: bool = True) -> None:
         self.folder, self.state_dir = site_dir / FOLDER, state_dir / FOLDER
@@ -142,6 +162,16 @@ class SiteSearch:
             return None
         newest = max(info.date for info in daily)
         return WorkerIndexing(self.folder, self.index.hot_cutoff((newest - EPOCH).days))
+
+    @property
+    def kept(self) -> bool:
+        """There is an index, and this build updates it."""
+        return self.enabled and not self.fresh
+
+    def kept_index(self, pages: list[SourceInfo]) -> KeptIndex | None:
+        """The index with its paper ``pages``, for a build that converts every post but keeps it;
+        None when the index starts empty or there is none."""
+        return KeptIndex(indexed_digests(self.state_dir), {i.arxiv_id: i for i in pages}) if self.kept else None
 
     def add_days(self, indexed: IndexedDays) -> None:
         self.index.add_days(indexed)
@@ -178,11 +208,7 @@ class SiteSearch:
             elif touched and source not in filed and any(p.arxiv_id in touched for p in info.papers):
                 filed[source] = post_docs(info, load_record(self.posts_dir / source))
         removed += [now[source].url for source in filed]  # (each filed page is replaced whole)
-        added = [
-            _shown_by_page(doc, pages[doc.arxiv_id]) if doc.arxiv_id in pages and doc.source else doc
-            for found in filed.values()
-            for doc in found
-        ]
+        added = [doc for found in filed.values() for doc in _as_filed(found, pages)]
         return SearchPlan(tuple(removed), tuple(added))
 
     def opened(self) -> Callable[[SearchPlan], SearchUpdate]:

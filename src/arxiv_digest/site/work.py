@@ -21,7 +21,7 @@ from ..search_docs import SearchDoc
 from .convert import pack_body, pack_parts, page_parts, paper_links, unpack_body, unpack_parts
 from .manifest import BODY, SourceInfo, kept_bodies
 from .markdown import convert, relative_links
-from .search import WorkerIndexing, post_docs
+from .search import KeptIndex, WorkerIndexing, post_docs
 from .sources import load_page, load_post
 from .templates import environment, render, render_around
 
@@ -49,6 +49,7 @@ class Worker:
     verbatim: bool  # post.html prints ``content`` as it is: a post's page is rendered around its body
     search: bool  # converted posts give their papers' search documents
     indexing: WorkerIndexing | None = None  # set when the workers index the papers themselves
+    kept_index: KeptIndex | None = None  # set when every post is converted but the index is kept
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,8 @@ def _post(
         links = paper_links(record.papers, headings)
         info = replace(info, papers=links)
         docs = post_docs(info, record, body) if worker.search else None
+        if docs and worker.kept_index and worker.kept_index.holds(docs):
+            docs = None
     if job.html_key:
         context = {"post": info, "newer": job.newer, "older": job.older, "head_title": info.title}
         page = render_around(env, "post.html", info.url, relative_links(html, info.url), worker.verbatim, **context)
