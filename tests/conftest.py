@@ -12,10 +12,23 @@ import pytest
 
 from .llm_script import Script
 from .support.arxiv_server import ArxivServer
+from .support.browser import CHROMIUM, Browser
 from .support.llm_server import LLMServer
 from .support.workspace import Workspace
 
 KEY = "sk-test-5ecret-key-0123456789"
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Headless Chromium, one for the test process (see ``support.browser``)."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing (Debian: apt-get install -y chromium)")
+    found = Browser(CHROMIUM)
+    try:
+        yield found
+    finally:
+        found.close()
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:

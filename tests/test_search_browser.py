@@ -21,7 +21,7 @@ from arxiv_digest.search_query import Searcher, folder_fetch
 from arxiv_digest.site import SiteOptions, build_site
 
 from .site_support import write_posts
-from .test_site_browser import CHROMIUM, dom_after_scripts
+from .support.browser import CHROMIUM, Browser
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="/usr/bin/chromium is missing (Debian: apt-get install -y chromium)"
@@ -65,9 +65,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[_Site, Se
         site.server.shutdown()
 
 
-def search_page(site: _Site, query: str, profile: Path) -> tuple[list[str], str, lxml.html.HtmlElement]:
+def search_page(site: _Site, query: str, browser: Browser) -> tuple[list[str], str, lxml.html.HtmlElement]:
     site.requested.clear()
-    dom = dom_after_scripts(f"{site.url}/search.html?q={quote(query)}", profile)
+    dom = browser.dom(f"{site.url}/search.html?q={quote(query)}")
     results = dom.get_element_by_id("search-results")
     return [a.get("href") for a in results.find_class("result-title")], dom.get_element_by_id("search-status").text, dom
 
@@ -90,10 +90,10 @@ def search_page(site: _Site, query: str, profile: Path) -> tuple[list[str], str,
     ],
 )
 def test_search_js_finds_what_its_mirror_finds(
-    served: tuple[_Site, Searcher, Path], tmp_path: Path, query: str, first_title: str, marked: str
+    served: tuple[_Site, Searcher, Path], browser: Browser, query: str, first_title: str, marked: str
 ) -> None:
     site, mirror, _ = served
-    links, status, dom = search_page(site, query, tmp_path / "profile")
+    links, status, dom = search_page(site, query, browser)
     expected = mirror.search(query)
     assert links == [urljoin(f"{site.url}/search/", f"../{record['u']}") for record in expected.records]
     assert status.startswith(f"找到 {expected.count} 篇论文")
@@ -105,9 +105,9 @@ def test_search_js_finds_what_its_mirror_finds(
     assert expected.rounds <= 4 and len(site.search_files()) <= 30
 
 
-def test_results_show_as_text_and_link_to_the_paper(served: tuple[_Site, Searcher, Path], tmp_path: Path) -> None:
+def test_results_show_as_text_and_link_to_the_paper(served: tuple[_Site, Searcher, Path], browser: Browser) -> None:
     site, _, _ = served
-    links, _, dom = search_page(site, "attack", tmp_path / "profile")
+    links, _, dom = search_page(site, "attack", browser)
     titles = [a.text_content() for a in dom.get_element_by_id("search-results").find_class("result-title")]
     assert any(title.startswith("Attack <script>") for title in titles)  # as text, and it did not run
     assert dom.find(".//title").text == "搜索 · arXiv Daily"
@@ -119,19 +119,19 @@ def test_results_show_as_text_and_link_to_the_paper(served: tuple[_Site, Searche
     )
 
 
-def test_a_query_with_no_match_says_so(served: tuple[_Site, Searcher, Path], tmp_path: Path) -> None:
+def test_a_query_with_no_match_says_so(served: tuple[_Site, Searcher, Path], browser: Browser) -> None:
     site, _, _ = served
-    links, status, _ = search_page(site, "zyxwvut", tmp_path / "profile")
+    links, status, _ = search_page(site, "zyxwvut", browser)
     assert links == [] and status == "没有找到匹配的论文。"
 
 
 def test_a_server_that_sends_the_files_gzip_encoded_works_too(
-    served: tuple[_Site, Searcher, Path], tmp_path: Path
+    served: tuple[_Site, Searcher, Path], browser: Browser
 ) -> None:
     _, mirror, folder = served
     site = _Site(folder / "site", encoded=True)
     try:
-        links, status, _ = search_page(site, "鼓点", tmp_path / "profile")
+        links, status, _ = search_page(site, "鼓点", browser)
     finally:
         site.server.shutdown()
     expected = mirror.search("鼓点")

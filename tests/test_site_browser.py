@@ -5,20 +5,17 @@ does run in this setup, so the absence of 'PWNED' in the other test means someth
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import quote
 
-import lxml.html
 import pytest
 
 from arxiv_digest.serve import ServeHandle, serve
 from arxiv_digest.site import SiteOptions
 
 from .site_support import PWNED, script_problems, text, write_posts
+from .support.browser import CHROMIUM, Browser
 
-CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="/usr/bin/chromium is missing (Debian: apt-get install -y chromium)"
 )
@@ -35,26 +32,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeHandle]:
         handle.stop()
 
 
-def dom_after_scripts(url: str, profile: Path) -> lxml.html.HtmlElement:
-    """The DOM once the page's scripts have run (3 s of virtual time), from a throwaway profile."""
-    done = subprocess.run(
-        [
-            str(CHROMIUM),
-            *("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"),
-            *("--disable-background-networking", "--disable-component-update", "--disable-sync"),
-            f"--user-data-dir={profile}",
-            "--virtual-time-budget=3000",
-            "--dump-dom",
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    return lxml.html.fromstring(done.stdout)
-
-
 @pytest.mark.parametrize(
     "path",
     [
@@ -67,8 +44,8 @@ def dom_after_scripts(url: str, profile: Path) -> lxml.html.HtmlElement:
         f"/tags/{quote('语音处理')}/index.html",
     ],
 )
-def test_hostile_posts_run_no_script_in_the_browser(served: ServeHandle, tmp_path: Path, path: str) -> None:
-    dom = dom_after_scripts(served.url + path, tmp_path / "profile")
+def test_hostile_posts_run_no_script_in_the_browser(served: ServeHandle, browser: Browser, path: str) -> None:
+    dom = browser.dom(served.url + path)
     assert dom.find(".//title").text != "PWNED"  # what every payload would have set
     assert script_problems(dom, allowed_scripts=("/__livereload.js",)) == []
     if path == "/2026/01/12/arxiv.html":
@@ -79,15 +56,15 @@ def test_hostile_posts_run_no_script_in_the_browser(served: ServeHandle, tmp_pat
         assert f'理由含 <img src=x onerror="{PWNED}">' in text(dom)
 
 
-def test_search_page_finds_papers_by_a_chinese_word(served: ServeHandle, tmp_path: Path) -> None:
-    dom = dom_after_scripts(f"{served.url}/search.html?q={quote('量化')}", tmp_path / "profile")
+def test_search_page_finds_papers_by_a_chinese_word(served: ServeHandle, browser: Browser) -> None:
+    dom = browser.dom(f"{served.url}/search.html?q={quote('量化')}")
     assert dom.get_element_by_id("search-status").text.startswith("找到")
     titles = [a.text_content() for a in dom.get_element_by_id("search-results").find_class("result-title")]
     assert "Linear Complexity Self-Supervised Learning for Music Understanding with Random Quantizer" in titles
     assert any(title.startswith("Attack <script>") for title in titles)  # as text, and it did not run
     assert dom.find(".//title").text == "搜索 · arXiv Daily"
 
-    dom = dom_after_scripts(f"{served.url}/search.html?q={quote('鼓点')}", tmp_path / "profile2")
+    dom = browser.dom(f"{served.url}/search.html?q={quote('鼓点')}")
     results = dom.get_element_by_id("search-results").find_class("result-title")
     assert [a.text_content() for a in results] == ["Towards Realistic Synthetic Data for Automatic Drum Transcription"]
     assert results[0].get("href") == (
@@ -97,8 +74,8 @@ def test_search_page_finds_papers_by_a_chinese_word(served: ServeHandle, tmp_pat
     assert dom.get_element_by_id("search-results").find(".//mark").text == "鼓点"
 
 
-def test_search_page_finds_paper_pages_by_tag(served: ServeHandle, tmp_path: Path) -> None:
-    dom = dom_after_scripts(f"{served.url}/search.html?q={quote('模型压缩')}", tmp_path / "profile")
+def test_search_page_finds_paper_pages_by_tag(served: ServeHandle, browser: Browser) -> None:
+    dom = browser.dom(f"{served.url}/search.html?q={quote('模型压缩')}")
     results = dom.get_element_by_id("search-results")
     item = next(li for li in results.iter("li") if "基于随机量化器" in text(li))  # its Chinese title, its page
     assert text(item.find_class("title-zh")[0]) == "基于随机量化器的线性复杂度音乐理解自监督学习"
